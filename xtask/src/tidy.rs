@@ -1,0 +1,345 @@
+//! Tidy checks: the rules of the workspace that the compiler does not enforce.
+//!
+//! - Layering: a crate depends only on crates of a lower level (DESIGN.md).
+//! - Docs: every source file under a crate's `src/` opens with a `//!` comment, and
+//!   `docs/ARCHITECTURE.md` names every crate of the workspace.
+//! - Dependencies: every member takes each dependency from `[workspace.dependencies]`
+//!   (`workspace = true`), so each version is stated once.
+//! - Lock floors: versions of dependencies with known advisories are at or above the fix.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+
+use anyhow::Context;
+use serde_json::Value;
+
+/// The level of every layered crate (DESIGN.md). A crate may depend only on crates of a
+/// strictly lower level; `cosmic-tests` and `xtask` stand outside the layers.
+pub(crate) const LEVELS: &[(&str, u8)] = &[
+    ("cosmic-events", 1),
+    ("cosmic-config", 1),
+    ("cosmic-auth", 2),
+    ("cosmic-net", 3),
+    ("cosmic-store", 3),
+    ("cosmic-blobs", 3),
+    ("cosmic-sync", 4),
+    ("cosmic-node", 5),
+];
+
+/// Members that are not layers: tests may use every crate; xtask uses none.
+const OUTSIDE_LAYERS: &[&str] = &["cosmic-tests", "xtask"];
+
+/// Minimum versions forced by security advisories of 2026 (see ../shared/NOTES.md):
+/// remote memory growth in gossipsub and a remote panic in yamux.
+pub(crate) const LOCK_FLOORS: &[(&str, &str)] =
+    &[("libp2p-gossipsub", "0.49.5"), ("yamux", "0.13.10"), ("redb", "4.3.0")];
+
+/// Runs every tidy check; returns one message per problem found.
+pub(crate) fn check_all(root: &Path, metadata: &str, lock: &str) -> anyhow::Result<Vec<String>> {
+    let metadata: Value = serde_json::from_str(metadata).context("parsing cargo metadata")?;
+    let members = workspace_members(&metadata)?;
+    let mut problems = check_layering(&members);
+    problems.extend(check_docs(root, &members)?);
+    problems.extend(check_workspace_deps(&members)?);
+    problems.extend(check_lock_floors(lock));
+    Ok(problems)
+}
+
+/// What tidy needs to know of one workspace member.
+#[derive(Debug, Clone)]
+pub(crate) struct Member {
+    pub(crate) name: String,
+    pub(crate) manifest_path: String,
+    /// Workspace crates it depends on (any kind: normal, dev, build).
+    pub(crate) path_deps: Vec<String>,
+}
+
+fn workspace_members(metadata: &Value) -> anyhow::Result<Vec<Member>> {
+    let packages = metadata["packages"].as_array().context("cargo metadata has no packages")?;
+    let mut members = Vec::new();
+    for package in packages {
+        let name = package["name"].as_str().context("package without a name")?.to_owned();
+        let manifest_path =
+            package["manifest_path"].as_str().context("package without manifest")?.to_owned();
+        let mut path_deps: Vec<String> = package["dependencies"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|dep| dep.get("path").is_some_and(|path| !path.is_null()))
+            .filter_map(|dep| dep["name"].as_str().map(str::to_owned))
+            .collect();
+        path_deps.sort();
+        path_deps.dedup();
+        members.push(Member { name, manifest_path, path_deps });
+    }
+    members.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(members)
+}
+
+fn level_of(name: &str) -> Option<u8> {
+    LEVELS.iter().find(|(crate_name, _)| *crate_name == name).map(|(_, level)| *level)
+}
+
+/// Every dependency edge between workspace crates must point to a lower level.
+pub(crate) fn check_layering(members: &[Member]) -> Vec<String> {
+    let mut problems = Vec::new();
+    for member in members {
+        if OUTSIDE_LAYERS.contains(&member.name.as_str()) {
+            if member.name == "xtask" && !member.path_deps.is_empty() {
+                problems.push(format!(
+                    "xtask -> {}: xtask must not depend on workspace crates",
+                    member.path_deps.join(", ")
+                ));
+            }
+            continue;
+        }
+        let Some(level) = level_of(&member.name) else {
+            problems.push(format!(
+                "{}: not in the level table; add it to LEVELS in xtask/src/tidy.rs and to \
+                 docs/ARCHITECTURE.md",
+                member.name
+            ));
+            continue;
+        };
+        for dep in &member.path_deps {
+            let Some(dep_level) = level_of(dep) else {
+                problems.push(format!(
+                    "{} (L{level}) -> {dep}: {dep} is not a layered crate",
+                    member.name
+                ));
+                continue;
+            };
+            let why = if dep_level == level {
+                "same level"
+            } else if dep_level > level {
+                "higher level"
+            } else {
+                continue;
+            };
+            problems.push(format!("{} (L{level}) -> {dep} (L{dep_level}): {why}", member.name));
+        }
+    }
+    problems
+}
+
+fn check_docs(root: &Path, members: &[Member]) -> anyhow::Result<Vec<String>> {
+    let mut problems = Vec::new();
+    for member in members {
+        let crate_dir =
+            Path::new(&member.manifest_path).parent().context("manifest without dir")?;
+        let src = crate_dir.join("src");
+        let mut files = Vec::new();
+        collect_rs_files(&src, &mut files)?;
+        for file in files {
+            // Unit-test modules sit beside the code they test; their parent documents them.
+            if file.file_name().is_some_and(|name| name == "tests.rs") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            let first = text.lines().find(|line| !line.trim().is_empty()).unwrap_or("");
+            if !first.starts_with("//!") {
+                let shown = file.strip_prefix(root).unwrap_or(&file);
+                problems.push(format!("{}: must open with a `//!` doc comment", shown.display()));
+            }
+        }
+    }
+    let architecture = root.join("docs/ARCHITECTURE.md");
+    match std::fs::read_to_string(&architecture) {
+        Ok(text) => {
+            for member in members {
+                if !text.contains(&format!("`{}`", member.name)) {
+                    problems.push(format!(
+                        "docs/ARCHITECTURE.md: does not name `{}` in its code map",
+                        member.name
+                    ));
+                }
+            }
+        }
+        Err(error) => problems.push(format!("docs/ARCHITECTURE.md: cannot read it: {error}")),
+    }
+    Ok(problems)
+}
+
+fn collect_rs_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) -> anyhow::Result<()> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Ok(()) };
+    for entry in entries {
+        let path = entry?.path();
+        if path.is_dir() {
+            collect_rs_files(&path, out)?;
+        } else if path.extension().is_some_and(|ext| ext == "rs") {
+            out.push(path);
+        }
+    }
+    out.sort();
+    Ok(())
+}
+
+fn check_workspace_deps(members: &[Member]) -> anyhow::Result<Vec<String>> {
+    let mut problems = Vec::new();
+    for member in members {
+        let text = std::fs::read_to_string(&member.manifest_path)
+            .with_context(|| format!("reading {}", member.manifest_path))?;
+        for dep in deps_not_from_workspace(&text) {
+            problems.push(format!(
+                "{}: dependency `{dep}` must come from [workspace.dependencies] \
+                 (`{dep}.workspace = true`)",
+                member.name
+            ));
+        }
+    }
+    Ok(problems)
+}
+
+/// Names of dependencies in a member manifest that do not say `workspace = true`.
+pub(crate) fn deps_not_from_workspace(manifest: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut in_deps = false;
+    for line in manifest.lines() {
+        let line = line.trim();
+        if line.starts_with('[') {
+            let header = line.trim_matches(|c| c == '[' || c == ']');
+            in_deps = header == "dependencies"
+                || header == "dev-dependencies"
+                || header == "build-dependencies"
+                || (header.starts_with("target.") && header.ends_with("dependencies"));
+            continue;
+        }
+        if !in_deps || line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let Some((key, value)) = line.split_once('=') else { continue };
+        let key = key.trim();
+        if key.ends_with(".workspace") {
+            continue;
+        }
+        if key.contains('.') {
+            // `name.features = [...]` and friends refine an entry stated elsewhere.
+            continue;
+        }
+        let value: String = value.chars().filter(|c| !c.is_whitespace()).collect();
+        if !value.contains("workspace=true") {
+            found.push(key.to_owned());
+        }
+    }
+    found
+}
+
+/// Every locked version of a package named in [`LOCK_FLOORS`] is at least its floor.
+pub(crate) fn check_lock_floors(lock: &str) -> Vec<String> {
+    let mut locked: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    let mut name = None;
+    for line in lock.lines() {
+        if line == "[[package]]" {
+            name = None;
+        } else if let Some(value) = line.strip_prefix("name = ") {
+            name = Some(value.trim_matches('"'));
+        } else if let (Some(package), Some(value)) = (name, line.strip_prefix("version = ")) {
+            locked.entry(package).or_default().push(value.trim_matches('"'));
+        }
+    }
+    let mut problems = Vec::new();
+    for (package, floor) in LOCK_FLOORS {
+        for version in locked.get(package).into_iter().flatten() {
+            if parse_version(version) < parse_version(floor) {
+                let mut message = String::new();
+                let _ = write!(
+                    message,
+                    "Cargo.lock: {package} {version} is below {floor}, which fixes a \
+                     security advisory; run `cargo update -p {package}`"
+                );
+                problems.push(message);
+            }
+        }
+    }
+    problems
+}
+
+fn parse_version(version: &str) -> Vec<u64> {
+    version.split(['.', '-', '+']).take(3).map(|part| part.parse().unwrap_or(0)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member(name: &str, deps: &[&str]) -> Member {
+        Member {
+            name: name.to_owned(),
+            manifest_path: String::new(),
+            path_deps: deps.iter().map(|dep| (*dep).to_owned()).collect(),
+        }
+    }
+
+    #[test]
+    fn downward_edges_pass() {
+        let members = [
+            member("cosmic-node", &["cosmic-sync", "cosmic-events"]),
+            member("cosmic-sync", &["cosmic-net", "cosmic-store", "cosmic-blobs"]),
+            member("cosmic-store", &["cosmic-auth"]),
+            member("cosmic-tests", &["cosmic-node"]),
+        ];
+        assert_eq!(check_layering(&members), Vec::<String>::new());
+    }
+
+    #[test]
+    fn same_level_and_upward_edges_are_named() {
+        let members = [
+            member("cosmic-store", &["cosmic-net", "cosmic-sync"]),
+            member("cosmic-events", &["cosmic-config"]),
+            member("cosmic-extra", &[]),
+            member("xtask", &["cosmic-events"]),
+        ];
+        assert_eq!(
+            check_layering(&members),
+            [
+                "cosmic-store (L3) -> cosmic-net (L3): same level",
+                "cosmic-store (L3) -> cosmic-sync (L4): higher level",
+                "cosmic-events (L1) -> cosmic-config (L1): same level",
+                "cosmic-extra: not in the level table; add it to LEVELS in xtask/src/tidy.rs \
+                 and to docs/ARCHITECTURE.md",
+                "xtask -> cosmic-events: xtask must not depend on workspace crates",
+            ]
+        );
+    }
+
+    #[test]
+    fn deps_must_come_from_the_workspace() {
+        let manifest = r#"
+[package]
+name = "x"
+version = "1.0.0"
+
+[dependencies]
+tokio = { workspace = true, features = ["sync"] }
+serde.workspace = true
+serde.features = ["derive"]
+rand = "0.10"
+cosmic-auth = { path = "../cosmic-auth" }
+
+[dev-dependencies]
+# a comment
+tempfile = { version = "3" }
+
+[features]
+default = []
+"#;
+        assert_eq!(deps_not_from_workspace(manifest), ["rand", "cosmic-auth", "tempfile"]);
+    }
+
+    #[test]
+    fn lock_floors_catch_old_versions() {
+        let lock = "[[package]]\nname = \"yamux\"\nversion = \"0.13.9\"\n\n\
+                    [[package]]\nname = \"yamux\"\nversion = \"0.14.1\"\n\n\
+                    [[package]]\nname = \"libp2p-gossipsub\"\nversion = \"0.50.1\"\n";
+        assert_eq!(
+            check_lock_floors(lock),
+            ["Cargo.lock: yamux 0.13.9 is below 0.13.10, which fixes a security advisory; \
+              run `cargo update -p yamux`"]
+        );
+        assert!(
+            check_lock_floors("[[package]]\nname = \"yamux\"\nversion = \"0.13.10\"\n").is_empty()
+        );
+    }
+}
