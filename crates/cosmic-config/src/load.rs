@@ -1,0 +1,562 @@
+//! Layered loading: defaults < data dir `cosmic.toml` < `--config` file < `COSMIC_*` env
+//! vars < caller overrides, then validation and creation of the data dir.
+
+use std::{
+    collections::BTreeMap,
+    fmt, io,
+    path::{Path, PathBuf},
+    str::FromStr,
+    sync::Arc,
+};
+
+use figment::{
+    Figment, Metadata, Profile, Provider, Source,
+    error::{Actual, Kind},
+    value::{Dict, Map, Value},
+};
+use serde::Serialize;
+
+use crate::{
+    Config, FILE_NAME,
+    error::{Error, Origin, Result},
+    validate,
+};
+
+/// The prefix of environment variables that hold configuration.
+pub const ENV_PREFIX: &str = "COSMIC_";
+
+/// The separator between the levels of a key in an environment variable name.
+pub const ENV_SEPARATOR: &str = "__";
+
+/// Caller overrides (usually CLI flags), the top layer, each with the flag that set it so
+/// that errors and [`Loaded::explain`] can name it.
+///
+/// ```
+/// let overrides = cosmic_config::Overrides::default()
+///     .set("net.mdns", false, "--no-mdns")?
+///     .set("api.addr", "127.0.0.1:0", "--api-addr")?;
+/// assert!(!overrides.is_empty());
+/// # Ok::<(), cosmic_config::Error>(())
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    entries: Vec<Override>,
+}
+
+#[derive(Debug, Clone)]
+struct Override {
+    key: String,
+    flag: String,
+    value: Value,
+}
+
+impl Overrides {
+    /// Sets the dotted `key` (`net.listen`) to `value`, as flag `flag` asked.
+    ///
+    /// `value` is serialized as it would be written in TOML: a `Multiaddr`, `SocketAddr` or
+    /// `PathBuf` becomes a string; pass a duration as a string such as `"30s"`. A later
+    /// `set` of the same key wins. An unknown key is reported by [`load`], naming the flag.
+    pub fn set<T: Serialize>(mut self, key: &str, value: T, flag: &str) -> Result<Self> {
+        if key.split('.').any(str::is_empty) {
+            return Err(Error::InvalidOverride {
+                key: key.to_owned(),
+                flag: flag.to_owned(),
+                message: "expected a dotted key such as net.listen".to_owned(),
+            });
+        }
+        let value = Value::serialize(value).map_err(|error| Error::InvalidOverride {
+            key: key.to_owned(),
+            flag: flag.to_owned(),
+            message: error.to_string(),
+        })?;
+        self.entries.push(Override { key: key.to_owned(), flag: flag.to_owned(), value });
+        Ok(self)
+    }
+
+    /// Whether no override was set.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+/// What [`load`] reads besides the built-in defaults.
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    /// An explicit config file (`--config`); it must exist.
+    pub config_file: Option<PathBuf>,
+    /// Caller overrides, the top layer.
+    pub overrides: Overrides,
+    /// Do not read `COSMIC_*` environment variables (for embedding and tests).
+    pub ignore_env: bool,
+}
+
+/// A layer that contributed to a [`Loaded`] configuration, for logging at start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Layer {
+    /// The built-in defaults.
+    Defaults,
+    /// A TOML file: the data dir's `cosmic.toml` or the `--config` file.
+    File(PathBuf),
+    /// `COSMIC_*__*` environment variables.
+    Env,
+    /// Caller overrides.
+    Flags,
+}
+
+impl fmt::Display for Layer {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Layer::Defaults => formatter.write_str("defaults"),
+            Layer::File(path) => write!(formatter, "file {}", path.display()),
+            Layer::Env => formatter.write_str("env"),
+            Layer::Flags => formatter.write_str("flags"),
+        }
+    }
+}
+
+/// One leaf key of the effective configuration, its value and where it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Explained {
+    /// The dotted key: `net.listen`.
+    pub key: String,
+    /// The value as TOML: `["/ip4/0.0.0.0/tcp/4747"]`, `"5m"`, `true`.
+    pub value: String,
+    /// The layer that set it.
+    pub origin: Origin,
+}
+
+/// A loaded, validated configuration and how it was put together.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    /// The effective configuration.
+    pub config: Config,
+    sources: Vec<Layer>,
+    explained: Vec<Explained>,
+}
+
+impl Loaded {
+    /// The layers that contributed, lowest first: `defaults`, `file ...`, `env`, `flags`.
+    pub fn sources(&self) -> &[Layer] {
+        &self.sources
+    }
+
+    /// Every leaf key of the effective configuration, in file order, with its origin
+    /// (what `cosmic-node config show` prints).
+    pub fn explain(&self) -> Vec<Explained> {
+        self.explained.clone()
+    }
+
+    /// Where the value of the dotted leaf `key` came from, if the key exists.
+    pub fn origin(&self, key: &str) -> Option<&Origin> {
+        self.explained.iter().find(|explained| explained.key == key).map(|e| &e.origin)
+    }
+}
+
+/// Loads the configuration: defaults < `<data dir>/cosmic.toml` < `options.config_file` <
+/// `COSMIC_*` env vars < `options.overrides`, validates it and creates the data dir.
+///
+/// The data dir is resolved first from every layer but its own file, which then joins in
+/// its place; that file may not set `node.data_dir`. Environment variables are read only
+/// if their name starts with `COSMIC_` and contains `__`: `COSMIC_NET__LISTEN` sets
+/// `net.listen`, `COSMIC_PASSPHRASE` is left alone. A list may be given as `[a, b]` or,
+/// for one element, as a bare value.
+pub fn load(options: &LoadOptions) -> Result<Loaded> {
+    let defaults = DictProvider::new(Metadata::named(DEFAULT_NAME), defaults_dict()?);
+    let config_file = match &options.config_file {
+        Some(path) => {
+            let dict = read_toml(path)?.ok_or_else(|| Error::MissingFile { path: path.clone() })?;
+            Some(DictProvider::file(path, dict))
+        }
+        None => None,
+    };
+    let env = if options.ignore_env { None } else { env_provider()? };
+    let flags: Vec<DictProvider> = options.overrides.entries.iter().map(flag_provider).collect();
+
+    let upper_layers = |mut figment: Figment| {
+        if let Some(file) = &config_file {
+            figment = figment.merge(file.clone());
+        }
+        if let Some(env) = &env {
+            figment = figment.merge(env.clone());
+        }
+        for flag in &flags {
+            figment = figment.merge(flag.clone());
+        }
+        figment
+    };
+
+    // First pass: the data dir, from every layer but the file inside it.
+    let first_pass = upper_layers(Figment::from(defaults.clone()));
+    let data_dir: PathBuf = first_pass
+        .extract_inner("node.data_dir")
+        .map_err(|error| Resolver { figment: &first_pass }.convert(error))?;
+
+    // Second pass: everything, with the data dir's file in its place.
+    let data_dir_file_path = data_dir.join(FILE_NAME);
+    let data_dir_file = if is_same_file(options.config_file.as_deref(), &data_dir_file_path) {
+        None
+    } else {
+        read_toml(&data_dir_file_path)?
+    };
+    let mut figment = Figment::from(defaults);
+    let mut sources = vec![Layer::Defaults];
+    if let Some(dict) = data_dir_file {
+        if dict_has(&dict, &["node", "data_dir"]) {
+            return Err(Error::DataDirInDataDirFile { path: data_dir_file_path });
+        }
+        figment = figment.merge(DictProvider::file(&data_dir_file_path, dict));
+        sources.push(Layer::File(data_dir_file_path));
+    }
+    let figment = upper_layers(figment);
+    sources.extend(options.config_file.iter().map(|path| Layer::File(path.clone())));
+    sources.extend(env.iter().map(|_| Layer::Env));
+    sources.extend(flags.first().map(|_| Layer::Flags));
+
+    let resolver = Resolver { figment: &figment };
+    let config: Config = figment.extract().map_err(|error| resolver.convert(error))?;
+    validate::validate(&config, &resolver)?;
+    create_data_dir(&config.node.data_dir, &resolver)?;
+    let explained = explain(&config, &resolver)?;
+    Ok(Loaded { config, sources, explained })
+}
+
+const DEFAULT_NAME: &str = "default";
+const ENV_NAME: &str = "env";
+const FLAG_PREFIX: &str = "flag ";
+
+/// Looks up the origin of keys in a merged figment and turns figment errors into ours.
+#[derive(Debug)]
+pub(crate) struct Resolver<'a> {
+    figment: &'a Figment,
+}
+
+impl Resolver<'_> {
+    /// The origin of the dotted `key` (list indices allowed: `net.listen[0]`).
+    pub(crate) fn origin(&self, key: &str) -> Origin {
+        let path: Vec<&str> =
+            key.split('.').map(|part| part.split('[').next().unwrap_or(part)).collect();
+        self.origin_of_path(&path)
+    }
+
+    fn origin_of_path(&self, path: &[&str]) -> Origin {
+        let path: Vec<&str> =
+            path.iter().copied().filter(|part| part.parse::<usize>().is_err()).collect();
+        // The deepest key that has metadata: the value itself, or the table that holds it.
+        for len in (1..=path.len()).rev() {
+            if let Some(metadata) = self.figment.find_metadata(&path[..len].join(".")) {
+                return origin_from_metadata(metadata, &path);
+            }
+        }
+        Origin::Default
+    }
+
+    pub(crate) fn convert(&self, error: figment::Error) -> Error {
+        let Some(error) = error.into_iter().next() else {
+            return Error::Invalid {
+                key: String::new(),
+                origin: Origin::Default,
+                message: "unknown error".to_owned(),
+            };
+        };
+        let mut path = error.path.clone();
+        if let Kind::UnknownField(field, _) = &error.kind
+            && path.last() != Some(field)
+        {
+            path.push(field.clone());
+        }
+        let path_refs: Vec<&str> = path.iter().map(String::as_str).collect();
+        let key = render_key(&path_refs);
+        let origin = match self.figment.find_metadata(&path.join(".")) {
+            Some(_) => self.origin_of_path(&path_refs),
+            None => match &error.metadata {
+                Some(metadata) => origin_from_metadata(metadata, &path_refs),
+                None => self.origin_of_path(&path_refs),
+            },
+        };
+        match error.kind {
+            Kind::UnknownField(_, expected) => {
+                Error::UnknownKey { key, origin, expected: one_of(expected) }
+            }
+            Kind::InvalidType(actual, expected) | Kind::InvalidValue(actual, expected) => {
+                Error::InvalidValue {
+                    key,
+                    value: render_actual(&actual),
+                    origin,
+                    expected: humanize_expected(&expected),
+                }
+            }
+            Kind::UnknownVariant(variant, expected) => Error::InvalidValue {
+                key,
+                value: format!("{variant:?}"),
+                origin,
+                expected: one_of(expected),
+            },
+            kind => Error::Invalid { key, origin, message: kind.to_string() },
+        }
+    }
+}
+
+fn origin_from_metadata(metadata: &Metadata, path: &[&str]) -> Origin {
+    if let Some(Source::File(file)) = &metadata.source {
+        return Origin::File(file.clone());
+    }
+    if metadata.name == ENV_NAME {
+        return Origin::Env(metadata.interpolate(&Profile::Default, path));
+    }
+    match metadata.name.strip_prefix(FLAG_PREFIX) {
+        Some(flag) => Origin::Flag(flag.to_owned()),
+        None => Origin::Default,
+    }
+}
+
+/// `["net", "listen", "0"]` becomes `net.listen[0]`.
+fn render_key(path: &[&str]) -> String {
+    let mut key = String::new();
+    for part in path {
+        if part.parse::<usize>().is_ok() {
+            key.push_str(&format!("[{part}]"));
+        } else {
+            if !key.is_empty() {
+                key.push('.');
+            }
+            key.push_str(part);
+        }
+    }
+    key
+}
+
+fn render_actual(actual: &Actual) -> String {
+    match actual {
+        Actual::Str(text) => format!("{text:?}"),
+        Actual::Bool(value) => value.to_string(),
+        Actual::Unsigned(value) => value.to_string(),
+        Actual::Signed(value) => value.to_string(),
+        Actual::Float(value) => value.to_string(),
+        Actual::Char(value) => format!("{value:?}"),
+        Actual::Seq => "(a list)".to_owned(),
+        Actual::Map => "(a table)".to_owned(),
+        other => format!("({other})"),
+    }
+}
+
+/// Serde names primitive types by their Rust names; say what they mean instead.
+fn humanize_expected(expected: &str) -> String {
+    match expected {
+        "u8" | "u16" | "u32" | "u64" | "usize" => "a non-negative integer".to_owned(),
+        "i8" | "i16" | "i32" | "i64" | "isize" => "an integer".to_owned(),
+        "struct NetConfig" | "struct NodeConfig" | "struct StoreConfig" | "struct BlobsConfig"
+        | "struct SyncConfig" | "struct ApiConfig" | "struct LogConfig" | "struct Config" => {
+            "a table".to_owned()
+        }
+        "a string" => "a string".to_owned(),
+        other => other.to_owned(),
+    }
+}
+
+fn one_of(expected: &[&str]) -> String {
+    match expected {
+        [] => "no keys here".to_owned(),
+        [one] => format!("`{one}`"),
+        many => format!("one of {}", many.join(", ")),
+    }
+}
+
+/// A provider of one fixed dictionary with fixed metadata: every layer is one of these.
+#[derive(Debug, Clone)]
+struct DictProvider {
+    metadata: Metadata,
+    dict: Dict,
+}
+
+impl DictProvider {
+    fn new(metadata: Metadata, dict: Dict) -> Self {
+        Self { metadata, dict }
+    }
+
+    fn file(path: &Path, dict: Dict) -> Self {
+        Self::new(Metadata::from("file", Source::File(path.to_owned())), dict)
+    }
+}
+
+impl Provider for DictProvider {
+    fn metadata(&self) -> Metadata {
+        self.metadata.clone()
+    }
+
+    fn data(&self) -> std::result::Result<Map<Profile, Dict>, figment::Error> {
+        let mut map = Map::new();
+        map.insert(Profile::Default, self.dict.clone());
+        Ok(map)
+    }
+}
+
+fn defaults_dict() -> Result<Dict> {
+    let invalid =
+        |message: String| Error::Invalid { key: String::new(), origin: Origin::Default, message };
+    Value::serialize(Config::default())
+        .map_err(|error| invalid(error.to_string()))?
+        .into_dict()
+        .ok_or_else(|| invalid("the defaults are not a table".to_owned()))
+}
+
+fn flag_provider(entry: &Override) -> DictProvider {
+    let path: Vec<&str> = entry.key.split('.').collect();
+    DictProvider::new(
+        Metadata::named(format!("{FLAG_PREFIX}{}", entry.flag)),
+        nest(&path, entry.value.clone()),
+    )
+}
+
+/// Reads the `COSMIC_*__*` environment variables into one layer, or `None` if there are
+/// none. Each value is parsed as figment parses env values: `[a, b]` is a list, `true` a
+/// bool, `5` a number, anything else a string.
+fn env_provider() -> Result<Option<DictProvider>> {
+    let mut dict = Dict::new();
+    let mut names = BTreeMap::new();
+    for (name, value) in std::env::vars_os() {
+        let Some(name) = name.to_str() else { continue };
+        let Some(rest) = name.strip_prefix(ENV_PREFIX) else { continue };
+        if !rest.contains(ENV_SEPARATOR) {
+            continue;
+        }
+        let value =
+            value.into_string().map_err(|_| Error::NotUnicodeEnv { name: name.to_owned() })?;
+        let path: Vec<String> = rest.split(ENV_SEPARATOR).map(str::to_ascii_lowercase).collect();
+        if path.iter().any(String::is_empty) {
+            return Err(Error::UnknownKey {
+                key: path.join("."),
+                origin: Origin::Env(name.to_owned()),
+                expected: "a key such as COSMIC_NET__LISTEN, with levels separated by one `__`"
+                    .to_owned(),
+            });
+        }
+        let value = Value::from_str(&value).unwrap_or_else(|_| Value::from(value.clone()));
+        let path_refs: Vec<&str> = path.iter().map(String::as_str).collect();
+        insert(&mut dict, &path_refs, value);
+        names.insert(path.join("."), name.to_owned());
+    }
+    if names.is_empty() {
+        return Ok(None);
+    }
+    let names = Arc::new(names);
+    let metadata = Metadata::named(ENV_NAME)
+        .interpolater(move |_: &Profile, path: &[&str]| env_name(&names, path));
+    Ok(Some(DictProvider::new(metadata, dict)))
+}
+
+/// The variable that set `path`: itself, or the variable below it (`COSMIC_FOO__BAR` for
+/// the unknown key `foo`), or the one above it.
+fn env_name(names: &BTreeMap<String, String>, path: &[&str]) -> String {
+    let key = path.join(".");
+    if let Some(name) = names.get(&key) {
+        return name.clone();
+    }
+    let below = format!("{key}.");
+    if let Some((_, name)) = names.iter().find(|(known, _)| known.starts_with(&below)) {
+        return name.clone();
+    }
+    if let Some((_, name)) = names.iter().find(|(known, _)| key.starts_with(&format!("{known}."))) {
+        return name.clone();
+    }
+    format!("{ENV_PREFIX}{}", path.join(ENV_SEPARATOR).to_ascii_uppercase())
+}
+
+fn nest(path: &[&str], value: Value) -> Dict {
+    let mut dict = Dict::new();
+    insert(&mut dict, path, value);
+    dict
+}
+
+fn insert(dict: &mut Dict, path: &[&str], value: Value) {
+    match path {
+        [] => {}
+        [last] => {
+            dict.insert((*last).to_owned(), value);
+        }
+        [first, rest @ ..] => {
+            let entry = dict.entry((*first).to_owned()).or_insert_with(|| Value::from(Dict::new()));
+            if entry.as_dict().is_none() {
+                *entry = Value::from(Dict::new());
+            }
+            if let Value::Dict(_, inner) = entry {
+                insert(inner, rest, value);
+            }
+        }
+    }
+}
+
+fn dict_has(dict: &Dict, path: &[&str]) -> bool {
+    match path {
+        [] => true,
+        [first, rest @ ..] => match dict.get(*first) {
+            Some(Value::Dict(_, inner)) => dict_has(inner, rest),
+            Some(_) => rest.is_empty(),
+            None => false,
+        },
+    }
+}
+
+/// Reads and parses a TOML file; `Ok(None)` if it does not exist.
+fn read_toml(path: &Path) -> Result<Option<Dict>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        // A data dir that is not a directory yet has no file; `create_data_dir` reports it.
+        Err(error)
+            if matches!(error.kind(), io::ErrorKind::NotFound | io::ErrorKind::NotADirectory) =>
+        {
+            return Ok(None);
+        }
+        Err(source) => return Err(Error::ReadFile { path: path.to_owned(), source }),
+    };
+    toml::from_str::<Dict>(&text).map(Some).map_err(|error| Error::InvalidToml {
+        path: path.to_owned(),
+        message: toml_message(&text, &error),
+    })
+}
+
+/// The parser's message on one line, with the line and column it points at.
+fn toml_message(text: &str, error: &toml::de::Error) -> String {
+    let message = error.message().split_whitespace().collect::<Vec<_>>().join(" ");
+    match error.span() {
+        Some(span) => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.rsplit('\n').next().map_or(0, |last| last.chars().count()) + 1;
+            format!("{message} at line {line} column {column}")
+        }
+        None => message,
+    }
+}
+
+fn is_same_file(config_file: Option<&Path>, data_dir_file: &Path) -> bool {
+    let Some(config_file) = config_file else { return false };
+    match (config_file.canonicalize(), data_dir_file.canonicalize()) {
+        (Ok(left), Ok(right)) => left == right,
+        _ => false,
+    }
+}
+
+fn create_data_dir(data_dir: &Path, resolver: &Resolver<'_>) -> Result<()> {
+    std::fs::create_dir_all(data_dir).map_err(|source| Error::CreateDataDir {
+        path: data_dir.to_owned(),
+        origin: resolver.origin("node.data_dir"),
+        source,
+    })
+}
+
+fn explain(config: &Config, resolver: &Resolver<'_>) -> Result<Vec<Explained>> {
+    let table = crate::template::to_table(config)?;
+    let mut explained = Vec::new();
+    for section in &Config::SECTIONS {
+        for field in section.fields {
+            let Some(value) = table.get(section.name).and_then(|s| s.get(field.name)) else {
+                continue;
+            };
+            let key = format!("{}.{}", section.name, field.name);
+            let origin = resolver.origin(&key);
+            explained.push(Explained { key, value: value.to_string(), origin });
+        }
+    }
+    Ok(explained)
+}
