@@ -236,19 +236,18 @@ impl Resolver<'_> {
     pub(crate) fn origin(&self, key: &str) -> Origin {
         let path: Vec<&str> =
             key.split('.').map(|part| part.split('[').next().unwrap_or(part)).collect();
-        self.origin_of_path(&path)
+        self.find_origin(&path).unwrap_or(Origin::Default)
     }
 
-    fn origin_of_path(&self, path: &[&str]) -> Origin {
+    /// The origin of the deepest key on `path` that has metadata: the value itself or, for
+    /// a list element, the list. List indices in `path` are skipped.
+    fn find_origin(&self, path: &[&str]) -> Option<Origin> {
         let path: Vec<&str> =
             path.iter().copied().filter(|part| part.parse::<usize>().is_err()).collect();
-        // The deepest key that has metadata: the value itself, or the table that holds it.
-        for len in (1..=path.len()).rev() {
-            if let Some(metadata) = self.figment.find_metadata(&path[..len].join(".")) {
-                return origin_from_metadata(metadata, &path);
-            }
-        }
-        Origin::Default
+        (1..=path.len()).rev().find_map(|len| {
+            let metadata = self.figment.find_metadata(&path[..len].join("."))?;
+            Some(origin_from_metadata(metadata, &path))
+        })
     }
 
     pub(crate) fn convert(&self, error: figment::Error) -> Error {
@@ -267,13 +266,10 @@ impl Resolver<'_> {
         }
         let path_refs: Vec<&str> = path.iter().map(String::as_str).collect();
         let key = render_key(&path_refs);
-        let origin = match self.figment.find_metadata(&path.join(".")) {
-            Some(_) => self.origin_of_path(&path_refs),
-            None => match &error.metadata {
-                Some(metadata) => origin_from_metadata(metadata, &path_refs),
-                None => self.origin_of_path(&path_refs),
-            },
-        };
+        let origin = self
+            .find_origin(&path_refs)
+            .or_else(|| Some(origin_from_metadata(error.metadata.as_ref()?, &path_refs)))
+            .unwrap_or(Origin::Default);
         match error.kind {
             Kind::UnknownField(_, expected) => {
                 Error::UnknownKey { key, origin, expected: one_of(expected) }
@@ -349,7 +345,6 @@ fn humanize_expected(expected: &str) -> String {
         | "struct SyncConfig" | "struct ApiConfig" | "struct LogConfig" | "struct Config" => {
             "a table".to_owned()
         }
-        "a string" => "a string".to_owned(),
         other => other.to_owned(),
     }
 }

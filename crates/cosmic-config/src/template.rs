@@ -43,11 +43,25 @@ pub fn commented_defaults() -> String {
             }
             let value = defaults.get(section.name).and_then(|table| table.get(field.name));
             if let (false, Some(value)) = (is_data_dir, value) {
-                out.push_str(&format!("# {} = {value}\n", field.name));
+                out.push_str(&format!("# {} = {value}", field.name));
+                if let Some(note) = default_note(field.doc) {
+                    out.push_str(&format!("  # {note}"));
+                }
+                out.push('\n');
             }
         }
     }
     out
+}
+
+/// The words after the value on a field's `Default:` line, such as `1 MiB` from
+/// ``Default: `1048576` (1 MiB).``, shown beside the key line.
+fn default_note(doc: &[&'static str]) -> Option<&'static str> {
+    let line = doc.iter().find_map(|line| line.trim_start().strip_prefix("Default:"))?;
+    let (_, after_value) = line.trim_start().strip_prefix('`')?.split_once('`')?;
+    let note = after_value.trim().trim_end_matches('.').trim();
+    let note = note.strip_prefix('(').and_then(|n| n.strip_suffix(')')).unwrap_or(note);
+    (!note.is_empty()).then_some(note)
 }
 
 fn push_comment(out: &mut String, line: &str) {

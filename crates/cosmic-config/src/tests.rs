@@ -434,6 +434,28 @@ fn error_gossip_size_too_small_for_values() {
 }
 
 #[test]
+fn error_section_that_is_not_a_table() {
+    let tmp = tempfile::tempdir().unwrap();
+    write(&tmp.path().join(FILE_NAME), "net = 5\n");
+    check_error(
+        load(&options(tmp.path())),
+        tmp.path(),
+        expect!["invalid value 5 for `net` from file [TMP]/cosmic.toml: expected a table"],
+    );
+}
+
+#[test]
+fn env_strings_with_commas_stay_strings() {
+    in_jail(|jail| {
+        let dir = jail.directory().to_owned();
+        jail.set_env("COSMIC_LOG__FILTER", "info,cosmic_net=debug");
+        let loaded =
+            load(&LoadOptions { overrides: overrides(&dir), ..LoadOptions::default() }).unwrap();
+        assert_eq!(loaded.config.log.filter, "info,cosmic_net=debug");
+    });
+}
+
+#[test]
 fn error_unknown_key_in_file() {
     let tmp = tempfile::tempdir().unwrap();
     write(&tmp.path().join(FILE_NAME), "[net]\nlisen = []\n");
