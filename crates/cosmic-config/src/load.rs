@@ -122,8 +122,9 @@ pub struct Explained {
     pub key: String,
     /// The value as TOML: `["/ip4/0.0.0.0/tcp/4747"]`, `"5m"`, `true`.
     pub value: String,
-    /// The layer that set it.
-    pub origin: Origin,
+    /// Where it came from, as [`Origin`] displays it: `default`, `file /etc/cosmic.toml`,
+    /// `env COSMIC_NET__LISTEN` or `flag --listen`.
+    pub origin: String,
 }
 
 /// A loaded, validated configuration and how it was put together.
@@ -131,25 +132,46 @@ pub struct Explained {
 pub struct Loaded {
     /// The effective configuration.
     pub config: Config,
-    sources: Vec<Layer>,
-    explained: Vec<Explained>,
+    layers: Vec<Layer>,
+    leaves: Vec<Leaf>,
+}
+
+/// One leaf key with its typed origin; [`Explained`] is its printable form.
+#[derive(Debug, Clone)]
+struct Leaf {
+    key: String,
+    value: String,
+    origin: Origin,
 }
 
 impl Loaded {
-    /// The layers that contributed, lowest first: `defaults`, `file ...`, `env`, `flags`.
-    pub fn sources(&self) -> &[Layer] {
-        &self.sources
+    /// The layers that contributed, lowest first, for logging at start:
+    /// `["defaults", "file /data/cosmic.toml", "env", "flags"]`.
+    pub fn sources(&self) -> Vec<String> {
+        self.layers.iter().map(Layer::to_string).collect()
     }
 
-    /// Every leaf key of the effective configuration, in file order, with its origin
-    /// (what `cosmic-node config show` prints).
+    /// The layers that contributed, lowest first.
+    pub fn layers(&self) -> &[Layer] {
+        &self.layers
+    }
+
+    /// Every leaf key of the effective configuration, in file order, with its value and
+    /// origin (what `cosmic-node config show` prints).
     pub fn explain(&self) -> Vec<Explained> {
-        self.explained.clone()
+        self.leaves
+            .iter()
+            .map(|leaf| Explained {
+                key: leaf.key.clone(),
+                value: leaf.value.clone(),
+                origin: leaf.origin.to_string(),
+            })
+            .collect()
     }
 
-    /// Where the value of the dotted leaf `key` came from, if the key exists.
+    /// Where the value of the dotted leaf `key` (`net.listen`) came from, if the key exists.
     pub fn origin(&self, key: &str) -> Option<&Origin> {
-        self.explained.iter().find(|explained| explained.key == key).map(|e| &e.origin)
+        self.leaves.iter().find(|leaf| leaf.key == key).map(|leaf| &leaf.origin)
     }
 }
 
@@ -200,25 +222,25 @@ pub fn load(options: &LoadOptions) -> Result<Loaded> {
         read_toml(&data_dir_file_path)?
     };
     let mut figment = Figment::from(defaults);
-    let mut sources = vec![Layer::Defaults];
+    let mut layers = vec![Layer::Defaults];
     if let Some(dict) = data_dir_file {
         if dict_has(&dict, &["node", "data_dir"]) {
             return Err(Error::DataDirInDataDirFile { path: data_dir_file_path });
         }
         figment = figment.merge(DictProvider::file(&data_dir_file_path, dict));
-        sources.push(Layer::File(data_dir_file_path));
+        layers.push(Layer::File(data_dir_file_path));
     }
     let figment = upper_layers(figment);
-    sources.extend(options.config_file.iter().map(|path| Layer::File(path.clone())));
-    sources.extend(env.iter().map(|_| Layer::Env));
-    sources.extend(flags.first().map(|_| Layer::Flags));
+    layers.extend(options.config_file.iter().map(|path| Layer::File(path.clone())));
+    layers.extend(env.iter().map(|_| Layer::Env));
+    layers.extend(flags.first().map(|_| Layer::Flags));
 
     let resolver = Resolver { figment: &figment };
     let config: Config = figment.extract().map_err(|error| resolver.convert(error))?;
     validate::validate(&config, &resolver)?;
     create_data_dir(&config.node.data_dir, &resolver)?;
-    let explained = explain(&config, &resolver)?;
-    Ok(Loaded { config, sources, explained })
+    let leaves = leaves(&config, &resolver)?;
+    Ok(Loaded { config, layers, leaves })
 }
 
 const DEFAULT_NAME: &str = "default";
@@ -540,9 +562,9 @@ fn create_data_dir(data_dir: &Path, resolver: &Resolver<'_>) -> Result<()> {
     })
 }
 
-fn explain(config: &Config, resolver: &Resolver<'_>) -> Result<Vec<Explained>> {
+fn leaves(config: &Config, resolver: &Resolver<'_>) -> Result<Vec<Leaf>> {
     let table = crate::template::to_table(config)?;
-    let mut explained = Vec::new();
+    let mut leaves = Vec::new();
     for section in &Config::SECTIONS {
         for field in section.fields {
             let Some(value) = table.get(section.name).and_then(|s| s.get(field.name)) else {
@@ -550,8 +572,8 @@ fn explain(config: &Config, resolver: &Resolver<'_>) -> Result<Vec<Explained>> {
             };
             let key = format!("{}.{}", section.name, field.name);
             let origin = resolver.origin(&key);
-            explained.push(Explained { key, value: value.to_string(), origin });
+            leaves.push(Leaf { key, value: value.to_string(), origin });
         }
     }
-    Ok(explained)
+    Ok(leaves)
 }

@@ -135,7 +135,8 @@ section! {
     /// Where the node keeps its state.
     pub struct NodeConfig ("node") {
         /// The data directory: node key, keystore, store, blobs, API token and `cosmic.toml`.
-        /// It is created at load if missing. It cannot be set in the `cosmic.toml` inside it:
+        /// It is created at load if missing; a relative path is relative to the working
+        /// directory. It cannot be set in the `cosmic.toml` inside it:
         /// set it with `--data-dir`, `COSMIC_NODE__DATA_DIR` or a `--config` file.
         /// Default: the platform data directory plus `cosmic` (`~/.local/share/cosmic` on Linux).
         data_dir: PathBuf = default_data_dir(),

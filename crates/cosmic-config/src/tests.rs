@@ -54,7 +54,7 @@ fn defaults_are_used_when_nothing_is_set() {
     let expected =
         Config { node: crate::NodeConfig { data_dir: tmp.path().to_owned() }, ..Config::default() };
     assert_eq!(loaded.config, expected);
-    assert_eq!(loaded.sources(), [Layer::Defaults, Layer::Flags]);
+    assert_eq!(loaded.layers(), [Layer::Defaults, Layer::Flags]);
     assert!(tmp.path().is_dir());
 }
 
@@ -67,7 +67,7 @@ fn data_dir_file_overrides_defaults() {
     assert_eq!(loaded.origin("log.format"), Some(&Origin::File(tmp.path().join(FILE_NAME))));
     assert_eq!(loaded.origin("log.filter"), Some(&Origin::Default));
     assert_eq!(
-        loaded.sources(),
+        loaded.layers(),
         [Layer::Defaults, Layer::File(tmp.path().join(FILE_NAME)), Layer::Flags]
     );
 }
@@ -85,7 +85,7 @@ fn config_file_overrides_data_dir_file() {
     assert_eq!(loaded.config.log.format, LogFormat::Json, "lower layers still count");
     assert_eq!(loaded.origin("log.filter"), Some(&Origin::File(config_file.clone())));
     assert_eq!(
-        loaded.sources(),
+        loaded.layers(),
         [
             Layer::Defaults,
             Layer::File(tmp.path().join(FILE_NAME)),
@@ -112,7 +112,7 @@ fn env_overrides_config_file() {
             loaded.origin("sync.max_clock_drift"),
             Some(&Origin::Env("COSMIC_SYNC__MAX_CLOCK_DRIFT".to_owned()))
         );
-        assert!(loaded.sources().contains(&Layer::Env));
+        assert!(loaded.layers().contains(&Layer::Env));
     });
 }
 
@@ -129,11 +129,36 @@ fn overrides_beat_env() {
         assert_eq!(loaded.config.api.addr.port(), 9001);
         assert_eq!(loaded.origin("api.addr"), Some(&Origin::Flag("--api-addr".to_owned())));
         assert_eq!(
-            loaded.sources(),
+            loaded.layers(),
             [Layer::Defaults, Layer::Env, Layer::Flags],
-            "env is a source: it set node.data_dir's sibling keys"
+            "env counts as a source even when every value it set was overridden"
         );
     });
+}
+
+#[test]
+fn overrides_take_typed_values() {
+    let tmp = tempfile::tempdir().unwrap();
+    let listen: Vec<multiaddr::Multiaddr> = vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()];
+    let api: std::net::SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let options = LoadOptions {
+        overrides: overrides(tmp.path())
+            .set("net.listen", &listen, "--listen")
+            .unwrap()
+            .set("api.addr", api, "--api")
+            .unwrap()
+            .set("sync.max_clock_drift", "90s", "--max-clock-drift")
+            .unwrap(),
+        ..options(tmp.path())
+    };
+    let loaded = load(&options).unwrap();
+    assert_eq!(loaded.config.net.listen, listen);
+    assert_eq!(loaded.config.api.addr, api);
+    assert_eq!(loaded.config.sync.max_clock_drift.as_secs(), 90);
+    assert_eq!(loaded.sources(), ["defaults", "flags"]);
+    let explained = loaded.explain();
+    let row = explained.iter().find(|row| row.key == "api.addr").unwrap();
+    assert_eq!((row.value.as_str(), row.origin.as_str()), ("\"127.0.0.1:0\"", "flag --api"));
 }
 
 #[test]
@@ -180,7 +205,7 @@ fn config_file_may_be_the_data_dir_file() {
         ..LoadOptions::default()
     })
     .unwrap();
-    assert_eq!(loaded.sources(), [Layer::Defaults, Layer::File(file)]);
+    assert_eq!(loaded.layers(), [Layer::Defaults, Layer::File(file)]);
 }
 
 #[test]
