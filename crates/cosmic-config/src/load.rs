@@ -213,6 +213,15 @@ pub fn load(options: &LoadOptions) -> Result<Loaded> {
     let data_dir: PathBuf = first_pass
         .extract_inner("node.data_dir")
         .map_err(|error| Resolver { figment: &first_pass }.convert(error))?;
+    if data_dir.as_os_str().is_empty() {
+        // Checked before use: an empty path would read `cosmic.toml` in the working directory.
+        return Err(Error::InvalidValue {
+            key: "node.data_dir".to_owned(),
+            value: "\"\"".to_owned(),
+            origin: Resolver { figment: &first_pass }.origin("node.data_dir"),
+            expected: "a directory path".to_owned(),
+        });
+    }
 
     // Second pass: everything, with the data dir's file in its place.
     let data_dir_file_path = data_dir.join(FILE_NAME);

@@ -568,6 +568,22 @@ fn error_data_dir_cannot_be_created() {
 }
 
 #[test]
+fn error_empty_data_dir() {
+    let tmp = tempfile::tempdir().unwrap();
+    let options = LoadOptions {
+        overrides: Overrides::default().set("node.data_dir", "", "--data-dir").unwrap(),
+        ..options(tmp.path())
+    };
+    check_error(
+        load(&options),
+        tmp.path(),
+        expect![[
+            r#"invalid value "" for `node.data_dir` from flag --data-dir: expected a directory path"#
+        ]],
+    );
+}
+
+#[test]
 fn error_data_dir_set_in_its_own_file() {
     let tmp = tempfile::tempdir().unwrap();
     write(&tmp.path().join(FILE_NAME), "[node]\ndata_dir = \"/elsewhere\"\n");

@@ -85,14 +85,6 @@ pub(crate) fn validate(config: &Config, resolver: &Resolver<'_>) -> Result<()> {
         }
     }
 
-    if config.node.data_dir.as_os_str().is_empty() {
-        return Err(Error::InvalidValue {
-            key: "node.data_dir".to_owned(),
-            value: "\"\"".to_owned(),
-            origin: resolver.origin("node.data_dir"),
-            expected: "a directory path".to_owned(),
-        });
-    }
     if config.log.filter.trim().is_empty() {
         return Err(Error::InvalidValue {
             key: "log.filter".to_owned(),
