@@ -1,0 +1,51 @@
+//! Two nodes connect by explicit dial.
+
+use cosmic_net::{Direction, PeerConnected, PeerDisconnected, PeerState};
+
+use crate::common::{address_of, eventually, is_connected, next_matching, node, within};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_connect_by_explicit_dial() {
+    let (a, _a_bus) = node().await;
+    let (b, b_bus) = node().await;
+    let mut b_connected = b_bus.subscribe::<PeerConnected>();
+    let mut b_disconnected = b_bus.subscribe::<PeerDisconnected>();
+
+    let b_address = address_of(&b).await;
+    assert_eq!(within(a.dial(b_address.clone())).await.unwrap(), b.peer_id());
+    // Dialling a connected peer again answers at once.
+    assert_eq!(within(a.dial(b_address)).await.unwrap(), b.peer_id());
+
+    let event = next_matching(&mut b_connected, |event| event.peer_id == a.peer_id()).await;
+    assert_eq!(event.direction, Direction::Inbound);
+    assert!(!event.relayed);
+    eventually(|| is_connected(&a, b.peer_id())).await;
+
+    let peers = within(a.peers()).await.unwrap();
+    let info = peers.iter().find(|peer| peer.peer_id == b.peer_id()).expect("b is known");
+    assert_eq!(info.state, PeerState::Connected);
+    assert_eq!(info.connections.len(), 1);
+    assert_eq!(info.connections[0].direction, Direction::Outbound);
+    let stats = within(a.stats()).await.unwrap();
+    assert_eq!((stats.connected_peers, stats.connections), (1, 1));
+
+    within(a.shutdown()).await.unwrap();
+    next_matching(&mut b_disconnected, |event| event.peer_id == a.peer_id()).await;
+    assert!(a.peers().await.is_err(), "a stopped handle fails");
+    within(b.shutdown()).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blocked_peer_cannot_connect() {
+    let (a, _a_bus) = node().await;
+    let mut config = cosmic_net::Config::local();
+    config.block = vec![a.peer_id()];
+    let (b, _b_bus) =
+        crate::common::node_with(cosmic_net::Keypair::generate_ed25519(), config).await;
+    // The transport handshake may complete before b refuses the connection, so the dial
+    // itself can succeed; the connection must not stay.
+    let _ = within(a.dial(address_of(&b).await)).await;
+    eventually(|| async { b.stats().await.unwrap().connections_denied >= 1 }).await;
+    eventually(|| async { !is_connected(&a, b.peer_id()).await }).await;
+    assert!(!is_connected(&b, a.peer_id()).await);
+}

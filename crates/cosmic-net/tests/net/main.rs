@@ -1,0 +1,11 @@
+//! Integration tests: real swarms on 127.0.0.1 over TCP, mDNS off, every wait bounded.
+
+mod common;
+
+mod bans;
+mod connect;
+mod gossip;
+mod kademlia;
+mod relay;
+mod request;
+mod restart;
