@@ -44,6 +44,8 @@ const TICK: Duration = Duration::from_millis(100);
 const PERSIST_INTERVAL: Duration = Duration::from_secs(5);
 /// Redials of a peer known from the peers file or a shared topic before giving up.
 const MAX_REDIALS: u32 = 8;
+/// Peers from the peers file dialled at start, the most recently seen first.
+const MAX_REDIALS_AT_START: usize = 32;
 
 /// A request from a [`Net`](crate::Net) handle, with the channel for its reply.
 #[derive(Debug)]
@@ -185,11 +187,17 @@ impl Actor {
         let now = Instant::now();
         let known = config.peers_file.as_deref().map(KnownPeers::load).unwrap_or_default();
         let mut reconnect = HashMap::new();
-        for (peer_id, peer) in known.iter() {
+        let mut recent: Vec<_> = known.iter().collect();
+        recent.sort_by_key(|(_, peer)| std::cmp::Reverse(peer.last_seen));
+        for (index, (peer_id, peer)) in recent.into_iter().enumerate() {
             for address in &peer.addresses {
                 swarm.add_peer_address(*peer_id, address.clone());
             }
-            reconnect.insert(*peer_id, Backoff::new(now, Some(MAX_REDIALS)));
+            // Redial the most recently seen peers at start; the rest stay known addresses
+            // for Kademlia and request-response to use.
+            if index < MAX_REDIALS_AT_START {
+                reconnect.insert(*peer_id, Backoff::new(now, Some(MAX_REDIALS)));
+            }
         }
         let mut bootstrap: HashMap<PeerId, Vec<Multiaddr>> = HashMap::new();
         for address in &config.bootstrap {

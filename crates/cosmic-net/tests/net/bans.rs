@@ -10,7 +10,7 @@ use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::SwarmEvent;
 use libp2p::{StreamProtocol, Swarm, noise, tcp, yamux};
 
-use crate::common::{address_of, next_matching, node_with, within};
+use crate::common::{address_of, eventually, next_matching, node_with, within};
 
 /// Writes raw bytes as a "request" on our protocol, whatever they are.
 #[derive(Debug, Clone, Default)]
@@ -120,9 +120,11 @@ async fn a_peer_sending_garbage_is_banned() {
 
     let event = next_matching(&mut banned, |event| event.peer_id == junk_id).await;
     assert_eq!(event.duration, Duration::from_secs(3600));
+    // The node may see its side of the connection close a moment after the junk peer.
+    eventually(|| async { net.stats().await.unwrap().connected_peers == 0 }).await;
     let stats = within(net.stats()).await.unwrap();
     assert_eq!(stats.bad_frames, 3);
-    assert_eq!((stats.bans, stats.banned_peers, stats.connected_peers), (1, 1, 0));
+    assert_eq!((stats.bans, stats.banned_peers), (1, 1));
     let peers = within(net.peers()).await.unwrap();
     let info = peers.iter().find(|peer| peer.peer_id == junk_id).expect("the junk peer is known");
     assert!(matches!(info.state, PeerState::Banned { .. }), "{:?}", info.state);

@@ -49,3 +49,52 @@ async fn a_blocked_peer_cannot_connect() {
     eventually(|| async { !is_connected(&a, b.peer_id()).await }).await;
     assert!(!is_connected(&b, a.peer_id()).await);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_connection_limit_refuses_and_counts() {
+    let mut config = cosmic_net::Config::local();
+    config.max_connections = 1;
+    let (hub, _hub_bus) =
+        crate::common::node_with(cosmic_net::Keypair::generate_ed25519(), config).await;
+    let (first, _first_bus) = node().await;
+    let (second, _second_bus) = node().await;
+    let hub_address = address_of(&hub).await;
+    within(first.dial(hub_address.clone())).await.unwrap();
+    eventually(|| is_connected(&hub, first.peer_id())).await;
+    let _ = within(second.dial(hub_address)).await;
+    eventually(|| async { hub.stats().await.unwrap().connections_denied >= 1 }).await;
+    assert_eq!(hub.connected_peers().await.unwrap(), vec![first.peer_id()]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_bootstrap_peer_is_redialled() {
+    let bootstrap_key = cosmic_net::Keypair::generate_ed25519();
+    let (bootstrap, _bootstrap_bus) =
+        crate::common::node_with(bootstrap_key.clone(), cosmic_net::Config::local()).await;
+    let bootstrap_address = address_of(&bootstrap).await;
+    let mut config = cosmic_net::Config::local();
+    config.bootstrap = vec![bootstrap_address.clone()];
+    let (a, a_bus) =
+        crate::common::node_with(cosmic_net::Keypair::generate_ed25519(), config).await;
+    let mut a_connected = a_bus.subscribe::<PeerConnected>();
+    let mut a_disconnected = a_bus.subscribe::<PeerDisconnected>();
+    next_matching(&mut a_connected, |event| event.peer_id == bootstrap.peer_id()).await;
+
+    // The bootstrap node goes away and comes back on the same address.
+    within(bootstrap.shutdown()).await.unwrap();
+    next_matching(&mut a_disconnected, |event| event.peer_id == bootstrap.peer_id()).await;
+    let info = a.peers().await.unwrap().into_iter().find(|p| p.peer_id == bootstrap.peer_id());
+    assert!(
+        matches!(info.map(|info| info.state), Some(PeerState::Reconnecting { .. })),
+        "a plans a redial"
+    );
+    let mut config = cosmic_net::Config::local();
+    config.listen = vec![
+        bootstrap_address
+            .iter()
+            .filter(|protocol| !matches!(protocol, libp2p::multiaddr::Protocol::P2p(_)))
+            .collect(),
+    ];
+    let (bootstrap, _bootstrap_bus) = crate::common::node_with(bootstrap_key, config).await;
+    next_matching(&mut a_connected, |event| event.peer_id == bootstrap.peer_id()).await;
+}

@@ -103,8 +103,12 @@ async fn rejected_messages_are_not_forwarded_and_count_against_the_sender() {
     }
     within(b.dial(address_of(&a).await)).await.unwrap();
     within(c.dial(address_of(&b).await)).await.unwrap();
-    next_matching(&mut b_subscribed, |event| event.peer_id == a.peer_id()).await;
-    next_matching(&mut b_subscribed, |event| event.peer_id == c.peer_id()).await;
+    // The two subscriptions arrive in either order.
+    let mut pending = std::collections::HashSet::from([a.peer_id(), c.peer_id()]);
+    while !pending.is_empty() {
+        let event = next_matching(&mut b_subscribed, |_| true).await;
+        pending.remove(&event.peer_id);
+    }
 
     publish_when_ready(&a, b"bad").await;
     let message = next_matching(&mut b_messages, |_| true).await;
@@ -126,4 +130,29 @@ async fn rejected_messages_are_not_forwarded_and_count_against_the_sender() {
     let a_info = peers.iter().find(|peer| peer.peer_id == a.peer_id()).unwrap();
     assert_eq!(a_info.strikes, 1);
     assert_eq!(within(b.stats()).await.unwrap().gossip_rejected, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gossip_above_the_receivers_limit_is_rejected() {
+    let (sender, _sender_bus) = node().await;
+    let mut config = cosmic_net::Config::local();
+    config.max_gossip_size = 4096;
+    let (receiver, receiver_bus) =
+        crate::common::node_with(cosmic_net::Keypair::generate_ed25519(), config).await;
+    let mut messages = receiver_bus.subscribe::<GossipMessage>();
+    let mut subscribed = sender.bus().subscribe::<TopicSubscribed>();
+    within(sender.subscribe(TOPIC)).await.unwrap();
+    within(receiver.subscribe(TOPIC)).await.unwrap();
+    within(sender.dial(address_of(&receiver).await)).await.unwrap();
+    next_matching(&mut subscribed, |event| event.peer_id == receiver.peer_id()).await;
+
+    within(sender.publish(TOPIC, vec![1u8; 8192])).await.unwrap();
+    publish_when_ready(&sender, b"small").await;
+    let message = next_matching(&mut messages, |_| true).await;
+    assert_eq!(&message.data[..], b"small", "the large message never reaches the application");
+    let stats = within(receiver.stats()).await.unwrap();
+    assert_eq!(stats.gossip_rejected, 1);
+    let peers = within(receiver.peers()).await.unwrap();
+    let info = peers.iter().find(|peer| peer.peer_id == sender.peer_id()).unwrap();
+    assert_eq!(info.strikes, 1);
 }
