@@ -223,6 +223,49 @@ impl Config {
     }
 }
 
+#[cfg(feature = "cosmic-config")]
+impl Config {
+    /// The configuration from the `net` section of a node's configuration, field by
+    /// field; the fields that section does not have keep their defaults. Fails on a peer
+    /// id in `allow` or `block` that does not decode, or on any value
+    /// [`Config::validate`] refuses.
+    pub fn from_net_config(net: &cosmic_config::NetConfig) -> Result<Self> {
+        let peer_ids = |field: &'static str, values: &[String]| -> Result<Vec<PeerId>> {
+            values
+                .iter()
+                .map(|value| {
+                    value.parse().map_err(|_| Error::InvalidConfig {
+                        field,
+                        value: value.clone(),
+                        expected: "a base58 peer id such as 12D3KooW...",
+                    })
+                })
+                .collect()
+        };
+        let config = Self {
+            listen: net.listen.clone(),
+            bootstrap: net.bootstrap.clone(),
+            mdns: net.mdns,
+            relay_client: net.relay_client,
+            autonat: net.autonat,
+            max_connections: net.max_connections,
+            max_connections_per_peer: net.max_connections_per_peer,
+            max_pending_connections: net.max_pending_connections,
+            idle_timeout: net.idle_timeout,
+            max_message_size: net.max_message_size,
+            max_gossip_size: net.max_gossip_size,
+            ban_threshold: net.ban_threshold,
+            ban_duration: net.ban_duration,
+            inbound_request_rate: net.inbound_request_rate,
+            allow: peer_ids("allow", &net.allow)?,
+            block: peer_ids("block", &net.block)?,
+            ..Self::default()
+        };
+        config.validate()?;
+        Ok(config)
+    }
+}
+
 const MIN_FRAME: u64 = 1024;
 const MAX_FRAME: u64 = 256 * MIB;
 

@@ -261,3 +261,27 @@ fn peer_ids_are_read_from_the_address_suffix() {
     assert_eq!(peers::without_peer_id(&with), address("/ip4/1.2.3.4/tcp/5"));
     assert_eq!(peers::peer_id_of(&address("/ip4/1.2.3.4/tcp/5")), None);
 }
+
+#[cfg(feature = "cosmic-config")]
+#[test]
+fn the_node_config_maps_field_by_field() {
+    let mut net = cosmic_config::NetConfig::default();
+    let config = Config::from_net_config(&net).unwrap();
+    assert_eq!(config.listen, net.listen);
+    assert_eq!(config.max_message_size, net.max_message_size);
+    assert_eq!(config.ban_duration, net.ban_duration);
+
+    let allowed = peer();
+    net.allow = vec![allowed.to_base58()];
+    net.mdns = false;
+    let config = Config::from_net_config(&net).unwrap();
+    assert_eq!(config.allow, vec![allowed]);
+    assert!(!config.mdns);
+
+    net.block = vec!["not-a-peer-id".to_owned()];
+    let error = Config::from_net_config(&net).unwrap_err().to_string();
+    assert_eq!(
+        error,
+        "invalid net config `block` = \"not-a-peer-id\": expected a base58 peer id such as 12D3KooW..."
+    );
+}
