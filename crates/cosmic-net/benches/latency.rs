@@ -13,11 +13,12 @@
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use libp2p::multiaddr::Protocol;
+
 use cosmic_events::Bus;
 use cosmic_net::{
     Config, GossipMessage, InboundRequest, Keypair, Net, Response, TopicSubscribed, Verdict,
 };
-use libp2p::multiaddr::Protocol;
 
 const WARMUP: usize = 200;
 const SAMPLES: usize = 2000;

@@ -11,7 +11,6 @@ use std::io;
 use std::time::Duration;
 
 use bytes::Bytes;
-use cosmic_events::Bus;
 use futures::StreamExt;
 use libp2p::core::ConnectedPoint;
 use libp2p::core::transport::ListenerId;
@@ -22,11 +21,13 @@ use libp2p::request_response::{
     self, InboundRequestId, OutboundFailure, OutboundRequestId, ResponseChannel,
 };
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
-use libp2p::swarm::{ConnectionId, DialError, ListenError, SwarmEvent};
-use libp2p::{Multiaddr, PeerId, Swarm, identify, mdns, ping};
+use libp2p::swarm::{ConnectionError, ConnectionId, DialError, ListenError, SwarmEvent};
+use libp2p::{Multiaddr, PeerId, Swarm, identify, mdns, ping, relay};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
+
+use cosmic_events::Bus;
 
 use crate::api::{ConnectionInfo, PeerInfo, PeerState, Stats, Verdict};
 use crate::behaviour::{self, Behaviour, BehaviourEvent};
@@ -44,6 +45,8 @@ const TICK: Duration = Duration::from_millis(100);
 const PERSIST_INTERVAL: Duration = Duration::from_secs(5);
 /// Redials of a peer known from the peers file or a shared topic before giving up.
 const MAX_REDIALS: u32 = 8;
+/// How often connections are checked for idleness.
+const IDLE_CHECK_INTERVAL: Duration = Duration::from_millis(250);
 /// Peers from the peers file dialled at start, the most recently seen first.
 const MAX_REDIALS_AT_START: usize = 32;
 
@@ -130,6 +133,8 @@ struct PeerMeta {
     agent_version: Option<String>,
     rtt: Option<Duration>,
     strikes: u32,
+    /// The last connection, gossip message, request or subscription change.
+    last_active: Option<Instant>,
     /// Start of the current one-second window and requests seen in it.
     rate_window: Option<(Instant, u32)>,
 }
@@ -160,6 +165,13 @@ pub(crate) struct Actor {
     bootstrap: HashMap<PeerId, Vec<Multiaddr>>,
     reconnect: HashMap<PeerId, Backoff>,
     bans: HashMap<PeerId, Instant>,
+    /// Relays we listen through: their connections are never idle.
+    relays: HashSet<PeerId>,
+    /// Peers holding a reservation on our relay server: never idle either.
+    relay_clients: HashSet<PeerId>,
+    /// Peers we are disconnecting for idleness, so their close is not a loss.
+    closing_idle: HashSet<PeerId>,
+    last_idle_check: Instant,
     dials: HashMap<ConnectionId, (Multiaddr, oneshot::Sender<Result<PeerId>>)>,
     requests: HashMap<OutboundRequestId, PendingRequest>,
     inbound: HashMap<RequestId, PendingInbound>,
@@ -225,6 +237,10 @@ impl Actor {
             bootstrap,
             reconnect,
             bans: HashMap::new(),
+            relays: HashSet::new(),
+            relay_clients: HashSet::new(),
+            closing_idle: HashSet::new(),
+            last_idle_check: now,
             dials: HashMap::new(),
             requests: HashMap::new(),
             inbound: HashMap::new(),
@@ -280,6 +296,10 @@ impl Actor {
             self.lift_ban(&peer_id);
         }
         self.redial_due(now);
+        if now.duration_since(self.last_idle_check) >= IDLE_CHECK_INTERVAL {
+            self.last_idle_check = now;
+            self.close_idle(now);
+        }
         self.inbound.retain(|_, pending| pending.channel.is_open());
         let persist_done = self.persisting.as_ref().is_none_or(JoinHandle::is_finished);
         if persist_done && now.duration_since(self.last_persist) >= PERSIST_INTERVAL {
@@ -300,6 +320,54 @@ impl Actor {
                 tracing::warn!(path = %path.display(), %error, "failed to write the peers file");
             }
         }))
+    }
+
+    /// Disconnects peers idle for `idle_timeout`.
+    ///
+    /// The swarm's own idle timeout never fires between two of our nodes: gossipsub keeps
+    /// a long-lived stream open to every peer that speaks it, topics or not. So idleness
+    /// is judged here: no shared topic, no request in flight, no relay reservation either
+    /// way, and no activity (gossip, requests, subscription changes) for `idle_timeout`.
+    fn close_idle(&mut self, now: Instant) {
+        let our_topics: HashSet<String> =
+            self.swarm.behaviour().gossipsub.topics().map(ToString::to_string).collect();
+        let mut busy: HashSet<PeerId> =
+            self.requests.values().map(|pending| pending.peer_id).collect();
+        // A relay carrying one of our relayed connections must stay.
+        busy.extend(
+            self.peers
+                .values()
+                .flat_map(|meta| &meta.connections)
+                .filter(|(_, info)| info.relayed)
+                .filter_map(|(_, info)| relay_of(&info.address)),
+        );
+        let idle: Vec<PeerId> = self
+            .peers
+            .iter()
+            .filter(|(peer_id, meta)| {
+                !meta.connections.is_empty()
+                    && meta
+                        .last_active
+                        .is_some_and(|at| now.duration_since(at) >= self.config.idle_timeout)
+                    && !meta.topics.iter().any(|topic| our_topics.contains(topic))
+                    && !busy.contains(peer_id)
+                    && !self.relays.contains(peer_id)
+                    && !self.relay_clients.contains(peer_id)
+                    && !self.closing_idle.contains(peer_id)
+            })
+            .map(|(peer_id, _)| *peer_id)
+            .collect();
+        for peer_id in idle {
+            tracing::debug!(%peer_id, "closing idle connections");
+            if self.swarm.disconnect_peer_id(peer_id).is_ok() {
+                self.closing_idle.insert(peer_id);
+            }
+        }
+    }
+
+    /// Notes activity with `peer_id`, which postpones closing it as idle.
+    fn active(&mut self, peer_id: PeerId) {
+        self.peers.entry(peer_id).or_default().last_active = Some(Instant::now());
     }
 
     fn redial_due(&mut self, now: Instant) {
@@ -337,6 +405,9 @@ impl Actor {
         match command {
             Command::Dial { address, reply } => self.dial(address, reply),
             Command::ListenOn { address, reply } => {
+                if let Some(relay) = relay_of(&address) {
+                    self.relays.insert(relay);
+                }
                 let result = self
                     .swarm
                     .listen_on(address.clone())
@@ -651,7 +722,10 @@ impl Actor {
                 peer_id, connection_id, num_established, cause, ..
             } => {
                 tracing::debug!(%peer_id, ?cause, "connection closed");
-                self.on_connection_closed(peer_id, connection_id, num_established);
+                // A connection we closed for being idle was not lost: nothing to redial.
+                let idle = matches!(cause, Some(ConnectionError::KeepAliveTimeout))
+                    || (num_established == 0 && self.closing_idle.remove(&peer_id));
+                self.on_connection_closed(peer_id, connection_id, num_established, idle);
             }
             SwarmEvent::OutgoingConnectionError { connection_id, peer_id, error } => {
                 tracing::debug!(?peer_id, %error, "outgoing connection failed");
@@ -721,6 +795,7 @@ impl Actor {
         tracing::debug!(%peer_id, %address, ?direction, "connection established");
         let info = ConnectionInfo { address: address.clone(), direction, relayed };
         self.peers.entry(peer_id).or_default().connections.push((connection_id, info));
+        self.active(peer_id);
         if let Some((_, reply)) = self.dials.remove(&connection_id) {
             let _ = reply.send(Ok(peer_id));
         }
@@ -745,6 +820,7 @@ impl Actor {
         peer_id: PeerId,
         connection_id: ConnectionId,
         remaining: u32,
+        idle: bool,
     ) {
         if let Some(meta) = self.peers.get_mut(&peer_id) {
             meta.connections.retain(|(id, _)| *id != connection_id);
@@ -762,7 +838,7 @@ impl Actor {
             meta.topics.clear();
             meta.rate_window = None;
         }
-        let wanted = self.bootstrap.contains_key(&peer_id) || shares_topic;
+        let wanted = !idle && (self.bootstrap.contains_key(&peer_id) || shares_topic);
         if wanted && !self.bans.contains_key(&peer_id) && !self.reconnect.contains_key(&peer_id) {
             let max_attempts =
                 if self.bootstrap.contains_key(&peer_id) { None } else { Some(MAX_REDIALS) };
@@ -800,7 +876,19 @@ impl Actor {
             BehaviourEvent::Gossipsub(event) => self.on_gossipsub_event(event),
             BehaviourEvent::RequestResponse(event) => self.on_request_response_event(event),
             BehaviourEvent::RelayClient(event) => tracing::debug!(?event, "relay client"),
-            BehaviourEvent::RelayServer(event) => tracing::debug!(?event, "relay server"),
+            BehaviourEvent::RelayServer(event) => {
+                tracing::debug!(?event, "relay server");
+                match event {
+                    relay::Event::ReservationReqAccepted { src_peer_id, .. } => {
+                        self.relay_clients.insert(src_peer_id);
+                    }
+                    relay::Event::ReservationClosed { src_peer_id }
+                    | relay::Event::ReservationTimedOut { src_peer_id } => {
+                        self.relay_clients.remove(&src_peer_id);
+                    }
+                    _ => {}
+                }
+            }
             BehaviourEvent::Dcutr(event) => tracing::debug!(?event, "hole punching"),
             BehaviourEvent::Autonat(event) => tracing::debug!(?event, "autonat"),
             _ => {}
@@ -881,6 +969,7 @@ impl Actor {
     fn on_gossipsub_event(&mut self, event: gossipsub::Event) {
         match event {
             gossipsub::Event::Message { propagation_source, message_id, message } => {
+                self.active(propagation_source);
                 if message.data.len() > self.config.max_gossip_size_usize() {
                     self.stats.gossip_rejected += 1;
                     self.swarm.behaviour_mut().gossipsub.report_message_validation_result(
@@ -908,10 +997,12 @@ impl Actor {
                 }
             }
             gossipsub::Event::Subscribed { peer_id, topic } => {
+                self.active(peer_id);
                 self.peers.entry(peer_id).or_default().topics.insert(topic.to_string());
                 self.bus.publish(TopicSubscribed { peer_id, topic: topic.to_string() });
             }
             gossipsub::Event::Unsubscribed { peer_id, topic } => {
+                self.active(peer_id);
                 if let Some(meta) = self.peers.get_mut(&peer_id) {
                     meta.topics.remove(topic.as_str());
                 }
@@ -926,32 +1017,10 @@ impl Actor {
 
     fn on_request_response_event(&mut self, event: request_response::Event<Frame, Response>) {
         match event {
-            request_response::Event::Message { peer, message, .. } => match message {
-                request_response::Message::Request { request_id, request, channel } => {
-                    match request {
-                        Frame::Request(request) => {
-                            self.on_inbound_request(peer, request_id, request, channel);
-                        }
-                        Frame::Malformed(reason) => {
-                            tracing::debug!(%peer, reason, "malformed request frame");
-                            self.stats.bad_frames += 1;
-                            // Dropping the channel closes the stream without an answer.
-                            drop(channel);
-                            self.strike(peer, "malformed request frame");
-                        }
-                    }
-                }
-                request_response::Message::Response { request_id, response } => {
-                    let Some(pending) = self.requests.remove(&request_id) else { return };
-                    let result = match response {
-                        Response::Ok(body) => Ok(body),
-                        Response::Error(message) => {
-                            Err(Error::Remote { peer_id: pending.peer_id, message })
-                        }
-                    };
-                    let _ = pending.reply.send(result);
-                }
-            },
+            request_response::Event::Message { peer, message, .. } => {
+                self.active(peer);
+                self.on_request_response_message(peer, message);
+            }
             request_response::Event::OutboundFailure { peer, request_id, error, .. } => {
                 if let OutboundFailure::Io(io_error) = &error
                     && io_error.kind() == io::ErrorKind::InvalidData
@@ -971,6 +1040,39 @@ impl Actor {
                 self.inbound.retain(|_, pending| pending.inner_id != request_id);
             }
             request_response::Event::ResponseSent { .. } => {}
+        }
+    }
+
+    fn on_request_response_message(
+        &mut self,
+        peer: PeerId,
+        message: request_response::Message<Frame, Response>,
+    ) {
+        match message {
+            request_response::Message::Request { request_id, request, channel } => {
+                match request {
+                    Frame::Request(request) => {
+                        self.on_inbound_request(peer, request_id, request, channel);
+                    }
+                    Frame::Malformed(reason) => {
+                        tracing::debug!(%peer, reason, "malformed request frame");
+                        self.stats.bad_frames += 1;
+                        // Dropping the channel closes the stream without an answer.
+                        drop(channel);
+                        self.strike(peer, "malformed request frame");
+                    }
+                }
+            }
+            request_response::Message::Response { request_id, response } => {
+                let Some(pending) = self.requests.remove(&request_id) else { return };
+                let result = match response {
+                    Response::Ok(body) => Ok(body),
+                    Response::Error(message) => {
+                        Err(Error::Remote { peer_id: pending.peer_id, message })
+                    }
+                };
+                let _ = pending.reply.send(result);
+            }
         }
     }
 
@@ -1018,6 +1120,19 @@ impl Actor {
         }
         self.inbound.insert(request_id, PendingInbound { inner_id, channel });
     }
+}
+
+/// The relay's peer id in a circuit address `/../p2p/<relay>/p2p-circuit[/..]`.
+fn relay_of(address: &Multiaddr) -> Option<PeerId> {
+    let mut relay = None;
+    for protocol in address.iter() {
+        match protocol {
+            Protocol::P2p(peer_id) => relay = Some(peer_id),
+            Protocol::P2pCircuit => return relay,
+            _ => {}
+        }
+    }
+    None
 }
 
 fn is_relayed(address: &Multiaddr) -> bool {

@@ -9,11 +9,12 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use cosmic_events::Bus;
 use libp2p::gossipsub::MessageId;
 use libp2p::identity::Keypair;
 use libp2p::{Multiaddr, PeerId};
 use tokio::sync::{mpsc, oneshot};
+
+use cosmic_events::Bus;
 
 use crate::actor::{Actor, Command};
 use crate::codec::{self, Response};

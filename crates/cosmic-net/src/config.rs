@@ -40,7 +40,9 @@ pub struct Config {
     pub max_connections_per_peer: u32,
     /// Connections being set up at once, inbound and outbound each.
     pub max_pending_connections: u32,
-    /// Close a connection after this long without any stream.
+    /// Close the connections to a peer after this long without activity (gossip,
+    /// requests, subscription changes), unless it shares a gossip topic with us, has a
+    /// request in flight, or relays for us (or through us).
     pub idle_timeout: Duration,
     /// Largest request-response frame in bytes, request or response.
     pub max_message_size: u64,

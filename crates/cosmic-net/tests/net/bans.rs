@@ -3,12 +3,13 @@
 use std::io;
 use std::time::Duration;
 
-use cosmic_net::codec::PROTOCOL;
-use cosmic_net::{Config, Keypair, PeerBanned, PeerState};
 use futures::{AsyncRead, AsyncWrite, AsyncWriteExt, StreamExt};
 use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::SwarmEvent;
 use libp2p::{StreamProtocol, Swarm, noise, tcp, yamux};
+
+use cosmic_net::codec::PROTOCOL;
+use cosmic_net::{Config, Keypair, PeerBanned, PeerState};
 
 use crate::common::{address_of, eventually, next_matching, node_with, within};
 

@@ -3,9 +3,10 @@
 use std::future::Future;
 use std::time::Duration;
 
+use libp2p::multiaddr::Protocol;
+
 use cosmic_events::{Bus, Event, Subscriber};
 use cosmic_net::{Config, Keypair, Multiaddr, Net, PeerId};
-use libp2p::multiaddr::Protocol;
 
 /// The bound on any single wait in these tests.
 pub(crate) const TIMEOUT: Duration = Duration::from_secs(20);

@@ -98,3 +98,20 @@ async fn a_lost_bootstrap_peer_is_redialled() {
     let (bootstrap, _bootstrap_bus) = crate::common::node_with(bootstrap_key, config).await;
     next_matching(&mut a_connected, |event| event.peer_id == bootstrap.peer_id()).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_connection_is_closed_and_not_redialled() {
+    let mut config = cosmic_net::Config::local();
+    config.idle_timeout = std::time::Duration::from_millis(500);
+    let (a, a_bus) =
+        crate::common::node_with(cosmic_net::Keypair::generate_ed25519(), config.clone()).await;
+    let (b, _b_bus) =
+        crate::common::node_with(cosmic_net::Keypair::generate_ed25519(), config).await;
+    let mut a_disconnected = a_bus.subscribe::<PeerDisconnected>();
+    within(a.dial(address_of(&b).await)).await.unwrap();
+    next_matching(&mut a_disconnected, |event| event.peer_id == b.peer_id()).await;
+    let peers = a.peers().await.unwrap();
+    let info = peers.iter().find(|peer| peer.peer_id == b.peer_id()).expect("b stays known");
+    assert_eq!(info.state, PeerState::Disconnected);
+    assert!(!info.addresses.is_empty());
+}

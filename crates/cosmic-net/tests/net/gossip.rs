@@ -3,8 +3,9 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use cosmic_net::{Error, GossipMessage, Net, PeerId, PublishFailure, TopicSubscribed, Verdict};
 use tokio::sync::mpsc;
+
+use cosmic_net::{Error, GossipMessage, Net, PeerId, PublishFailure, TopicSubscribed, Verdict};
 
 use crate::common::{address_of, next_matching, node, within};
 

@@ -1,6 +1,7 @@
 //! Request-response round trips over our envelope.
 
 use bytes::Bytes;
+
 use cosmic_net::{Error, InboundRequest, Response};
 
 use crate::common::{address_of, node, within};
