@@ -45,6 +45,8 @@ const TICK: Duration = Duration::from_millis(100);
 const PERSIST_INTERVAL: Duration = Duration::from_secs(5);
 /// Redials of a peer known from the peers file or a shared topic before giving up.
 const MAX_REDIALS: u32 = 8;
+/// Disconnected peers whose strikes we remember, at most.
+const MAX_TRACKED_PEERS: usize = 4096;
 /// How often connections are checked for idleness.
 const IDLE_CHECK_INTERVAL: Duration = Duration::from_millis(250);
 /// Peers from the peers file dialled at start, the most recently seen first.
@@ -329,6 +331,12 @@ impl Actor {
     /// is judged here: no shared topic, no request in flight, no relay reservation either
     /// way, and no activity (gossip, requests, subscription changes) for `idle_timeout`.
     fn close_idle(&mut self, now: Instant) {
+        if self.peers.len() > MAX_TRACKED_PEERS {
+            // Offences of peers gone long ago are the first thing to forget.
+            let bans = &self.bans;
+            self.peers
+                .retain(|peer_id, meta| !meta.connections.is_empty() || bans.contains_key(peer_id));
+        }
         let our_topics: HashSet<String> =
             self.swarm.behaviour().gossipsub.topics().map(ToString::to_string).collect();
         let mut busy: HashSet<PeerId> =
@@ -834,7 +842,10 @@ impl Actor {
             .peers
             .get(&peer_id)
             .is_some_and(|meta| meta.topics.iter().any(|topic| our_topics.contains(topic)));
-        if let Some(meta) = self.peers.get_mut(&peer_id) {
+        // Forget a disconnected peer, unless it has offences on record.
+        if self.peers.get(&peer_id).is_some_and(|meta| meta.strikes == 0) {
+            self.peers.remove(&peer_id);
+        } else if let Some(meta) = self.peers.get_mut(&peer_id) {
             meta.topics.clear();
             meta.rate_window = None;
         }

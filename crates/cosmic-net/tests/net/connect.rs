@@ -115,3 +115,31 @@ async fn an_idle_connection_is_closed_and_not_redialled() {
     assert_eq!(info.state, PeerState::Disconnected);
     assert!(!info.addresses.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_connect_over_quic_with_every_protocol_on() {
+    // The defaults (mDNS, AutoNAT, relay client) on loopback ports picked by the system.
+    let config = || {
+        let mut config = cosmic_net::Config::default();
+        config.listen = vec![
+            "/ip4/127.0.0.1/tcp/0".parse().unwrap(),
+            "/ip4/127.0.0.1/udp/0/quic-v1".parse().unwrap(),
+        ];
+        config
+    };
+    let (a, _a_bus) =
+        crate::common::node_with(cosmic_net::Keypair::generate_ed25519(), config()).await;
+    let (b, _b_bus) =
+        crate::common::node_with(cosmic_net::Keypair::generate_ed25519(), config()).await;
+    let quic = within(b.listen_addrs())
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|address| address.to_string().contains("quic-v1"))
+        .expect("a quic listen address")
+        .with(libp2p::multiaddr::Protocol::P2p(b.peer_id()));
+    assert_eq!(within(a.dial(quic)).await.unwrap(), b.peer_id());
+    let peers = within(a.peers()).await.unwrap();
+    let info = peers.iter().find(|peer| peer.peer_id == b.peer_id()).unwrap();
+    assert!(info.connections[0].address.to_string().contains("quic-v1"));
+}
