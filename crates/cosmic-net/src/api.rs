@@ -306,6 +306,12 @@ impl Net {
         self.call(|reply| Command::Stats { reply }).await
     }
 
+    /// Waits until the swarm task has stopped, for whatever reason (a shutdown, or a
+    /// panic); for a supervisor. Cancel-safe.
+    pub async fn closed(&self) {
+        self.commands.closed().await;
+    }
+
     /// Stops the swarm task after writing the peers file; every handle then fails with
     /// [`Error::Shutdown`]. Returns once the task has stopped.
     pub async fn shutdown(&self) -> Result<()> {

@@ -30,6 +30,7 @@ async fn two_nodes_connect_by_explicit_dial() {
     assert_eq!((stats.connected_peers, stats.connections), (1, 1));
 
     within(a.shutdown()).await.unwrap();
+    within(a.closed()).await;
     next_matching(&mut b_disconnected, |event| event.peer_id == a.peer_id()).await;
     assert!(a.peers().await.is_err(), "a stopped handle fails");
     within(b.shutdown()).await.unwrap();
