@@ -285,3 +285,50 @@ fn the_node_config_maps_field_by_field() {
         "invalid net config `block` = \"not-a-peer-id\": expected a base58 peer id such as 12D3KooW..."
     );
 }
+
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #[test]
+        fn any_valid_request_round_trips(
+            protocol in "[!-~]{1,64}",
+            body in proptest::collection::vec(any::<u8>(), 0..512),
+        ) {
+            let original = request(&protocol, &body);
+            let payload = codec::encode_request(&original).unwrap();
+            prop_assert_eq!(codec::decode_request(&payload).unwrap(), original);
+        }
+
+        #[test]
+        fn any_response_round_trips(ok in any::<bool>(), text in ".{0,64}") {
+            let original = if ok {
+                Response::Ok(Bytes::from(text.into_bytes()))
+            } else {
+                Response::Error(text)
+            };
+            let payload = codec::encode_response(&original);
+            prop_assert_eq!(codec::decode_response(&payload).unwrap(), original);
+        }
+
+        #[test]
+        fn decoding_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+            let _ = codec::decode_request(&bytes);
+            let _ = codec::decode_response(&bytes);
+        }
+
+        #[test]
+        fn reading_arbitrary_frames_never_panics_nor_overreads(
+            bytes in proptest::collection::vec(any::<u8>(), 0..256),
+        ) {
+            let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            let mut io = Cursor::new(bytes.clone());
+            if let Ok(payload) = runtime.block_on(codec::read_frame(&mut io, 64)) {
+                prop_assert!(payload.len() <= 64);
+                prop_assert_eq!(&bytes[4..4 + payload.len()], &payload[..]);
+            }
+        }
+    }
+}
