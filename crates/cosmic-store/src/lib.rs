@@ -1,10 +1,71 @@
-//! The local database of CosmicSyncCore (level 3).
+//! The local database of CosmicSyncCore (level 3): a redb-backed store of signed entries.
 //!
-//! This crate will own the redb file that holds a node's spaces, documents and entries:
-//! per-field last-writer-wins registers ordered by `(hlc, author, value hash)`, the hybrid
-//! logical clock, change tracking with local sequence numbers, and the range fingerprints
-//! that set reconciliation needs.
+//! It owns one redb file holding a node's spaces, documents and entries. Each field of a
+//! document is a last-writer-wins register ordered by `(hlc, author, value hash)` — Gun's HAM
+//! made deterministic — so inserting any set of entries in any order, any number of times,
+//! gives the same state. It stamps local writes with a persisted hybrid logical clock
+//! ([`Hlc`]), numbers every change with a local sequence number for resumable streams
+//! ([`Store::changes_since`], [`Store::subscribe`]), and keeps range fingerprints of each
+//! space's winning entries for set reconciliation ([`Store::fingerprint`]).
 //!
-//! It is the only writer of its redb file and does no network I/O.
+//! It does no network I/O and decides nothing about peers: `cosmic-sync` feeds it entries
+//! and asks it for fingerprints. It is the only writer of its file. All methods are
+//! blocking; async callers use `tokio::task::spawn_blocking`.
 //!
-//! Nothing is implemented here yet; see the project's issue on cosmic-store.
+//! # Durability
+//!
+//! Every write method commits one redb transaction with two-phase commit and returns only
+//! after `fsync`: an acknowledged write survives `kill -9` and power loss. Batches
+//! ([`Store::insert_batch`]) share one commit. When the disk fills up or a device fails, the
+//! write in flight returns [`Error::Io`] and nothing committed before it is lost; the handle
+//! may refuse further writes until the store is reopened (redb then repairs the file). A file
+//! that is not a store, or is damaged, is [`Error::Corrupted`] naming its path.
+//!
+//! ```
+//! use cosmic_store::{Options, SecretKey, SpaceMode, Store, Value};
+//!
+//! # fn main() -> cosmic_store::Result<()> {
+//! let dir = tempfile::tempdir().expect("a temporary directory");
+//! let store = Store::open(dir.path().join("store.redb"), Options::default())?;
+//! let space_key = SecretKey::from_seed([1; 32]);
+//! let author = SecretKey::from_seed([2; 32]);
+//! let space = store.create_space(&space_key, SpaceMode::Open)?.space;
+//!
+//! store.write_json(&author, &space, "users/alice", &serde_json::json!({
+//!     "name": "Alice",
+//!     "address": {"city": "Lyon"},
+//! }))?;
+//! let alice = store.get_json(&space, "users/alice", 1)?.expect("written above");
+//! assert_eq!(alice["address"]["city"], "Lyon");
+//! assert_eq!(store.get_doc(&space, "users/alice/address")?.expect("a child doc")["city"].value,
+//!            Value::String("Lyon".into()));
+//! # Ok(())
+//! # }
+//! ```
+
+mod access;
+mod changes;
+mod entry;
+mod error;
+mod hlc;
+mod keys;
+mod recon;
+mod schema;
+mod store;
+mod value;
+
+#[cfg(test)]
+mod tests;
+
+pub use crate::access::{Grant, Right, SpaceMode, SpaceRecord};
+pub use crate::changes::{Change, Subscription};
+pub use crate::entry::{
+    ENTRY_DOMAIN, ENTRY_VERSION, Entry, MAX_DOC_KEY_LEN, MAX_FIELD_LEN, validate_doc_key,
+    validate_field,
+};
+pub use crate::error::{Error, Result};
+pub use crate::hlc::{Clock, Hlc, SystemClock};
+pub use crate::keys::{PublicKey, SecretKey, Signature, Signer};
+pub use crate::recon::Fingerprint;
+pub use crate::store::{Document, Field, Inserted, Options, RangeKey, ReconItem, SpaceInfo, Store};
+pub use crate::value::Value;

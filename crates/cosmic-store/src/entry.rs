@@ -1,0 +1,201 @@
+//! Entries, the replicated atoms, and their canonical, versioned binary encoding.
+//!
+//! Encoding, version 1 (all integers big-endian):
+//!
+//! ```text
+//! version: u8 = 1
+//! space:   [u8; 32]            the space id (its public key)
+//! doc:     u16 length, utf-8   the document key
+//! field:   u16 length, utf-8   the field name
+//! hlc:     u64 millis, u32 counter
+//! author:  [u8; 32]
+//! value:   u8 tag, payload     see `Value::encode_into`
+//! sig:     [u8; 64]            ed25519 over ENTRY_DOMAIN ++ all of the above
+//! ```
+//!
+//! The entry hash is the BLAKE3 hash of all of it, signature included; ed25519 signatures are
+//! deterministic, so equal entries have equal hashes on every peer.
+
+use std::cmp::Ordering;
+
+use crate::value::Reader;
+use crate::{Error, Hlc, PublicKey, Result, Signature, Signer, Value};
+
+/// The encoding version written by this build.
+pub const ENTRY_VERSION: u8 = 1;
+
+/// Prepended to the encoded body before signing, so an entry signature can never be
+/// mistaken for a signature of anything else.
+pub const ENTRY_DOMAIN: &[u8] = b"cosmic-store/entry/1\0";
+
+/// The longest document key, in bytes.
+pub const MAX_DOC_KEY_LEN: usize = 512;
+
+/// The longest field name, in bytes.
+pub const MAX_FIELD_LEN: usize = 256;
+
+/// One field write: `(space, doc, field) -> value`, stamped, attributed and signed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Entry {
+    /// The space the entry belongs to.
+    pub space: PublicKey,
+    /// The document key (`users/alice`).
+    pub doc: String,
+    /// The field name (`name`).
+    pub field: String,
+    /// The value; [`Value::Null`] deletes the field.
+    pub value: Value,
+    /// When it was written.
+    pub hlc: Hlc,
+    /// Who wrote it.
+    pub author: PublicKey,
+    /// The author's signature over the canonical encoding of all of the above.
+    pub signature: Signature,
+}
+
+impl Entry {
+    /// Builds and signs an entry, validating the key, field and value.
+    pub fn sign(
+        author: &dyn Signer,
+        space: PublicKey,
+        doc: &str,
+        field: &str,
+        value: Value,
+        hlc: Hlc,
+    ) -> Result<Entry> {
+        validate_doc_key(doc)?;
+        validate_field(field)?;
+        value.validate()?;
+        let mut entry = Entry {
+            space,
+            doc: doc.to_owned(),
+            field: field.to_owned(),
+            value,
+            hlc,
+            author: author.public_key(),
+            signature: Signature::from_bytes([0; 64]),
+        };
+        entry.signature = author.sign(&entry.signed_message());
+        Ok(entry)
+    }
+
+    /// Checks the key, field, value and signature.
+    pub fn verify(&self) -> Result<()> {
+        validate_doc_key(&self.doc)?;
+        validate_field(&self.field)?;
+        self.value.validate()?;
+        if !self.author.verify(&self.signed_message(), &self.signature) {
+            return Err(Error::BadSignature {
+                doc: self.doc.clone(),
+                field: self.field.clone(),
+                author: self.author,
+            });
+        }
+        Ok(())
+    }
+
+    fn encode_body(&self, out: &mut Vec<u8>) {
+        out.push(ENTRY_VERSION);
+        out.extend_from_slice(self.space.as_bytes());
+        // Both lengths are bounded by validation, far below u16::MAX.
+        out.extend_from_slice(&(self.doc.len() as u16).to_be_bytes());
+        out.extend_from_slice(self.doc.as_bytes());
+        out.extend_from_slice(&(self.field.len() as u16).to_be_bytes());
+        out.extend_from_slice(self.field.as_bytes());
+        out.extend_from_slice(&self.hlc.to_bytes());
+        out.extend_from_slice(self.author.as_bytes());
+        self.value.encode_into(out);
+    }
+
+    /// The bytes the author signs: [`ENTRY_DOMAIN`] then the encoding without signature.
+    pub fn signed_message(&self) -> Vec<u8> {
+        let mut out = ENTRY_DOMAIN.to_vec();
+        self.encode_body(&mut out);
+        out
+    }
+
+    /// The canonical encoding, signature last.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(160);
+        self.encode_body(&mut out);
+        out.extend_from_slice(&self.signature.to_bytes());
+        out
+    }
+
+    /// Decodes an entry, checking its structure and keys (not its signature: see
+    /// [`Entry::verify`]).
+    pub fn decode(bytes: &[u8]) -> Result<Entry> {
+        let what = "entry";
+        let mut reader = Reader::new(bytes);
+        let version = reader.u8(what)?;
+        if version != ENTRY_VERSION {
+            return Err(Error::decode(what, format!("unsupported entry version {version}")));
+        }
+        let space = PublicKey::from_bytes(reader.array(what)?);
+        let doc = reader.string16(what)?;
+        let field = reader.string16(what)?;
+        let hlc = Hlc::from_bytes(reader.array(what)?);
+        let author = PublicKey::from_bytes(reader.array(what)?);
+        let value = Value::decode(&mut reader)?;
+        let signature = Signature::from_bytes(reader.array(what)?);
+        reader.finish(what)?;
+        validate_doc_key(&doc)?;
+        validate_field(&field)?;
+        Ok(Entry { space, doc, field, value, hlc, author, signature })
+    }
+
+    /// The BLAKE3 hash of [`Entry::encode`]: the item hash of set reconciliation.
+    pub fn hash(&self) -> [u8; 32] {
+        *blake3::hash(&self.encode()).as_bytes()
+    }
+
+    /// Compares two entries for the same field by the merge order `(hlc, author, value
+    /// hash)`; the greater one wins.
+    pub fn merge_cmp(&self, other: &Entry) -> Ordering {
+        (self.hlc, self.author)
+            .cmp(&(other.hlc, other.author))
+            .then_with(|| self.value.hash().cmp(&other.value.hash()))
+    }
+}
+
+fn invalid(what: &'static str, key: &str, reason: &'static str) -> Error {
+    Error::InvalidKey { what, key: key.to_owned(), reason }
+}
+
+/// Checks a document key: non-empty, at most [`MAX_DOC_KEY_LEN`] bytes, `/`-separated
+/// segments that are never empty, no control characters.
+pub fn validate_doc_key(key: &str) -> Result<()> {
+    let what = "document key";
+    if key.is_empty() {
+        return Err(invalid(what, key, "it is empty"));
+    }
+    if key.len() > MAX_DOC_KEY_LEN {
+        return Err(invalid(what, key, "it is longer than 512 bytes"));
+    }
+    if key.split('/').any(str::is_empty) {
+        return Err(invalid(what, key, "it has an empty segment"));
+    }
+    if key.chars().any(char::is_control) {
+        return Err(invalid(what, key, "it contains a control character"));
+    }
+    Ok(())
+}
+
+/// Checks a field name: non-empty, at most [`MAX_FIELD_LEN`] bytes, no `/` (a nested object's
+/// field becomes a child document segment), no control characters.
+pub fn validate_field(field: &str) -> Result<()> {
+    let what = "field name";
+    if field.is_empty() {
+        return Err(invalid(what, field, "it is empty"));
+    }
+    if field.len() > MAX_FIELD_LEN {
+        return Err(invalid(what, field, "it is longer than 256 bytes"));
+    }
+    if field.contains('/') {
+        return Err(invalid(what, field, "it contains '/'"));
+    }
+    if field.chars().any(char::is_control) {
+        return Err(invalid(what, field, "it contains a control character"));
+    }
+    Ok(())
+}

@@ -1,0 +1,159 @@
+//! The crate's error type.
+
+use std::path::PathBuf;
+
+/// What can go wrong in the store.
+///
+/// Input problems (a bad key, a bad signature, a denied write) are separate variants from
+/// storage problems, and a damaged database ([`Error::Corrupted`]) is kept apart from an I/O
+/// failure ([`Error::Io`]).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A document key or field name is not valid.
+    #[error("invalid {what} {key:?}: {reason}")]
+    InvalidKey {
+        /// `"document key"` or `"field name"`.
+        what: &'static str,
+        /// The offending key.
+        key: String,
+        /// Why it was refused.
+        reason: &'static str,
+    },
+    /// A value is not valid (a NaN float, a malformed CID, ...).
+    #[error("invalid value: {reason}")]
+    InvalidValue {
+        /// Why it was refused.
+        reason: String,
+    },
+    /// A value's encoding is larger than [`Options::max_value_size`](crate::Options).
+    #[error("value of field {field:?} is {size} bytes, more than the limit of {limit} bytes")]
+    ValueTooLarge {
+        /// The field the value was written to.
+        field: String,
+        /// The encoded size of the value.
+        size: usize,
+        /// The configured limit.
+        limit: usize,
+    },
+    /// Bytes that should hold an entry or record could not be decoded.
+    #[error("cannot decode {what}: {reason}")]
+    Decode {
+        /// What was being decoded.
+        what: &'static str,
+        /// Why it failed.
+        reason: String,
+    },
+    /// An entry's signature does not verify against its author.
+    #[error("bad signature on entry {doc:?}/{field:?} by author {author}")]
+    BadSignature {
+        /// The entry's document.
+        doc: String,
+        /// The entry's field.
+        field: String,
+        /// The entry's author.
+        author: crate::PublicKey,
+    },
+    /// An entry is stamped too far in the future.
+    #[error(
+        "entry {doc:?}/{field:?} is stamped {ahead_ms} ms in the future, more than the allowed \
+         clock drift of {max_drift_ms} ms"
+    )]
+    ClockDrift {
+        /// The entry's document.
+        doc: String,
+        /// The entry's field.
+        field: String,
+        /// How far ahead of the local wall clock the entry is, in milliseconds.
+        ahead_ms: u64,
+        /// The configured maximum drift, in milliseconds.
+        max_drift_ms: u64,
+    },
+    /// The author may not write to the space.
+    #[error("author {author} may not write to space {space}: {reason}")]
+    AccessDenied {
+        /// The space written to.
+        space: crate::PublicKey,
+        /// The author of the write.
+        author: crate::PublicKey,
+        /// Why it was denied.
+        reason: String,
+    },
+    /// The space is not known to this store.
+    #[error("unknown space {space}")]
+    UnknownSpace {
+        /// The space.
+        space: crate::PublicKey,
+    },
+    /// The file at the database path is damaged or is not a store of ours.
+    #[error("database {path} is corrupted or not a cosmic-store database: {reason}")]
+    Corrupted {
+        /// The database file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The database was written by a newer version of this crate.
+    #[error("database {path} has schema version {found}, newer than the supported {supported}")]
+    SchemaTooNew {
+        /// The database file.
+        path: PathBuf,
+        /// The version found in the file.
+        found: u64,
+        /// The newest version this build understands.
+        supported: u64,
+    },
+    /// Another process (or another [`Store`](crate::Store) in this process) has the file open.
+    #[error("database {path} is already open")]
+    AlreadyOpen {
+        /// The database file.
+        path: PathBuf,
+    },
+    /// Reading or writing the database failed (a full disk, a failing device, ...).
+    #[error("i/o error on database {path}")]
+    Io {
+        /// The database file.
+        path: PathBuf,
+        /// The underlying failure.
+        #[source]
+        source: redb::Error,
+    },
+    /// A background task (a subscription) failed to run.
+    #[error("store task failed: {reason}")]
+    Task {
+        /// What went wrong.
+        reason: String,
+    },
+}
+
+/// The crate's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// Maps any redb error on the database at `path` to [`Error::Corrupted`], [`Error::Io`]
+    /// or [`Error::AlreadyOpen`].
+    pub(crate) fn redb(path: &std::path::Path, error: impl Into<redb::Error>) -> Error {
+        let error: redb::Error = error.into();
+        match error {
+            redb::Error::Corrupted(reason) => Error::Corrupted { path: path.to_owned(), reason },
+            redb::Error::DatabaseAlreadyOpen => Error::AlreadyOpen { path: path.to_owned() },
+            redb::Error::UpgradeRequired(version) => Error::Corrupted {
+                path: path.to_owned(),
+                reason: format!("unsupported redb file format {version}"),
+            },
+            redb::Error::TableTypeMismatch { .. } | redb::Error::TableIsMultimap(_) => {
+                Error::Corrupted { path: path.to_owned(), reason: error.to_string() }
+            }
+            // redb reports a file that is not a database (bad magic number, bad header) as
+            // invalid data.
+            redb::Error::Io(io) if io.kind() == std::io::ErrorKind::InvalidData => {
+                Error::Corrupted { path: path.to_owned(), reason: io.to_string() }
+            }
+            source => Error::Io { path: path.to_owned(), source },
+        }
+    }
+
+    pub(crate) fn decode(what: &'static str, reason: impl Into<String>) -> Error {
+        Error::Decode { what, reason: reason.into() }
+    }
+}

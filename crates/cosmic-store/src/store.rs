@@ -1,0 +1,923 @@
+//! The store handle: opening the database, merging entries, queries.
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use redb::{ReadableDatabase as _, ReadableTable, ReadableTableMetadata as _, Table};
+use tokio::sync::watch;
+
+use crate::access::{Grant, SpaceRecord, check_write};
+use crate::hlc::{HlcState, check_drift};
+use crate::recon::{self, Fingerprint, ItemRange};
+use crate::schema::{self, BUCKETS, CHANGES, DOCS, ENTRIES, GRANTS, META, SPACES};
+use crate::value::Reader;
+use crate::{
+    Change, Clock, Entry, Error, Hlc, PublicKey, Result, Signer, SpaceMode, Subscription,
+    SystemClock, Value,
+};
+
+/// How a [`Store`] is opened.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Entries stamped further than this ahead of the local wall clock are refused
+    /// (the node passes config `sync.max_clock_drift`).
+    pub max_clock_drift: Duration,
+    /// The largest encoded value, in bytes.
+    pub max_value_size: usize,
+    /// The wall clock; tests inject a skewed one.
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            max_clock_drift: Duration::from_secs(60),
+            max_value_size: 64 * 1024,
+            clock: Arc::new(SystemClock),
+        }
+    }
+}
+
+/// What happened to an inserted entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Inserted {
+    /// It became the winner of its field, with this change sequence number.
+    Applied {
+        /// The change sequence number.
+        seq: u64,
+    },
+    /// The store already holds this exact entry.
+    Duplicate,
+    /// The store holds a later winner for the field; the entry changes nothing.
+    Superseded,
+}
+
+/// The current value of one field, with its provenance.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Field {
+    /// The value (never [`Value::Null`] in [`Store::get_doc`] results).
+    pub value: Value,
+    /// When it was written.
+    pub hlc: Hlc,
+    /// Who wrote it.
+    pub author: PublicKey,
+}
+
+/// A document's live fields by name.
+pub type Document = BTreeMap<String, Field>;
+
+/// A space held by the store, with its counts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SpaceInfo {
+    /// The space id.
+    pub space: PublicKey,
+    /// Its mode.
+    pub mode: SpaceMode,
+    /// Number of fields (winning entries, tombstones included): the reconciliation items.
+    pub n_entries: u64,
+    /// Number of documents with at least one live field.
+    pub n_docs: u64,
+}
+
+/// One end of a reconciliation range: a `(doc, field)` position.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RangeKey {
+    /// The document key.
+    pub doc: String,
+    /// The field name.
+    pub field: String,
+}
+
+/// A reconciliation item: a winning entry's position and hash.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReconItem {
+    /// The document key.
+    pub doc: String,
+    /// The field name.
+    pub field: String,
+    /// The hash of the winning entry ([`Entry::hash`]).
+    pub hash: [u8; 32],
+}
+
+/// The redb-backed entry store. Cheap to clone; all clones share one database.
+///
+/// Every method is a blocking call into redb (a write waits for `fsync`): async callers run
+/// them under `tokio::task::spawn_blocking`. Only [`Store::subscribe`] needs a runtime.
+#[derive(Clone, Debug)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    db: redb::Database,
+    path: PathBuf,
+    options: Options,
+    writer: Mutex<WriterState>,
+    last_seq: watch::Sender<u64>,
+}
+
+#[derive(Debug)]
+struct WriterState {
+    hlc: HlcState,
+    last_seq: u64,
+}
+
+/// The stats kept after the space record in `spaces-1`.
+#[derive(Clone, Copy, Debug, Default)]
+struct SpaceStats {
+    n_entries: u64,
+    n_docs: u64,
+}
+
+struct Tables<'txn> {
+    spaces: Table<'txn, &'static [u8; 32], &'static [u8]>,
+    grants: Table<'txn, &'static [u8], &'static [u8]>,
+    entries: Table<'txn, &'static [u8], &'static [u8]>,
+    docs: Table<'txn, &'static [u8], u64>,
+    changes: Table<'txn, &'static [u8], &'static [u8]>,
+    buckets: Table<'txn, &'static [u8], &'static [u8]>,
+}
+
+impl Store {
+    /// Opens the store at `path`, creating it if missing.
+    ///
+    /// A file that is not a redb database, or is damaged, is [`Error::Corrupted`] naming the
+    /// path; a file held by another process is [`Error::AlreadyOpen`].
+    pub fn open(path: impl AsRef<Path>, options: Options) -> Result<Store> {
+        let path = path.as_ref();
+        let db =
+            redb::Database::builder().create(path).map_err(|error| Error::redb(path, error))?;
+        Store::from_database(db, path.to_owned(), options)
+    }
+
+    /// Opens a store on any redb storage backend; `label` names it in errors.
+    #[cfg(test)]
+    pub(crate) fn open_with_backend(
+        backend: impl redb::StorageBackend,
+        label: &Path,
+        options: Options,
+    ) -> Result<Store> {
+        let db = redb::Database::builder()
+            .create_with_backend(backend)
+            .map_err(|error| Error::redb(label, error))?;
+        Store::from_database(db, label.to_owned(), options)
+    }
+
+    fn from_database(db: redb::Database, path: PathBuf, options: Options) -> Result<Store> {
+        let txn = begin_write(&db, &path)?;
+        schema::init(&txn, &path)?;
+        txn.commit().map_err(|error| Error::redb(&path, error))?;
+        let hlc = schema::read_meta::<{ Hlc::LEN }>(&db, &path, "hlc")?
+            .map(Hlc::from_bytes)
+            .unwrap_or_default();
+        let last_seq =
+            schema::read_meta::<8>(&db, &path, "last_seq")?.map_or(0, u64::from_be_bytes);
+        let (sender, _) = watch::channel(last_seq);
+        Ok(Store {
+            inner: Arc::new(Inner {
+                db,
+                path,
+                options,
+                writer: Mutex::new(WriterState { hlc: HlcState { last: hlc }, last_seq }),
+                last_seq: sender,
+            }),
+        })
+    }
+
+    /// The database path (or label).
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// The options the store was opened with.
+    pub fn options(&self) -> &Options {
+        &self.inner.options
+    }
+
+    fn err(&self, error: impl Into<redb::Error>) -> Error {
+        Error::redb(&self.inner.path, error)
+    }
+
+    /// The latest timestamp this store issued or saw.
+    pub fn clock(&self) -> Hlc {
+        self.inner.writer.lock().unwrap_or_else(PoisonError::into_inner).hlc.last
+    }
+
+    /// The last change sequence number issued (0: none yet).
+    pub fn last_seq(&self) -> u64 {
+        *self.inner.last_seq.borrow()
+    }
+
+    // ---- spaces and grants ----
+
+    /// Creates a space (or replaces its mode), signing the record with the space key.
+    pub fn create_space(&self, space_key: &dyn Signer, mode: SpaceMode) -> Result<SpaceRecord> {
+        let version = match self.space_record(&space_key.public_key())? {
+            Some(record) => record.version.saturating_add(1),
+            None => 0,
+        };
+        let record = SpaceRecord::sign(space_key, mode, version);
+        self.insert_space_record(&record)?;
+        Ok(record)
+    }
+
+    /// Inserts a space record received from a peer; returns whether it changed the space.
+    pub fn insert_space_record(&self, record: &SpaceRecord) -> Result<bool> {
+        record.verify()?;
+        self.write_txn(|_, tables, _| {
+            let key = record.space.as_bytes();
+            let (existing, stats) = match tables.spaces.get(key).map_err(|e| self.err(e))? {
+                Some(bytes) => {
+                    let (existing, stats) = decode_space_row(bytes.value())?;
+                    (Some(existing), stats)
+                }
+                None => (None, SpaceStats::default()),
+            };
+            if existing.as_ref().is_some_and(|existing| !record.supersedes(existing)) {
+                return Ok(false);
+            }
+            let row = encode_space_row(record, stats);
+            tables.spaces.insert(key, row.as_slice()).map_err(|e| self.err(e))?;
+            Ok(true)
+        })
+    }
+
+    /// Inserts a grant signed by the space key; returns whether it changed anything.
+    pub fn insert_grant(&self, grant: &Grant) -> Result<bool> {
+        grant.verify()?;
+        self.write_txn(|_, tables, _| {
+            let mut key = grant.space.as_bytes().to_vec();
+            key.extend_from_slice(grant.author.as_bytes());
+            if let Some(bytes) = tables.grants.get(key.as_slice()).map_err(|e| self.err(e))? {
+                let existing = Grant::decode(bytes.value())?;
+                if !grant.supersedes(&existing) {
+                    return Ok(false);
+                }
+            }
+            tables
+                .grants
+                .insert(key.as_slice(), grant.encode().as_slice())
+                .map_err(|e| self.err(e))?;
+            Ok(true)
+        })
+    }
+
+    /// The record of a space, if the store holds it.
+    pub fn space_record(&self, space: &PublicKey) -> Result<Option<SpaceRecord>> {
+        let txn = self.inner.db.begin_read().map_err(|e| self.err(e))?;
+        let spaces = txn.open_table(SPACES).map_err(|e| self.err(e))?;
+        let row = spaces.get(space.as_bytes()).map_err(|e| self.err(e))?;
+        row.map(|bytes| decode_space_row(bytes.value()).map(|(record, _)| record)).transpose()
+    }
+
+    /// The grants of a space (they sync like data).
+    pub fn grants(&self, space: &PublicKey) -> Result<Vec<Grant>> {
+        let txn = self.inner.db.begin_read().map_err(|e| self.err(e))?;
+        let grants = txn.open_table(GRANTS).map_err(|e| self.err(e))?;
+        let end = schema::prefix_end(space.as_bytes());
+        let mut out = Vec::new();
+        for row in grants
+            .range::<&[u8]>(bounds(space.as_bytes(), end.as_deref()))
+            .map_err(|e| self.err(e))?
+        {
+            let (_, value) = row.map_err(|e| self.err(e))?;
+            out.push(Grant::decode(value.value())?);
+        }
+        Ok(out)
+    }
+
+    /// Every space with its counts, ordered by id.
+    pub fn list_spaces(&self) -> Result<Vec<SpaceInfo>> {
+        let txn = self.inner.db.begin_read().map_err(|e| self.err(e))?;
+        let spaces = txn.open_table(SPACES).map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for row in spaces.iter().map_err(|e| self.err(e))? {
+            let (_, value) = row.map_err(|e| self.err(e))?;
+            let (record, stats) = decode_space_row(value.value())?;
+            out.push(SpaceInfo {
+                space: record.space,
+                mode: record.mode,
+                n_entries: stats.n_entries,
+                n_docs: stats.n_docs,
+            });
+        }
+        Ok(out)
+    }
+
+    // ---- writes ----
+
+    /// Inserts one entry (from a peer or from [`Entry::sign`]), durably.
+    pub fn insert(&self, entry: Entry) -> Result<Inserted> {
+        self.insert_batch(vec![entry])?.pop().unwrap_or(Ok(Inserted::Duplicate))
+    }
+
+    /// Inserts many entries in one durable transaction.
+    ///
+    /// The outer error is a storage failure (nothing of the batch was committed); the inner
+    /// results say, per entry, whether it was applied or why it was refused. A refused entry
+    /// leaves nothing behind.
+    pub fn insert_batch(&self, entries: Vec<Entry>) -> Result<Vec<Result<Inserted>>> {
+        let limit = self.inner.options.max_value_size;
+        let checked: Vec<Result<Entry>> = entries
+            .into_iter()
+            .map(|entry| {
+                check_value_size(&entry.field, &entry.value, limit)?;
+                entry.verify()?;
+                Ok(entry)
+            })
+            .collect();
+        self.write_txn(|state, tables, wall| {
+            let mut out = Vec::with_capacity(checked.len());
+            for entry in checked {
+                out.push(match entry {
+                    Err(error) => Err(error),
+                    Ok(entry) => match self.apply(state, tables, wall, &entry, true) {
+                        Err(error) if is_storage_error(&error) => return Err(error),
+                        result => result,
+                    },
+                });
+            }
+            Ok(out)
+        })
+    }
+
+    /// Writes fields of one document as `author`, stamping them with the store's clock.
+    /// All or nothing: one bad field fails the whole write.
+    pub fn write(
+        &self,
+        author: &dyn Signer,
+        space: &PublicKey,
+        doc: &str,
+        fields: Vec<(String, Value)>,
+    ) -> Result<Vec<Inserted>> {
+        let fields: Vec<(String, String, Value)> =
+            fields.into_iter().map(|(field, value)| (doc.to_owned(), field, value)).collect();
+        self.write_many(author, space, fields)
+    }
+
+    /// Writes a JSON object to a document. Nested objects become linked child documents:
+    /// `{"address": {"city": "x"}}` written to `users/alice` stores the field
+    /// `address -> {"#": "users/alice/address"}` and the document `users/alice/address`.
+    /// `{"#": key}` is a doc link, `{"/": cid}` a blob link, `{"/": {"bytes": base64}}` bytes;
+    /// `null` deletes a field; arrays are refused.
+    pub fn write_json(
+        &self,
+        author: &dyn Signer,
+        space: &PublicKey,
+        doc: &str,
+        object: &serde_json::Value,
+    ) -> Result<Vec<Inserted>> {
+        crate::entry::validate_doc_key(doc)?;
+        let mut fields = Vec::new();
+        flatten_json(doc, object, &mut fields, 0)?;
+        self.write_many(author, space, fields)
+    }
+
+    fn write_many(
+        &self,
+        author: &dyn Signer,
+        space: &PublicKey,
+        fields: Vec<(String, String, Value)>,
+    ) -> Result<Vec<Inserted>> {
+        let limit = self.inner.options.max_value_size;
+        for (doc, field, value) in &fields {
+            crate::entry::validate_doc_key(doc)?;
+            crate::entry::validate_field(field)?;
+            value.validate()?;
+            check_value_size(field, value, limit)?;
+        }
+        self.write_txn(|state, tables, wall| {
+            let mut out = Vec::with_capacity(fields.len());
+            for (doc, field, value) in fields {
+                let hlc = state.hlc.tick(wall);
+                let entry = Entry::sign(author, *space, &doc, &field, value, hlc)?;
+                out.push(self.apply(state, tables, wall, &entry, false)?);
+            }
+            Ok(out)
+        })
+    }
+
+    /// Runs `body` in one durable write transaction under the writer lock, committing if it
+    /// succeeds. The clock and sequence state advance only when the commit succeeds.
+    fn write_txn<T>(
+        &self,
+        body: impl FnOnce(&mut WriterState, &mut Tables<'_>, u64) -> Result<T>,
+    ) -> Result<T> {
+        let mut guard = self.inner.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut state =
+            WriterState { hlc: HlcState { last: guard.hlc.last }, last_seq: guard.last_seq };
+        let wall = self.inner.options.clock.now_millis();
+        let txn = begin_write(&self.inner.db, &self.inner.path)?;
+        let result = {
+            let mut tables = Tables {
+                spaces: txn.open_table(SPACES).map_err(|e| self.err(e))?,
+                grants: txn.open_table(GRANTS).map_err(|e| self.err(e))?,
+                entries: txn.open_table(ENTRIES).map_err(|e| self.err(e))?,
+                docs: txn.open_table(DOCS).map_err(|e| self.err(e))?,
+                changes: txn.open_table(CHANGES).map_err(|e| self.err(e))?,
+                buckets: txn.open_table(BUCKETS).map_err(|e| self.err(e))?,
+            };
+            body(&mut state, &mut tables, wall)?
+        };
+        if state.hlc.last != guard.hlc.last || state.last_seq != guard.last_seq {
+            let mut meta = txn.open_table(META).map_err(|e| self.err(e))?;
+            meta.insert("hlc", state.hlc.last.to_bytes().as_slice()).map_err(|e| self.err(e))?;
+            meta.insert("last_seq", state.last_seq.to_be_bytes().as_slice())
+                .map_err(|e| self.err(e))?;
+        }
+        txn.commit().map_err(|e| self.err(e))?;
+        let seq_changed = state.last_seq != guard.last_seq;
+        *guard = state;
+        if seq_changed {
+            self.inner.last_seq.send_replace(guard.last_seq);
+        }
+        Ok(result)
+    }
+
+    /// Merges one verified entry inside a write transaction.
+    fn apply(
+        &self,
+        state: &mut WriterState,
+        tables: &mut Tables<'_>,
+        wall: u64,
+        entry: &Entry,
+        remote: bool,
+    ) -> Result<Inserted> {
+        // Local writes are stamped by our own clock, which may be ahead of the wall clock
+        // after seeing entries from the future; only entries from elsewhere are checked.
+        if remote {
+            let max_drift = self.inner.options.max_clock_drift;
+            check_drift(entry.hlc, wall, max_drift, &entry.doc, &entry.field)?;
+        }
+        let space = entry.space.as_bytes();
+        let (record, mut stats) = match tables.spaces.get(space).map_err(|e| self.err(e))? {
+            Some(bytes) => decode_space_row(bytes.value())?,
+            None => return Err(Error::UnknownSpace { space: entry.space }),
+        };
+        if record.mode == SpaceMode::Restricted {
+            let mut grant_key = space.to_vec();
+            grant_key.extend_from_slice(entry.author.as_bytes());
+            let grant = match tables.grants.get(grant_key.as_slice()).map_err(|e| self.err(e))? {
+                Some(bytes) => Some(Grant::decode(bytes.value())?),
+                None => None,
+            };
+            check_write(&record, &entry.author, entry.hlc.millis, grant.as_ref())?;
+        }
+        state.hlc.observe(entry.hlc);
+
+        let key = schema::entry_key(space, &entry.doc, &entry.field);
+        let encoded = entry.encode();
+        let hash = *blake3::hash(&encoded).as_bytes();
+        let existing = match tables.entries.get(key.as_slice()).map_err(|e| self.err(e))? {
+            Some(row) => Some(decode_entry_row(row.value())?),
+            None => None,
+        };
+        if let Some((old_hash, _, old)) = &existing {
+            if *old_hash == hash {
+                return Ok(Inserted::Duplicate);
+            }
+            if old.merge_cmp(entry).is_ge() {
+                return Ok(Inserted::Superseded);
+            }
+        }
+        state.last_seq += 1;
+        let seq = state.last_seq;
+        let mut row = Vec::with_capacity(40 + encoded.len());
+        row.extend_from_slice(&hash);
+        row.extend_from_slice(&seq.to_be_bytes());
+        row.extend_from_slice(&encoded);
+        tables.entries.insert(key.as_slice(), row.as_slice()).map_err(|e| self.err(e))?;
+
+        let item_key = &key[32..];
+        if let Some((_, old_seq, _)) = &existing {
+            tables.changes.remove(seq_key(space, *old_seq).as_slice()).map_err(|e| self.err(e))?;
+        }
+        tables.changes.insert(seq_key(space, seq).as_slice(), item_key).map_err(|e| self.err(e))?;
+
+        let old_live = existing.as_ref().is_some_and(|(_, _, old)| !old.value.is_null());
+        let new_live = !entry.value.is_null();
+        let mut doc_key = space.to_vec();
+        doc_key.extend_from_slice(entry.doc.as_bytes());
+        let live_before =
+            tables.docs.get(doc_key.as_slice()).map_err(|e| self.err(e))?.map(|v| v.value());
+        let live_before_count = live_before.unwrap_or(0);
+        let live_after =
+            (live_before_count + u64::from(new_live)).saturating_sub(u64::from(old_live));
+        if live_before.is_none() || live_after != live_before_count {
+            tables.docs.insert(doc_key.as_slice(), live_after).map_err(|e| self.err(e))?;
+        }
+        if existing.is_none() {
+            stats.n_entries += 1;
+        }
+        match (live_before_count > 0, live_after > 0) {
+            (false, true) => stats.n_docs += 1,
+            (true, false) => stats.n_docs = stats.n_docs.saturating_sub(1),
+            _ => {}
+        }
+        let space_row = encode_space_row(&record, stats);
+        tables.spaces.insert(space, space_row.as_slice()).map_err(|e| self.err(e))?;
+
+        let old_hash = existing.as_ref().map(|(old_hash, _, _)| old_hash);
+        recon::update(&tables.entries, &mut tables.buckets, space, item_key, old_hash, &hash)
+            .map_err(|e| self.err(e))?;
+        Ok(Inserted::Applied { seq })
+    }
+
+    // ---- reads ----
+
+    /// The winning entry of a field, tombstones included.
+    pub fn get_entry(&self, space: &PublicKey, doc: &str, field: &str) -> Result<Option<Entry>> {
+        let txn = self.inner.db.begin_read().map_err(|e| self.err(e))?;
+        let entries = txn.open_table(ENTRIES).map_err(|e| self.err(e))?;
+        let key = schema::entry_key(space.as_bytes(), doc, field);
+        let row = entries.get(key.as_slice()).map_err(|e| self.err(e))?;
+        row.map(|row| decode_entry_row(row.value()).map(|(_, _, entry)| entry)).transpose()
+    }
+
+    /// A document's live fields (tombstones hidden), with each field's hlc and author;
+    /// `None` when it has no live field.
+    pub fn get_doc(&self, space: &PublicKey, doc: &str) -> Result<Option<Document>> {
+        crate::entry::validate_doc_key(doc)?;
+        let txn = self.inner.db.begin_read().map_err(|e| self.err(e))?;
+        let entries = txn.open_table(ENTRIES).map_err(|e| self.err(e))?;
+        self.read_doc(&entries, space, doc)
+    }
+
+    fn read_doc(
+        &self,
+        entries: &impl ReadableTable<&'static [u8], &'static [u8]>,
+        space: &PublicKey,
+        doc: &str,
+    ) -> Result<Option<Document>> {
+        let mut prefix = space.as_bytes().to_vec();
+        prefix.extend_from_slice(doc.as_bytes());
+        prefix.push(0);
+        let end = schema::prefix_end(&prefix);
+        let mut fields = Document::new();
+        for row in
+            entries.range::<&[u8]>(bounds(&prefix, end.as_deref())).map_err(|e| self.err(e))?
+        {
+            let (_, value) = row.map_err(|e| self.err(e))?;
+            let (_, _, entry) = decode_entry_row(value.value())?;
+            if !entry.value.is_null() {
+                fields.insert(
+                    entry.field,
+                    Field { value: entry.value, hlc: entry.hlc, author: entry.author },
+                );
+            }
+        }
+        Ok((!fields.is_empty()).then_some(fields))
+    }
+
+    /// A document as a JSON object, following doc links to child documents up to `depth`
+    /// levels (0: links stay `{"#": key}`). `None` when the document has no live field.
+    pub fn get_json(
+        &self,
+        space: &PublicKey,
+        doc: &str,
+        depth: usize,
+    ) -> Result<Option<serde_json::Value>> {
+        crate::entry::validate_doc_key(doc)?;
+        let txn = self.inner.db.begin_read().map_err(|e| self.err(e))?;
+        let entries = txn.open_table(ENTRIES).map_err(|e| self.err(e))?;
+        self.read_json(&entries, space, doc, depth)
+    }
+
+    fn read_json(
+        &self,
+        entries: &impl ReadableTable<&'static [u8], &'static [u8]>,
+        space: &PublicKey,
+        doc: &str,
+        depth: usize,
+    ) -> Result<Option<serde_json::Value>> {
+        let Some(fields) = self.read_doc(entries, space, doc)? else { return Ok(None) };
+        let mut object = serde_json::Map::new();
+        for (name, field) in fields {
+            let json = match &field.value {
+                Value::DocLink(child) if depth > 0 => self
+                    .read_json(entries, space, child, depth - 1)?
+                    .unwrap_or_else(|| field.value.to_json()),
+                value => value.to_json(),
+            };
+            object.insert(name, json);
+        }
+        Ok(Some(serde_json::Value::Object(object)))
+    }
+
+    /// Keys of the documents of a space that start with `prefix` and have a live field, in
+    /// key order, after the cursor `after` (exclusive), at most `limit` of them.
+    pub fn list_docs(
+        &self,
+        space: &PublicKey,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>> {
+        let txn = self.inner.db.begin_read().map_err(|e| self.err(e))?;
+        let docs = txn.open_table(DOCS).map_err(|e| self.err(e))?;
+        let mut start = space.as_bytes().to_vec();
+        start.extend_from_slice(prefix.as_bytes());
+        let end = schema::prefix_end(&start);
+        let cursor = after.map(|after| {
+            let mut key = space.as_bytes().to_vec();
+            key.extend_from_slice(after.as_bytes());
+            key
+        });
+        let lower = match &cursor {
+            Some(cursor) if cursor.as_slice() >= start.as_slice() => {
+                Bound::Excluded(cursor.as_slice())
+            }
+            _ => Bound::Included(start.as_slice()),
+        };
+        let upper = end.as_deref().map_or(Bound::Unbounded, Bound::Excluded);
+        let mut out = Vec::new();
+        for row in docs.range::<&[u8]>((lower, upper)).map_err(|e| self.err(e))? {
+            if out.len() >= limit {
+                break;
+            }
+            let (key, live) = row.map_err(|e| self.err(e))?;
+            if live.value() == 0 {
+                continue;
+            }
+            let doc = std::str::from_utf8(&key.value()[32..])
+                .map_err(|_| self.corrupted("document key is not utf-8"))?;
+            out.push(doc.to_owned());
+        }
+        Ok(out)
+    }
+
+    /// The changes of a space with a sequence number greater than `after`, in order, at most
+    /// `limit` of them.
+    pub fn changes_since(
+        &self,
+        space: &PublicKey,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<Change>> {
+        let txn = self.inner.db.begin_read().map_err(|e| self.err(e))?;
+        let changes = txn.open_table(CHANGES).map_err(|e| self.err(e))?;
+        let entries = txn.open_table(ENTRIES).map_err(|e| self.err(e))?;
+        let start = seq_key(space.as_bytes(), after);
+        let end = schema::prefix_end(space.as_bytes());
+        let upper = end.as_deref().map_or(Bound::Unbounded, Bound::Excluded);
+        let mut out = Vec::new();
+        for row in changes
+            .range::<&[u8]>((Bound::Excluded(start.as_slice()), upper))
+            .map_err(|e| self.err(e))?
+            .take(limit)
+        {
+            let (key, item) = row.map_err(|e| self.err(e))?;
+            let mut entry_key = space.as_bytes().to_vec();
+            entry_key.extend_from_slice(item.value());
+            let row = entries
+                .get(entry_key.as_slice())
+                .map_err(|e| self.err(e))?
+                .ok_or_else(|| self.corrupted("a change points to a missing entry"))?;
+            let (_, seq, entry) = decode_entry_row(row.value())?;
+            let key_seq = key.value().get(32..).and_then(|bytes| <[u8; 8]>::try_from(bytes).ok());
+            if key_seq.map(u64::from_be_bytes) != Some(seq) {
+                return Err(self.corrupted("a change and its entry disagree on the seq"));
+            }
+            out.push(Change { seq, entry });
+        }
+        Ok(out)
+    }
+
+    /// A live stream of the changes of `space` after sequence number `after`: stored ones
+    /// first, then new ones as they commit, with no gap and no duplicate.
+    ///
+    /// Must be called inside a tokio runtime.
+    pub fn subscribe(&self, space: &PublicKey, after: u64) -> Subscription {
+        crate::changes::spawn(self.clone(), *space, after, self.inner.last_seq.subscribe())
+    }
+
+    // ---- reconciliation ----
+
+    /// The fingerprint of the items of `space` in `[start, end)` (`None`: open end), read from
+    /// the aggregates without scanning the range (see the `recon` module).
+    pub fn fingerprint(
+        &self,
+        space: &PublicKey,
+        start: Option<&RangeKey>,
+        end: Option<&RangeKey>,
+    ) -> Result<Fingerprint> {
+        let txn = self.inner.db.begin_read().map_err(|e| self.err(e))?;
+        let entries = txn.open_table(ENTRIES).map_err(|e| self.err(e))?;
+        let buckets = txn.open_table(BUCKETS).map_err(|e| self.err(e))?;
+        let lo = start.map_or_else(Vec::new, |key| schema::item_key(&key.doc, &key.field));
+        let hi = end.map(|key| schema::item_key(&key.doc, &key.field));
+        let range = ItemRange { lo: &lo, hi: hi.as_deref() };
+        recon::fingerprint(&entries, &buckets, space.as_bytes(), range, recon::LEVELS)
+            .map_err(|e| self.err(e))
+    }
+
+    /// The items of `space` in `[start, end)`, in `(doc, field)` order, at most `limit`.
+    pub fn recon_items(
+        &self,
+        space: &PublicKey,
+        start: Option<&RangeKey>,
+        end: Option<&RangeKey>,
+        limit: usize,
+    ) -> Result<Vec<ReconItem>> {
+        let txn = self.inner.db.begin_read().map_err(|e| self.err(e))?;
+        let entries = txn.open_table(ENTRIES).map_err(|e| self.err(e))?;
+        let mut lo = space.as_bytes().to_vec();
+        if let Some(key) = start {
+            lo.extend_from_slice(&schema::item_key(&key.doc, &key.field));
+        }
+        let hi = match end {
+            Some(key) => Some(schema::entry_key(space.as_bytes(), &key.doc, &key.field)),
+            None => schema::prefix_end(space.as_bytes()),
+        };
+        let mut out = Vec::new();
+        for row in
+            entries.range::<&[u8]>(bounds(&lo, hi.as_deref())).map_err(|e| self.err(e))?.take(limit)
+        {
+            let (key, value) = row.map_err(|e| self.err(e))?;
+            let item = &key.value()[32..];
+            let split = item
+                .iter()
+                .position(|byte| *byte == 0)
+                .ok_or_else(|| self.corrupted("entry key without separator"))?;
+            let doc = std::str::from_utf8(&item[..split])
+                .map_err(|_| self.corrupted("entry key is not utf-8"))?;
+            let field = std::str::from_utf8(&item[split + 1..])
+                .map_err(|_| self.corrupted("entry key is not utf-8"))?;
+            let hash = value
+                .value()
+                .get(..32)
+                .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
+                .ok_or_else(|| self.corrupted("short entry row"))?;
+            out.push(ReconItem { doc: doc.to_owned(), field: field.to_owned(), hash });
+        }
+        Ok(out)
+    }
+
+    /// A hash of the whole state of a space (its records, grants and winning entries, in
+    /// order): equal on two stores exactly when they hold the same space state.
+    pub fn state_hash(&self, space: &PublicKey) -> Result<[u8; 32]> {
+        let mut hasher = blake3::Hasher::new();
+        if let Some(record) = self.space_record(space)? {
+            hasher.update(&record.encode());
+        }
+        for grant in self.grants(space)? {
+            hasher.update(&grant.encode());
+        }
+        let txn = self.inner.db.begin_read().map_err(|e| self.err(e))?;
+        let entries = txn.open_table(ENTRIES).map_err(|e| self.err(e))?;
+        let end = schema::prefix_end(space.as_bytes());
+        for row in entries
+            .range::<&[u8]>(bounds(space.as_bytes(), end.as_deref()))
+            .map_err(|e| self.err(e))?
+        {
+            let (key, value) = row.map_err(|e| self.err(e))?;
+            hasher.update(key.value());
+            // The hash, not the local seq: seqs differ between peers.
+            hasher.update(value.value().get(..32).unwrap_or_default());
+        }
+        Ok(*hasher.finalize().as_bytes())
+    }
+
+    /// Number of winning entries in the store, all spaces together.
+    pub fn n_entries(&self) -> Result<u64> {
+        let txn = self.inner.db.begin_read().map_err(|e| self.err(e))?;
+        let entries = txn.open_table(ENTRIES).map_err(|e| self.err(e))?;
+        entries.len().map_err(|e| self.err(e))
+    }
+
+    fn corrupted(&self, reason: &str) -> Error {
+        Error::Corrupted { path: self.inner.path.clone(), reason: reason.to_owned() }
+    }
+}
+
+fn begin_write(db: &redb::Database, path: &Path) -> Result<redb::WriteTransaction> {
+    let mut txn = db.begin_write().map_err(|error| Error::redb(path, error))?;
+    // The store is fed by untrusted peers: redb advises two-phase commit then, so a crafted
+    // page cannot make recovery pick a torn commit.
+    txn.set_two_phase_commit(true);
+    Ok(txn)
+}
+
+fn bounds<'a>(lo: &'a [u8], hi: Option<&'a [u8]>) -> (Bound<&'a [u8]>, Bound<&'a [u8]>) {
+    (Bound::Included(lo), hi.map_or(Bound::Unbounded, Bound::Excluded))
+}
+
+fn seq_key(space: &[u8; 32], seq: u64) -> Vec<u8> {
+    let mut key = space.to_vec();
+    key.extend_from_slice(&seq.to_be_bytes());
+    key
+}
+
+fn is_storage_error(error: &Error) -> bool {
+    matches!(error, Error::Io { .. } | Error::Corrupted { .. } | Error::AlreadyOpen { .. })
+}
+
+fn check_value_size(field: &str, value: &Value, limit: usize) -> Result<()> {
+    let size = value.encode().len();
+    if size > limit {
+        return Err(Error::ValueTooLarge { field: field.to_owned(), size, limit });
+    }
+    Ok(())
+}
+
+fn decode_entry_row(row: &[u8]) -> Result<([u8; 32], u64, Entry)> {
+    let mut reader = Reader::new(row);
+    let hash = reader.array("entry row")?;
+    let seq = u64::from_be_bytes(reader.array("entry row")?);
+    let entry = Entry::decode(reader.take("entry row", row.len() - 40)?)?;
+    Ok((hash, seq, entry))
+}
+
+fn encode_space_row(record: &SpaceRecord, stats: SpaceStats) -> Vec<u8> {
+    let mut row = record.encode();
+    row.extend_from_slice(&stats.n_entries.to_be_bytes());
+    row.extend_from_slice(&stats.n_docs.to_be_bytes());
+    row
+}
+
+fn decode_space_row(row: &[u8]) -> Result<(SpaceRecord, SpaceStats)> {
+    let mut reader = Reader::new(row);
+    let record = SpaceRecord::decode_prefix(&mut reader)?;
+    let n_entries = u64::from_be_bytes(reader.array("space row")?);
+    let n_docs = u64::from_be_bytes(reader.array("space row")?);
+    reader.finish("space row")?;
+    Ok((record, SpaceStats { n_entries, n_docs }))
+}
+
+/// Nesting deeper than this is refused (it would also exceed the doc key length).
+const MAX_JSON_DEPTH: usize = 32;
+
+fn flatten_json(
+    doc: &str,
+    object: &serde_json::Value,
+    out: &mut Vec<(String, String, Value)>,
+    depth: usize,
+) -> Result<()> {
+    let serde_json::Value::Object(map) = object else {
+        return Err(Error::InvalidValue {
+            reason: format!("document {doc:?} must be a JSON object"),
+        });
+    };
+    if depth > MAX_JSON_DEPTH {
+        return Err(Error::InvalidValue {
+            reason: format!("document {doc:?} is nested too deeply"),
+        });
+    }
+    for (field, json) in map {
+        crate::entry::validate_field(field)?;
+        let value = match json {
+            serde_json::Value::Object(inner) => match json_link(inner)? {
+                Some(value) => value,
+                None => {
+                    let child = format!("{doc}/{field}");
+                    crate::entry::validate_doc_key(&child)?;
+                    flatten_json(&child, json, out, depth + 1)?;
+                    Value::DocLink(child)
+                }
+            },
+            serde_json::Value::Null => Value::Null,
+            serde_json::Value::Bool(bool) => Value::Bool(*bool),
+            serde_json::Value::Number(number) => match number.as_i64() {
+                Some(int) => Value::Int(int),
+                None => Value::float(number.as_f64().unwrap_or(f64::NAN))?,
+            },
+            serde_json::Value::String(string) => Value::String(string.clone()),
+            serde_json::Value::Array(_) => {
+                return Err(Error::InvalidValue {
+                    reason: format!("field {field:?} of {doc:?}: arrays are not supported"),
+                });
+            }
+        };
+        out.push((doc.to_owned(), field.clone(), value));
+    }
+    Ok(())
+}
+
+/// Reads `{"#": key}`, `{"/": cid}` and `{"/": {"bytes": base64}}`.
+fn json_link(map: &serde_json::Map<String, serde_json::Value>) -> Result<Option<Value>> {
+    if map.len() != 1 {
+        return Ok(None);
+    }
+    if let Some(serde_json::Value::String(key)) = map.get("#") {
+        crate::entry::validate_doc_key(key)?;
+        return Ok(Some(Value::DocLink(key.clone())));
+    }
+    match map.get("/") {
+        Some(serde_json::Value::String(cid)) => Value::blob_link_str(cid).map(Some),
+        Some(serde_json::Value::Object(inner)) => match inner.get("bytes") {
+            Some(serde_json::Value::String(base64)) if inner.len() == 1 => {
+                let bytes =
+                    data_encoding::BASE64_NOPAD.decode(base64.as_bytes()).map_err(|error| {
+                        Error::InvalidValue { reason: format!("bad base64 bytes: {error}") }
+                    })?;
+                Ok(Some(Value::Bytes(bytes)))
+            }
+            _ => Ok(None),
+        },
+        _ => Ok(None),
+    }
+}

@@ -1,0 +1,823 @@
+use std::io::BufRead as _;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::Duration;
+
+use expect_test::expect;
+use proptest::prelude::*;
+use proptest::strategy::ValueTree as _;
+use redb::StorageBackend;
+use serde_json::json;
+use tokio_stream::StreamExt as _;
+
+use crate::*;
+
+/// A wall clock tests can set and skew.
+#[derive(Debug)]
+struct TestClock(AtomicU64);
+
+impl Clock for TestClock {
+    fn now_millis(&self) -> u64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+const NOW: u64 = 1_780_000_000_000;
+
+fn options_at(millis: u64) -> (Options, Arc<TestClock>) {
+    let clock = Arc::new(TestClock(AtomicU64::new(millis)));
+    let options = Options { clock: clock.clone(), ..Options::default() };
+    (options, clock)
+}
+
+fn key(seed: u8) -> SecretKey {
+    SecretKey::from_seed([seed; 32])
+}
+
+fn open(dir: &Path) -> Store {
+    Store::open(dir.join("store.redb"), options_at(NOW).0).unwrap()
+}
+
+fn open_space(store: &Store, mode: SpaceMode) -> PublicKey {
+    store.create_space(&key(1), mode).unwrap().space
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+// ---- encoding ----
+
+#[test]
+fn entry_encoding_is_pinned() {
+    let entry = Entry::sign(
+        &key(2),
+        key(1).public_key(),
+        "users/alice",
+        "name",
+        Value::String("Alice".into()),
+        Hlc::new(1_700_000_000_000, 7),
+    )
+    .unwrap();
+    expect!["018a88e3dd7409f195fd52db2d3cba5d72ca6709bf1d94121bf3748801b40f6f5c000b75736572732f616c69636500046e616d650000018bcfe56800000000078139770ea87d175f56a35466c34c7ecccb8d8a91b4ee37a25df60f5b8fc9b3940500000005416c696365"]
+    .assert_eq(&hex(&entry.encode()[..entry.encode().len() - 64]));
+    expect!["ee6a90f3b9ba2d19680ff18aea016c44aee717651fa08f5f3188ca1fe25b7f8494e0cfcd291b6b3bf5aff86c8c59061f51a07c3d6fd4d02dd5b6ad2f5516900d"].assert_eq(&hex(&entry.signature.to_bytes()));
+    expect!["31bc4690dbc6864aa018d06a2e85557cd7d4bd4494d7430ba22c08d54dd4440a"]
+        .assert_eq(&hex(&entry.hash()));
+    assert_eq!(Entry::decode(&entry.encode()).unwrap(), entry);
+    entry.verify().unwrap();
+}
+
+#[test]
+fn every_value_kind_round_trips() {
+    let cid = Value::blob_link_str("bafkr4ifpcne3t5pzugtkaqcn5i3nzskjtpfslsnnyejlpte2spfoihzsmi")
+        .unwrap();
+    let values = [
+        Value::Null,
+        Value::Bool(true),
+        Value::Bool(false),
+        Value::Int(-5),
+        Value::float(1.5).unwrap(),
+        Value::String("héllo".into()),
+        Value::Bytes(vec![0, 1, 255]),
+        Value::DocLink("users/bob".into()),
+        cid,
+    ];
+    for value in values {
+        let entry =
+            Entry::sign(&key(2), key(1).public_key(), "d", "f", value, Hlc::new(1, 0)).unwrap();
+        assert_eq!(Entry::decode(&entry.encode()).unwrap(), entry);
+        let json = entry.value.to_json();
+        assert!(!json.is_null() || entry.value.is_null(), "{json}");
+    }
+}
+
+#[test]
+fn floats_are_canonical() {
+    assert_eq!(Value::float(-0.0).unwrap().encode(), Value::float(0.0).unwrap().encode());
+    let error = Value::float(f64::NAN).unwrap_err();
+    assert_eq!(error.to_string(), "invalid value: a float must be finite, not NaN");
+    assert!(Value::float(f64::NEG_INFINITY).is_err());
+    assert!(Value::Float(-0.0).validate().is_err());
+    // A NaN smuggled into an encoding is refused on decode.
+    let entry =
+        Entry::sign(&key(2), key(1).public_key(), "d", "f", Value::Float(1.0), Hlc::new(1, 0))
+            .unwrap();
+    let mut bytes = entry.encode();
+    let at = bytes.len() - 64 - 8;
+    bytes[at..at + 8].copy_from_slice(&f64::NAN.to_bits().to_be_bytes());
+    assert!(matches!(Entry::decode(&bytes), Err(Error::InvalidValue { .. })));
+}
+
+#[test]
+fn bad_bytes_are_decode_errors() {
+    let entry =
+        Entry::sign(&key(2), key(1).public_key(), "d", "f", Value::Int(1), Hlc::new(1, 0)).unwrap();
+    let bytes = entry.encode();
+    for cut in 0..bytes.len() {
+        assert!(Entry::decode(&bytes[..cut]).is_err(), "prefix of {cut} bytes");
+    }
+    let mut versioned = bytes.clone();
+    versioned[0] = 9;
+    let error = Entry::decode(&versioned).unwrap_err();
+    assert_eq!(error.to_string(), "cannot decode entry: unsupported entry version 9");
+    let mut trailing = bytes;
+    trailing.push(0);
+    assert!(Entry::decode(&trailing).is_err());
+    assert!(Value::blob_link(vec![1, 2, 3]).is_err());
+}
+
+#[test]
+fn keys_are_validated() {
+    let cases = [
+        ("", "invalid document key \"\": it is empty"),
+        ("a//b", "invalid document key \"a//b\": it has an empty segment"),
+        ("/a", "invalid document key \"/a\": it has an empty segment"),
+        ("a/", "invalid document key \"a/\": it has an empty segment"),
+        ("a\0b", "invalid document key \"a\\0b\": it contains a control character"),
+    ];
+    for (key, message) in cases {
+        assert_eq!(validate_doc_key(key).unwrap_err().to_string(), message);
+    }
+    assert!(validate_doc_key(&"x".repeat(513)).is_err());
+    validate_doc_key("users/alice/address").unwrap();
+    assert_eq!(
+        validate_field("a/b").unwrap_err().to_string(),
+        "invalid field name \"a/b\": it contains '/'"
+    );
+    assert!(validate_field("").is_err());
+}
+
+// ---- clock ----
+
+#[test]
+fn clock_is_monotonic_across_restarts_and_follows_entries_seen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.redb");
+    let (options, clock) = options_at(NOW);
+    let store = Store::open(&path, options.clone()).unwrap();
+    let space = open_space(&store, SpaceMode::Open);
+    // An entry from a peer a little ahead moves the clock forward.
+    let ahead = Hlc::new(NOW + 30_000, 3);
+    let entry = Entry::sign(&key(3), space, "d", "f", Value::Int(1), ahead).unwrap();
+    assert!(matches!(store.insert(entry).unwrap(), Inserted::Applied { .. }));
+    assert_eq!(store.clock(), ahead);
+    // The wall clock goes back; the store still stamps after everything it saw.
+    clock.0.store(NOW - 1_000_000, Ordering::SeqCst);
+    store.write(&key(2), &space, "d", vec![("g".into(), Value::Int(2))]).unwrap();
+    let written = store.get_entry(&space, "d", "g").unwrap().unwrap();
+    assert_eq!(written.hlc, Hlc::new(NOW + 30_000, 4));
+    drop(store);
+    let store = Store::open(&path, options).unwrap();
+    assert_eq!(store.clock(), Hlc::new(NOW + 30_000, 4));
+    store.write(&key(2), &space, "d", vec![("h".into(), Value::Int(3))]).unwrap();
+    assert!(store.get_entry(&space, "d", "h").unwrap().unwrap().hlc > written.hlc);
+}
+
+#[test]
+fn entries_too_far_in_the_future_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let space = open_space(&store, SpaceMode::Open);
+    let future = Hlc::new(NOW + 61_000, 0);
+    let entry = Entry::sign(&key(3), space, "d", "f", Value::Int(1), future).unwrap();
+    let error = store.insert(entry).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "entry \"d\"/\"f\" is stamped 61000 ms in the future, more than the allowed clock \
+         drift of 60000 ms"
+    );
+    assert_eq!(store.get_entry(&space, "d", "f").unwrap(), None);
+    assert_eq!(store.clock().millis, 0, "a refused entry does not move the clock");
+}
+
+// ---- merge ----
+
+#[test]
+fn merge_keeps_the_greatest_of_hlc_author_value_hash() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let space = open_space(&store, SpaceMode::Open);
+    let sign = |seed, millis, value| {
+        Entry::sign(&key(seed), space, "d", "f", value, Hlc::new(millis, 0)).unwrap()
+    };
+    let old = sign(2, 10, Value::Int(1));
+    let new = sign(2, 20, Value::Int(2));
+    assert!(matches!(store.insert(new.clone()).unwrap(), Inserted::Applied { .. }));
+    assert_eq!(store.insert(old).unwrap(), Inserted::Superseded);
+    assert_eq!(store.insert(new.clone()).unwrap(), Inserted::Duplicate);
+    // Same hlc: the greater author wins, whatever the order.
+    let (a, b) = (sign(2, 30, Value::Int(3)), sign(3, 30, Value::Int(4)));
+    let winner = if a.author > b.author { a.clone() } else { b.clone() };
+    store.insert(a).unwrap();
+    store.insert(b).unwrap();
+    assert_eq!(store.get_entry(&space, "d", "f").unwrap().unwrap(), winner);
+}
+
+fn arbitrary_entries(space: PublicKey) -> impl Strategy<Value = Vec<Entry>> {
+    let one = (0u8..3, 0u8..4, 0u8..3, 0u64..4, 0u32..2, 0i64..3, any::<bool>());
+    proptest::collection::vec(one, 1..24).prop_map(move |specs| {
+        specs
+            .into_iter()
+            .map(|(doc, field, author, millis, counter, value, delete)| {
+                let value = if delete { Value::Null } else { Value::Int(value) };
+                Entry::sign(
+                    &key(10 + author),
+                    space,
+                    &format!("doc{doc}"),
+                    &format!("f{field}"),
+                    value,
+                    Hlc::new(NOW - 100 + millis, counter),
+                )
+                .unwrap()
+            })
+            .collect()
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    #[test]
+    fn any_order_and_any_duplication_gives_the_same_state(
+        (entries, order, dups) in arbitrary_entries(key(1).public_key()).prop_flat_map(|entries| {
+            let n = entries.len();
+            (Just(entries), Just((0..n).collect::<Vec<_>>()).prop_shuffle(),
+             proptest::collection::vec(0..n, 0..8))
+        })
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let one = Store::open(dir.path().join("one.redb"), options_at(NOW).0).unwrap();
+        let two = Store::open(dir.path().join("two.redb"), options_at(NOW).0).unwrap();
+        let space = open_space(&one, SpaceMode::Open);
+        open_space(&two, SpaceMode::Open);
+        one.insert_batch(entries.clone()).unwrap();
+        let mut shuffled: Vec<Entry> = order.iter().map(|&i| entries[i].clone()).collect();
+        shuffled.extend(dups.iter().map(|&i| entries[i].clone()));
+        // One at a time, in another order, with duplicates.
+        for entry in shuffled {
+            two.insert(entry).unwrap();
+        }
+        prop_assert_eq!(one.state_hash(&space).unwrap(), two.state_hash(&space).unwrap());
+        prop_assert_eq!(
+            one.fingerprint(&space, None, None).unwrap(),
+            two.fingerprint(&space, None, None).unwrap()
+        );
+        prop_assert_eq!(one.list_spaces().unwrap(), two.list_spaces().unwrap());
+        prop_assert_eq!(
+            one.list_docs(&space, "", None, 100).unwrap(),
+            two.list_docs(&space, "", None, 100).unwrap()
+        );
+    }
+}
+
+#[test]
+fn bad_signatures_and_unknown_spaces_leave_nothing_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let space = open_space(&store, SpaceMode::Open);
+    let mut forged =
+        Entry::sign(&key(2), space, "d", "f", Value::Int(1), Hlc::new(NOW, 0)).unwrap();
+    forged.value = Value::Int(2);
+    let good = Entry::sign(&key(2), space, "d", "g", Value::Int(1), Hlc::new(NOW, 0)).unwrap();
+    let results = store.insert_batch(vec![forged, good]).unwrap();
+    assert!(matches!(&results[0], Err(Error::BadSignature { .. })), "{results:?}");
+    assert!(matches!(&results[1], Ok(Inserted::Applied { seq: 1 })), "{results:?}");
+    assert_eq!(store.get_entry(&space, "d", "f").unwrap(), None);
+    let elsewhere = key(9).public_key();
+    let entry = Entry::sign(&key(2), elsewhere, "d", "f", Value::Int(1), Hlc::new(NOW, 0)).unwrap();
+    let error = store.insert(entry).unwrap_err();
+    assert_eq!(error.to_string(), format!("unknown space {elsewhere}"));
+    assert_eq!(store.n_entries().unwrap(), 1);
+    assert_eq!(store.last_seq(), 1);
+}
+
+#[test]
+fn restricted_spaces_need_a_grant() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let space = open_space(&store, SpaceMode::Restricted);
+    let author = key(2);
+    let write =
+        |store: &Store| store.write(&author, &space, "d", vec![("f".into(), Value::Int(1))]);
+    let error = write(&store).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "author {} may not write to space {space}: the space is restricted and the author \
+             holds no grant",
+            author.public_key()
+        )
+    );
+    assert_eq!(store.n_entries().unwrap(), 0);
+    // The space key itself may write.
+    store.write(&key(1), &space, "d", vec![("f".into(), Value::Int(0))]).unwrap();
+    // A grant signed by another key is refused.
+    let forged = Grant::sign(&key(5), author.public_key(), Right::Write, None);
+    let forged = Grant { space, ..forged };
+    assert!(store.insert_grant(&forged).is_err());
+    // An expired grant does not help; a read grant neither.
+    store.insert_grant(&Grant::sign(&key(1), author.public_key(), Right::Read, None)).unwrap();
+    assert!(matches!(write(&store), Err(Error::AccessDenied { .. })));
+    store
+        .insert_grant(&Grant::sign(&key(1), author.public_key(), Right::Write, Some(NOW - 1)))
+        .unwrap();
+    assert!(matches!(write(&store), Err(Error::AccessDenied { .. })));
+    store.insert_grant(&Grant::sign(&key(1), author.public_key(), Right::Write, None)).unwrap();
+    write(&store).unwrap();
+    assert_eq!(store.grants(&space).unwrap().len(), 1);
+    // Opening the space up later lets anyone in.
+    store.create_space(&key(1), SpaceMode::Open).unwrap();
+    store.write(&key(7), &space, "d", vec![("g".into(), Value::Int(1))]).unwrap();
+}
+
+// ---- queries ----
+
+#[test]
+fn nested_json_becomes_linked_documents() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let space = open_space(&store, SpaceMode::Open);
+    let cid = "bafkr4ifpcne3t5pzugtkaqcn5i3nzskjtpfslsnnyejlpte2spfoihzsmi";
+    let object = json!({
+        "name": "Alice",
+        "age": 42,
+        "score": 1.5,
+        "address": {"city": "Lyon", "geo": {"lat": 45}},
+        "friend": {"#": "users/bob"},
+        "avatar": {"/": cid},
+        "raw": {"/": {"bytes": "AAEC"}},
+    });
+    store.write_json(&key(2), &space, "users/alice", &object).unwrap();
+    let alice = store.get_doc(&space, "users/alice").unwrap().unwrap();
+    assert_eq!(alice["address"].value, Value::DocLink("users/alice/address".into()));
+    assert_eq!(alice["address"].author, key(2).public_key());
+    assert_eq!(alice["raw"].value, Value::Bytes(vec![0, 1, 2]));
+    assert_eq!(
+        store.get_json(&space, "users/alice", 0).unwrap().unwrap()["address"],
+        json!({"#": "users/alice/address"})
+    );
+    let deep = store.get_json(&space, "users/alice", 5).unwrap().unwrap();
+    assert_eq!(deep["address"], json!({"city": "Lyon", "geo": {"lat": 45}}));
+    assert_eq!(deep["friend"], json!({"#": "users/bob"}), "a missing target stays a link");
+    assert_eq!(deep["avatar"], json!({"/": cid}));
+    assert_eq!(deep["raw"], json!({"/": {"bytes": "AAEC"}}));
+    let one_level = store.get_json(&space, "users/alice", 1).unwrap().unwrap();
+    assert_eq!(one_level["address"]["geo"], json!({"#": "users/alice/address/geo"}));
+
+    let error = store.write_json(&key(2), &space, "users/x", &json!({"a": [1]})).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "invalid value: field \"a\" of \"users/x\": arrays are not supported"
+    );
+    assert!(store.write_json(&key(2), &space, "users/x", &json!({"a/b": 1})).is_err());
+    assert!(store.write_json(&key(2), &space, "users//x", &json!({"a": 1})).is_err());
+}
+
+#[test]
+fn deletes_hide_fields_and_documents() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let space = open_space(&store, SpaceMode::Open);
+    let author = key(2);
+    store.write_json(&author, &space, "d", &json!({"a": 1, "b": 2})).unwrap();
+    store.write_json(&author, &space, "d", &json!({"a": null})).unwrap();
+    let doc = store.get_doc(&space, "d").unwrap().unwrap();
+    assert_eq!(doc.keys().collect::<Vec<_>>(), ["b"]);
+    assert_eq!(store.list_spaces().unwrap()[0].n_docs, 1);
+    store.write_json(&author, &space, "d", &json!({"b": null})).unwrap();
+    assert_eq!(store.get_doc(&space, "d").unwrap(), None);
+    assert_eq!(store.list_docs(&space, "", None, 10).unwrap(), Vec::<String>::new());
+    let info = &store.list_spaces().unwrap()[0];
+    assert_eq!((info.n_entries, info.n_docs), (2, 0));
+    // The tombstone is still an entry that wins merges and syncs.
+    assert_eq!(store.get_entry(&space, "d", "a").unwrap().unwrap().value, Value::Null);
+}
+
+#[test]
+fn documents_list_by_prefix_with_pagination() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let space = open_space(&store, SpaceMode::Open);
+    let other = store.create_space(&key(4), SpaceMode::Open).unwrap().space;
+    for doc in ["users/a", "users/b", "users/b/address", "users/c", "usersx", "posts/1"] {
+        store.write_json(&key(2), &space, doc, &json!({"v": 1})).unwrap();
+    }
+    store.write_json(&key(2), &other, "users/z", &json!({"v": 1})).unwrap();
+    let first = store.list_docs(&space, "users/", None, 2).unwrap();
+    assert_eq!(first, ["users/a", "users/b"]);
+    let next = store.list_docs(&space, "users/", Some("users/b"), 10).unwrap();
+    assert_eq!(next, ["users/b/address", "users/c"]);
+    assert_eq!(store.list_docs(&space, "", None, 100).unwrap().len(), 6);
+    let spaces = store.list_spaces().unwrap();
+    assert_eq!(spaces.len(), 2);
+    let mine = spaces.iter().find(|info| info.space == space).unwrap();
+    assert_eq!((mine.n_entries, mine.n_docs, mine.mode), (6, 6, SpaceMode::Open));
+}
+
+#[test]
+fn oversized_values_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut options, _) = options_at(NOW);
+    options.max_value_size = 100;
+    let store = Store::open(dir.path().join("s.redb"), options).unwrap();
+    let space = open_space(&store, SpaceMode::Open);
+    let error = store
+        .write(&key(2), &space, "d", vec![("f".into(), Value::Bytes(vec![0; 100]))])
+        .unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "value of field \"f\" is 105 bytes, more than the limit of 100 bytes"
+    );
+    let entry = Entry::sign(&key(2), space, "d", "f", Value::Bytes(vec![0; 200]), Hlc::new(NOW, 0))
+        .unwrap();
+    assert!(matches!(store.insert(entry), Err(Error::ValueTooLarge { .. })));
+    assert_eq!(store.n_entries().unwrap(), 0);
+}
+
+// ---- change tracking ----
+
+#[test]
+fn changes_since_keeps_only_current_winners() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let space = open_space(&store, SpaceMode::Open);
+    let author = key(2);
+    store.write_json(&author, &space, "d", &json!({"a": 1, "b": 2})).unwrap();
+    store.write_json(&author, &space, "d", &json!({"a": 3})).unwrap();
+    let changes = store.changes_since(&space, 0, 10).unwrap();
+    let summary: Vec<_> = changes.iter().map(|c| (c.seq, c.entry.field.as_str())).collect();
+    assert_eq!(summary, [(2, "b"), (3, "a")]);
+    assert_eq!(store.changes_since(&space, 2, 10).unwrap().len(), 1);
+    assert_eq!(store.changes_since(&space, 0, 1).unwrap().len(), 1);
+    assert!(store.changes_since(&key(9).public_key(), 0, 10).unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscriptions_switch_from_stored_to_live_without_gap_or_duplicate() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let space = open_space(&store, SpaceMode::Open);
+    let writers = 3;
+    let per_writer = 40;
+    fn write(store: &Store, space: PublicKey, writer: u8, i: usize) {
+        let batch = vec![(format!("f{i}"), Value::Int(i as i64))];
+        store.write(&key(20 + writer), &space, &format!("w{writer}"), batch).unwrap();
+    }
+    // Some changes exist before the subscription starts.
+    for i in 0..10 {
+        write(&store, space, 0, 1000 + i);
+    }
+    let mut subscription = store.subscribe(&space, 3);
+    let mut tasks = Vec::new();
+    for writer in 0..writers {
+        let store = store.clone();
+        tasks.push(tokio::task::spawn_blocking(move || {
+            for i in 0..per_writer {
+                write(&store, space, writer, i);
+            }
+        }));
+    }
+    let expected: Vec<u64> = (4..=10 + (writers as u64) * per_writer as u64).collect();
+    let mut seen = Vec::new();
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while seen.len() < expected.len() {
+            let change = subscription.next().await.unwrap().unwrap();
+            seen.push(change.seq);
+        }
+    })
+    .await
+    .unwrap();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    assert_eq!(seen, expected);
+    // Nothing more arrives.
+    let extra = tokio::time::timeout(Duration::from_millis(200), subscription.next()).await;
+    assert!(extra.is_err(), "unexpected change {extra:?}");
+}
+
+// ---- reconciliation ----
+
+fn naive(items: &[ReconItem], lo: Option<&RangeKey>, hi: Option<&RangeKey>) -> Fingerprint {
+    let mut fingerprint = Fingerprint::EMPTY;
+    for item in items {
+        let position = RangeKey { doc: item.doc.clone(), field: item.field.clone() };
+        if lo.is_some_and(|lo| position < *lo) || hi.is_some_and(|hi| position >= *hi) {
+            continue;
+        }
+        fingerprint.insert(&item.hash);
+    }
+    fingerprint
+}
+
+#[test]
+fn fingerprints_from_aggregates_match_a_full_scan() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let space = open_space(&store, SpaceMode::Open);
+    let author = key(2);
+    let mut runner = proptest::test_runner::TestRunner::deterministic();
+    // 6,000 fields in a shuffled insertion order, then rewrites: enough for level-2 buckets
+    // (one key in 4,096) and many level-1 ones.
+    let mut keys: Vec<(String, String)> = (0..3000)
+        .flat_map(|doc| [0, 1].map(|f| (format!("doc{doc:05}"), format!("f{f}"))))
+        .collect();
+    let permutation = Just(keys.clone()).prop_shuffle().new_tree(&mut runner).unwrap().current();
+    keys = permutation;
+    let entries: Vec<Entry> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, (doc, field))| {
+            Entry::sign(
+                &author,
+                space,
+                doc,
+                field,
+                Value::Int(i as i64),
+                Hlc::new(NOW - 1000, i as u32),
+            )
+            .unwrap()
+        })
+        .collect();
+    for chunk in entries.chunks(1000) {
+        store.insert_batch(chunk.to_vec()).unwrap();
+    }
+    store.write_json(&author, &space, "doc00007", &json!({"f0": "rewritten", "f9": true})).unwrap();
+    let items = store.recon_items(&space, None, None, usize::MAX).unwrap();
+    assert_eq!(items.len(), 6001);
+    assert!(
+        items
+            .windows(2)
+            .all(|pair| (&pair[0].doc, &pair[0].field) < (&pair[1].doc, &pair[1].field))
+    );
+    assert_eq!(store.fingerprint(&space, None, None).unwrap(), naive(&items, None, None));
+    let bounds = (0usize..=6001, 0usize..=6001);
+    for _ in 0..200 {
+        let (a, b) = bounds.new_tree(&mut runner).unwrap().current();
+        let at = |i: usize| {
+            items.get(i).map(|item| RangeKey { doc: item.doc.clone(), field: item.field.clone() })
+        };
+        let (lo, hi) = (at(a.min(b)), at(a.max(b)));
+        let got = store.fingerprint(&space, lo.as_ref(), hi.as_ref()).unwrap();
+        assert_eq!(got, naive(&items, lo.as_ref(), hi.as_ref()), "range {a}..{b}");
+        if let (Some(lo), Some(hi)) = (&lo, &hi) {
+            let listed = store.recon_items(&space, Some(lo), Some(hi), usize::MAX).unwrap();
+            assert_eq!(listed.len() as u64, got.count);
+        }
+    }
+    // Positions between items work too.
+    let lo = RangeKey { doc: "doc001".into(), field: String::new() };
+    let hi = RangeKey { doc: "doc002".into(), field: String::new() };
+    let got = store.fingerprint(&space, Some(&lo), Some(&hi)).unwrap();
+    assert_eq!(got.count, 200);
+    assert_eq!(got, naive(&items, Some(&lo), Some(&hi)));
+}
+
+// ---- files and durability ----
+
+#[test]
+fn corrupt_or_foreign_files_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let foreign = dir.path().join("foreign.redb");
+    std::fs::write(&foreign, b"this is not a database, just some text that is long enough")
+        .unwrap();
+    let error = Store::open(&foreign, Options::default()).unwrap_err();
+    assert!(matches!(error, Error::Corrupted { .. }), "{error:?}");
+    assert!(error.to_string().contains(&foreign.display().to_string()), "{error}");
+
+    let damaged = dir.path().join("damaged.redb");
+    let store = Store::open(&damaged, options_at(NOW).0).unwrap();
+    let space = open_space(&store, SpaceMode::Open);
+    store.write_json(&key(2), &space, "d", &json!({"a": 1})).unwrap();
+    drop(store);
+    let mut bytes = std::fs::read(&damaged).unwrap();
+    for byte in bytes.iter_mut().take(512) {
+        *byte ^= 0x5a;
+    }
+    std::fs::write(&damaged, &bytes).unwrap();
+    let error = Store::open(&damaged, Options::default()).unwrap_err();
+    assert!(matches!(error, Error::Corrupted { .. }), "{error:?}");
+    assert!(error.to_string().contains(&damaged.display().to_string()), "{error}");
+}
+
+#[test]
+fn newer_schema_versions_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.redb");
+    drop(Store::open(&path, Options::default()).unwrap());
+    {
+        let db = redb::Database::create(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        txn.open_table(crate::schema::META)
+            .unwrap()
+            .insert("schema_version", 9u64.to_be_bytes().as_slice())
+            .unwrap();
+        txn.commit().unwrap();
+    }
+    let error = Store::open(&path, Options::default()).unwrap_err();
+    assert!(
+        error.to_string().ends_with("has schema version 9, newer than the supported 1"),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_second_open_of_the_same_file_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let _store = open(dir.path());
+    let error = Store::open(dir.path().join("store.redb"), Options::default()).unwrap_err();
+    assert!(matches!(error, Error::AlreadyOpen { .. }), "{error:?}");
+}
+
+const KILL_WRITER_ENV: &str = "COSMIC_STORE_KILL_WRITER";
+
+/// In the child: write entries forever, printing each acknowledged one.
+fn kill_writer(path: &str) {
+    let store = Store::open(path, Options::default()).unwrap();
+    let space = store.create_space(&key(1), SpaceMode::Open).unwrap().space;
+    let mut stdout = std::io::stdout();
+    for i in 0u64.. {
+        let value = Value::Int(i as i64);
+        // Alternate single durable writes and batches.
+        if i % 2 == 0 {
+            store.write(&key(2), &space, &format!("d{i}"), vec![("f".into(), value)]).unwrap();
+        } else {
+            let batch: Vec<Entry> = (0..20)
+                .map(|j| {
+                    Entry::sign(
+                        &key(2),
+                        space,
+                        &format!("d{i}"),
+                        &format!("b{j}"),
+                        value.clone(),
+                        Hlc::new(1, 0),
+                    )
+                    .unwrap()
+                })
+                .collect();
+            store.insert_batch(batch).unwrap();
+        }
+        use std::io::Write as _;
+        writeln!(stdout, "ack {i}").unwrap();
+        stdout.flush().unwrap();
+    }
+}
+
+#[test]
+fn acknowledged_writes_survive_kill_9() {
+    if let Ok(path) = std::env::var(KILL_WRITER_ENV) {
+        kill_writer(&path);
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.redb");
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "tests::acknowledged_writes_survive_kill_9",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(KILL_WRITER_ENV, &path)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (sender, receiver) = std::sync::mpsc::sync_channel(1024);
+    let reader = std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if let Some(i) = line.strip_prefix("ack ")
+                && sender.send(i.parse::<u64>().unwrap()).is_err()
+            {
+                break;
+            }
+        }
+    });
+    let mut acked = Vec::new();
+    while acked.len() < 60 {
+        acked
+            .push(receiver.recv_timeout(Duration::from_secs(30)).expect("the writer acknowledges"));
+    }
+    let status = std::process::Command::new("kill")
+        .args(["-KILL", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    child.wait().unwrap();
+    reader.join().unwrap();
+    acked.extend(receiver.try_iter());
+
+    let store = Store::open(&path, Options::default()).unwrap();
+    let space = key(1).public_key();
+    for &i in &acked {
+        let doc = store.get_doc(&space, &format!("d{i}")).unwrap();
+        let doc = doc.unwrap_or_else(|| panic!("acknowledged write {i} is lost"));
+        assert_eq!(doc.len(), if i % 2 == 0 { 1 } else { 20 });
+    }
+    // The store is consistent and writable after the crash.
+    let last = *acked.last().unwrap();
+    let items = store.recon_items(&space, None, None, usize::MAX).unwrap();
+    assert_eq!(store.fingerprint(&space, None, None).unwrap(), naive(&items, None, None));
+    assert!(store.n_entries().unwrap() >= acked.len() as u64, "{last}");
+    store.write(&key(2), &space, "after", vec![("f".into(), Value::Bool(true))]).unwrap();
+}
+
+/// A storage backend that fails every write, sync and resize once its budget of such
+/// operations is spent, like a disk that fills up or a device that fails.
+#[derive(Debug)]
+struct FailingBackend {
+    inner: Arc<redb::backends::InMemoryBackend>,
+    budget: Arc<AtomicI64>,
+}
+
+impl FailingBackend {
+    fn spend(&self) -> std::io::Result<()> {
+        if self.budget.fetch_sub(1, Ordering::SeqCst) <= 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::StorageFull,
+                "no space left on device",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl StorageBackend for FailingBackend {
+    fn len(&self) -> std::io::Result<u64> {
+        self.inner.len()
+    }
+    fn read(&self, offset: u64, out: &mut [u8]) -> std::io::Result<()> {
+        self.inner.read(offset, out)
+    }
+    fn set_len(&self, len: u64) -> std::io::Result<()> {
+        self.spend()?;
+        self.inner.set_len(len)
+    }
+    fn sync_data(&self) -> std::io::Result<()> {
+        self.spend()?;
+        self.inner.sync_data()
+    }
+    fn write(&self, offset: u64, data: &[u8]) -> std::io::Result<()> {
+        self.spend()?;
+        self.inner.write(offset, data)
+    }
+}
+
+#[test]
+fn a_failing_disk_fails_the_write_and_loses_nothing_committed() {
+    let label = Path::new("memory");
+    let mut failures_seen = 0;
+    for budget in (0..120).step_by(7) {
+        let storage = Arc::new(redb::backends::InMemoryBackend::new());
+        let unlimited = Arc::new(AtomicI64::new(i64::MAX));
+        let backend = FailingBackend { inner: storage.clone(), budget: unlimited.clone() };
+        let store = Store::open_with_backend(backend, label, options_at(NOW).0).unwrap();
+        let space = open_space(&store, SpaceMode::Open);
+        for i in 0..5 {
+            store.write_json(&key(2), &space, &format!("before{i}"), &json!({"v": i})).unwrap();
+        }
+        // The disk fills up after `budget` more I/O operations.
+        unlimited.store(budget, Ordering::SeqCst);
+        let mut committed = 0;
+        for i in 0..30 {
+            match store.write_json(&key(2), &space, &format!("during{i}"), &json!({"v": i})) {
+                Ok(_) => committed += 1,
+                Err(error) => {
+                    assert!(matches!(error, Error::Io { .. }), "{error:?}");
+                    assert!(
+                        error.to_string().starts_with("i/o error on database memory"),
+                        "{error}"
+                    );
+                    failures_seen += 1;
+                    break;
+                }
+            }
+        }
+        drop(store);
+        // Space is freed: the database reopens (repairing if needed) with every write that
+        // was acknowledged.
+        let backend = FailingBackend { inner: storage, budget: Arc::new(AtomicI64::new(i64::MAX)) };
+        let store = Store::open_with_backend(backend, label, options_at(NOW).0).unwrap();
+        for i in 0..5 {
+            assert!(
+                store.get_doc(&space, &format!("before{i}")).unwrap().is_some(),
+                "budget {budget}"
+            );
+        }
+        for i in 0..committed {
+            assert!(
+                store.get_doc(&space, &format!("during{i}")).unwrap().is_some(),
+                "budget {budget}"
+            );
+        }
+        let items = store.recon_items(&space, None, None, usize::MAX).unwrap();
+        assert_eq!(store.fingerprint(&space, None, None).unwrap(), naive(&items, None, None));
+        assert_eq!(store.changes_since(&space, 0, 1000).unwrap().len(), items.len());
+        store.write_json(&key(2), &space, "after", &json!({"v": 1})).unwrap();
+    }
+    assert!(failures_seen > 10, "only {failures_seen} budgets hit a failure");
+}
