@@ -26,7 +26,12 @@ fn author() -> SecretKey {
 
 fn fresh_store() -> (tempfile::TempDir, Store, PublicKey) {
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let store = Store::open(dir.path().join("bench.redb"), Options::default()).expect("open");
+    let cache_size = std::env::var("COSMIC_STORE_BENCH_CACHE_MIB")
+        .ok()
+        .and_then(|mib| mib.parse::<usize>().ok())
+        .map(|mib| mib << 20);
+    let options = Options { cache_size, ..Options::default() };
+    let store = Store::open(dir.path().join("bench.redb"), options).expect("open");
     let space = store.create_space(&SecretKey::from_seed([1; 32]), SpaceMode::Open).expect("space");
     (dir, store, space.space)
 }

@@ -29,6 +29,9 @@ pub struct Options {
     pub max_value_size: usize,
     /// The wall clock; tests inject a skewed one.
     pub clock: Arc<dyn Clock>,
+    /// redb's page cache size in bytes (`None`: redb's default, 1 GiB). Resident memory
+    /// grows with the cache, not with the number of entries.
+    pub cache_size: Option<usize>,
 }
 
 impl Default for Options {
@@ -37,6 +40,7 @@ impl Default for Options {
             max_clock_drift: Duration::from_secs(60),
             max_value_size: 64 * 1024,
             clock: Arc::new(SystemClock),
+            cache_size: None,
         }
     }
 }
@@ -322,14 +326,42 @@ impl Store {
     /// leaves nothing behind.
     pub fn insert_batch(&self, entries: Vec<Entry>) -> Result<Vec<Result<Inserted>>> {
         let limit = self.inner.options.max_value_size;
-        let checked: Vec<Result<Entry>> = entries
-            .into_iter()
-            .map(|entry| {
-                check_value_size(&entry.field, &entry.value, limit)?;
-                entry.verify()?;
-                Ok(entry)
-            })
-            .collect();
+        let check = |entry: Entry| -> Result<Entry> {
+            check_value_size(&entry.field, &entry.value, limit)?;
+            entry.verify()?;
+            Ok(entry)
+        };
+        // Signature checks dominate a batch's cost: spread large batches over the cores,
+        // before taking the writer lock.
+        let threads = std::thread::available_parallelism().map_or(1, usize::from);
+        let checked: Vec<Result<Entry>> = if entries.len() < 64 || threads < 2 {
+            entries.into_iter().map(check).collect()
+        } else {
+            let chunk_len = entries.len().div_ceil(threads);
+            let mut chunks = Vec::new();
+            let mut entries = entries.into_iter();
+            loop {
+                let chunk: Vec<Entry> = entries.by_ref().take(chunk_len).collect();
+                if chunk.is_empty() {
+                    break;
+                }
+                chunks.push(chunk);
+            }
+            let per_chunk = std::thread::scope(|scope| {
+                let handles: Vec<_> = chunks
+                    .into_iter()
+                    .map(|chunk| {
+                        scope.spawn(move || chunk.into_iter().map(check).collect::<Vec<_>>())
+                    })
+                    .collect();
+                handles.into_iter().map(|handle| handle.join()).collect::<Result<Vec<_>, _>>()
+            });
+            per_chunk
+                .map_err(|_| Error::Task { reason: "a signature check thread panicked".into() })?
+                .into_iter()
+                .flatten()
+                .collect()
+        };
         self.write_txn(|state, tables, wall| {
             let mut out = Vec::with_capacity(checked.len());
             for entry in checked {

@@ -821,3 +821,33 @@ fn a_failing_disk_fails_the_write_and_loses_nothing_committed() {
     }
     assert!(failures_seen > 10, "only {failures_seen} budgets hit a failure");
 }
+
+#[test]
+fn large_batches_check_signatures_in_parallel_and_keep_their_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let space = open_space(&store, SpaceMode::Open);
+    let entries: Vec<Entry> = (0..300)
+        .map(|i| {
+            let mut entry = Entry::sign(
+                &key(2),
+                space,
+                &format!("d{i:03}"),
+                "f",
+                Value::Int(i),
+                Hlc::new(NOW, 0),
+            )
+            .unwrap();
+            if i % 37 == 5 {
+                entry.value = Value::Int(-1);
+            }
+            entry
+        })
+        .collect();
+    let results = store.insert_batch(entries).unwrap();
+    assert_eq!(results.len(), 300);
+    for (i, result) in results.iter().enumerate() {
+        assert_eq!(result.is_err(), i % 37 == 5, "entry {i}: {result:?}");
+    }
+    assert_eq!(store.n_entries().unwrap(), 300 - 8);
+}
