@@ -1,0 +1,34 @@
+//! Signing and verification throughput: sign, verify, and batch verify of 64.
+
+use cosmic_auth::{AuthorKey, PublicKey, Signature};
+
+fn main() {
+    divan::main();
+}
+
+const MESSAGE: &[u8] = &[7u8; 128];
+
+#[divan::bench]
+fn sign(bencher: divan::Bencher) {
+    let key = AuthorKey::generate();
+    bencher.bench(|| key.sign(divan::black_box(MESSAGE)));
+}
+
+#[divan::bench]
+fn verify(bencher: divan::Bencher) {
+    let key = AuthorKey::generate();
+    let public = key.public();
+    let signature = key.sign(MESSAGE);
+    bencher.bench(|| cosmic_auth::verify(&public, divan::black_box(MESSAGE), &signature));
+}
+
+#[divan::bench(args = [8, 64, 256])]
+fn verify_batch(bencher: divan::Bencher, n: usize) {
+    let keys: Vec<AuthorKey> = (0..n).map(|_| AuthorKey::generate()).collect();
+    let publics: Vec<PublicKey> = keys.iter().map(AuthorKey::public).collect();
+    let signatures: Vec<Signature> = keys.iter().map(|key| key.sign(MESSAGE)).collect();
+    let messages: Vec<&[u8]> = vec![MESSAGE; n];
+    bencher
+        .counter(divan::counter::ItemsCount::new(n))
+        .bench(|| cosmic_auth::verify_batch(&messages, &publics, &signatures));
+}
