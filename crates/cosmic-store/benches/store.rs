@@ -7,7 +7,8 @@
 use std::sync::OnceLock;
 use std::time::Instant;
 
-use cosmic_store::{Entry, Hlc, Options, PublicKey, SecretKey, SpaceMode, Store, Value};
+use cosmic_auth::{AuthorKey, PublicKey, SpaceKey, SpaceMode};
+use cosmic_store::{Entry, Hlc, Options, Store, Value};
 
 fn main() {
     divan::main();
@@ -20,8 +21,8 @@ struct Fixture {
     n_entries: u64,
 }
 
-fn author() -> SecretKey {
-    SecretKey::from_seed([2; 32])
+fn author() -> AuthorKey {
+    AuthorKey::from_secret_bytes(&[2; 32])
 }
 
 fn fresh_store() -> (tempfile::TempDir, Store, PublicKey) {
@@ -32,7 +33,8 @@ fn fresh_store() -> (tempfile::TempDir, Store, PublicKey) {
         .map(|mib| mib << 20);
     let options = Options { cache_size, ..Options::default() };
     let store = Store::open(dir.path().join("bench.redb"), options).expect("open");
-    let space = store.create_space(&SecretKey::from_seed([1; 32]), SpaceMode::Open).expect("space");
+    let space =
+        store.create_space(&SpaceKey::from_secret_bytes(&[1; 32]), SpaceMode::Open).expect("space");
     (dir, store, space.space)
 }
 

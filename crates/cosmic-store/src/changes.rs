@@ -47,7 +47,7 @@ impl Stream for Subscription {
 /// Starts the task behind a subscription. Must run inside a tokio runtime.
 pub(crate) fn spawn(
     store: Store,
-    space: crate::PublicKey,
+    space: cosmic_auth::PublicKey,
     from_seq: u64,
     mut last_seq: watch::Receiver<u64>,
 ) -> Subscription {

@@ -18,8 +18,10 @@
 
 use std::cmp::Ordering;
 
+use cosmic_auth::{AuthorKey, PublicKey, Signature};
+
 use crate::value::Reader;
-use crate::{Error, Hlc, PublicKey, Result, Signature, Signer, Value};
+use crate::{Error, Hlc, Result, Value};
 
 /// The encoding version written by this build.
 pub const ENTRY_VERSION: u8 = 1;
@@ -56,7 +58,7 @@ pub struct Entry {
 impl Entry {
     /// Builds and signs an entry, validating the key, field and value.
     pub fn sign(
-        author: &dyn Signer,
+        author: &AuthorKey,
         space: PublicKey,
         doc: &str,
         field: &str,
@@ -72,8 +74,8 @@ impl Entry {
             field: field.to_owned(),
             value,
             hlc,
-            author: author.public_key(),
-            signature: Signature::from_bytes([0; 64]),
+            author: author.public(),
+            signature: Signature::from_bytes(&[0; 64]),
         };
         entry.signature = author.sign(&entry.signed_message());
         Ok(entry)
@@ -84,7 +86,7 @@ impl Entry {
         validate_doc_key(&self.doc)?;
         validate_field(&self.field)?;
         self.value.validate()?;
-        if !self.author.verify(&self.signed_message(), &self.signature) {
+        if cosmic_auth::verify(&self.author, &self.signed_message(), &self.signature).is_err() {
             return Err(Error::BadSignature {
                 doc: self.doc.clone(),
                 field: self.field.clone(),
@@ -131,13 +133,13 @@ impl Entry {
         if version != ENTRY_VERSION {
             return Err(Error::decode(what, format!("unsupported entry version {version}")));
         }
-        let space = PublicKey::from_bytes(reader.array(what)?);
+        let space = public_key(reader.array(what)?, what)?;
         let doc = reader.string16(what)?;
         let field = reader.string16(what)?;
         let hlc = Hlc::from_bytes(reader.array(what)?);
-        let author = PublicKey::from_bytes(reader.array(what)?);
+        let author = public_key(reader.array(what)?, what)?;
         let value = Value::decode(&mut reader)?;
-        let signature = Signature::from_bytes(reader.array(what)?);
+        let signature = Signature::from_bytes(&reader.array(what)?);
         reader.finish(what)?;
         validate_doc_key(&doc)?;
         validate_field(&field)?;
@@ -156,6 +158,12 @@ impl Entry {
             .cmp(&(other.hlc, other.author))
             .then_with(|| self.value.hash().cmp(&other.value.hash()))
     }
+}
+
+/// A public key from decoded bytes, which must be a valid ed25519 point.
+pub(crate) fn public_key(bytes: [u8; 32], what: &'static str) -> Result<PublicKey> {
+    PublicKey::from_bytes(&bytes)
+        .map_err(|error| Error::decode(what, format!("invalid public key: {error}")))
 }
 
 fn invalid(what: &'static str, key: &str, reason: &'static str) -> Error {

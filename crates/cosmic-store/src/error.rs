@@ -52,7 +52,7 @@ pub enum Error {
         /// The entry's field.
         field: String,
         /// The entry's author.
-        author: crate::PublicKey,
+        author: cosmic_auth::PublicKey,
     },
     /// An entry is stamped too far in the future.
     #[error(
@@ -70,20 +70,30 @@ pub enum Error {
         max_drift_ms: u64,
     },
     /// The author may not write to the space.
-    #[error("author {author} may not write to space {space}: {reason}")]
+    #[error("author {author} may not write to space {space}")]
     AccessDenied {
         /// The space written to.
-        space: crate::PublicKey,
+        space: cosmic_auth::PublicKey,
         /// The author of the write.
-        author: crate::PublicKey,
+        author: cosmic_auth::PublicKey,
         /// Why it was denied.
-        reason: String,
+        #[source]
+        reason: Box<cosmic_auth::AccessDenied>,
+    },
+    /// A capability statement's signature does not verify.
+    #[error("bad capability statement for space {space}")]
+    BadStatement {
+        /// The statement's space.
+        space: cosmic_auth::PublicKey,
+        /// Why it was refused.
+        #[source]
+        source: Box<cosmic_auth::Error>,
     },
     /// The space is not known to this store.
     #[error("unknown space {space}")]
     UnknownSpace {
         /// The space.
-        space: crate::PublicKey,
+        space: cosmic_auth::PublicKey,
     },
     /// The file at the database path is damaged or is not a store of ours.
     #[error("database {path} is corrupted or not a cosmic-store database: {reason}")]

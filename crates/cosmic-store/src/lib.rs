@@ -8,6 +8,10 @@
 //! ([`Store::changes_since`], [`Store::subscribe`]), and keeps range fingerprints of each
 //! space's winning entries for set reconciliation ([`Store::fingerprint`]).
 //!
+//! Keys, signatures and the access decision come from `cosmic-auth` (level 2): an entry
+//! must verify against its author, and in a restricted space the author must hold a write
+//! capability (`cosmic_auth::check_access`) among the statements stored in the space.
+//!
 //! It does no network I/O and decides nothing about peers: `cosmic-sync` feeds it entries
 //! and asks it for fingerprints. It is the only writer of its file. All methods are
 //! blocking; async callers use `tokio::task::spawn_blocking`.
@@ -22,13 +26,14 @@
 //! that is not a store, or is damaged, is [`Error::Corrupted`] naming its path.
 //!
 //! ```
-//! use cosmic_store::{Options, SecretKey, SpaceMode, Store, Value};
+//! use cosmic_auth::{AuthorKey, SpaceKey, SpaceMode};
+//! use cosmic_store::{Options, Store, Value};
 //!
 //! # fn main() -> cosmic_store::Result<()> {
 //! let dir = tempfile::tempdir().expect("a temporary directory");
 //! let store = Store::open(dir.path().join("store.redb"), Options::default())?;
-//! let space_key = SecretKey::from_seed([1; 32]);
-//! let author = SecretKey::from_seed([2; 32]);
+//! let space_key = SpaceKey::generate();
+//! let author = AuthorKey::generate();
 //! let space = store.create_space(&space_key, SpaceMode::Open)?.space;
 //!
 //! store.write_json(&author, &space, "users/alice", &serde_json::json!({
@@ -48,7 +53,6 @@ mod changes;
 mod entry;
 mod error;
 mod hlc;
-mod keys;
 mod recon;
 mod schema;
 mod store;
@@ -57,7 +61,7 @@ mod value;
 #[cfg(test)]
 mod tests;
 
-pub use crate::access::{Grant, Right, SpaceMode, SpaceRecord};
+pub use crate::access::SpaceRecord;
 pub use crate::changes::{Change, Subscription};
 pub use crate::entry::{
     ENTRY_DOMAIN, ENTRY_VERSION, Entry, MAX_DOC_KEY_LEN, MAX_FIELD_LEN, validate_doc_key,
@@ -65,7 +69,6 @@ pub use crate::entry::{
 };
 pub use crate::error::{Error, Result};
 pub use crate::hlc::{Clock, Hlc, SystemClock};
-pub use crate::keys::{PublicKey, SecretKey, Signature, Signer};
 pub use crate::recon::Fingerprint;
 pub use crate::store::{Document, Field, Inserted, Options, RangeKey, ReconItem, SpaceInfo, Store};
 pub use crate::value::Value;

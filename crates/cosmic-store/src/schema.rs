@@ -23,10 +23,10 @@ pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta
 /// then the stats: u64 BE number of fields (winning entries), u64 BE number of documents.
 pub(crate) const SPACES: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("spaces-1");
 
-/// Table: write grants of restricted spaces, signed by the space key.
-/// Key: space id (32) ++ author (32).
-/// Value: the grant (`Grant::encode`).
-pub(crate) const GRANTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("grants-1");
+/// Table: capability statements (grants, revocations) of each space; they sync like data.
+/// Key: space id (32) ++ BLAKE3 of the signed statement's bytes (32).
+/// Value: `cosmic_auth::SignedStatement::to_bytes`.
+pub(crate) const STATEMENTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("statements-1");
 
 /// Table: the winning entry of every field.
 /// Key: space id (32) ++ doc ++ 0x00 ++ field.
@@ -87,7 +87,7 @@ pub(crate) fn init(txn: &WriteTransaction, path: &std::path::Path) -> Result<()>
     drop(meta);
     // Create every table so that readers never meet a missing one.
     txn.open_table(SPACES).map_err(|error| Error::redb(path, error))?;
-    txn.open_table(GRANTS).map_err(|error| Error::redb(path, error))?;
+    txn.open_table(STATEMENTS).map_err(|error| Error::redb(path, error))?;
     txn.open_table(ENTRIES).map_err(|error| Error::redb(path, error))?;
     txn.open_table(DOCS).map_err(|error| Error::redb(path, error))?;
     txn.open_table(CHANGES).map_err(|error| Error::redb(path, error))?;

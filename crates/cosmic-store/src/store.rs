@@ -9,15 +9,16 @@ use std::time::Duration;
 use redb::{ReadableDatabase as _, ReadableTable, ReadableTableMetadata as _, Table};
 use tokio::sync::watch;
 
-use crate::access::{Grant, SpaceRecord, check_write};
+use cosmic_auth::{
+    AuthorKey, PublicKey, Right, SignedStatement, SpaceKey, SpaceMode, Timestamp, check_access,
+};
+
+use crate::access::SpaceRecord;
 use crate::hlc::{HlcState, check_drift};
 use crate::recon::{self, Fingerprint, ItemRange};
-use crate::schema::{self, BUCKETS, CHANGES, DOCS, ENTRIES, GRANTS, META, SPACES};
+use crate::schema::{self, BUCKETS, CHANGES, DOCS, ENTRIES, META, SPACES, STATEMENTS};
 use crate::value::Reader;
-use crate::{
-    Change, Clock, Entry, Error, Hlc, PublicKey, Result, Signer, SpaceMode, Subscription,
-    SystemClock, Value,
-};
+use crate::{Change, Clock, Entry, Error, Hlc, Result, Subscription, SystemClock, Value};
 
 /// How a [`Store`] is opened.
 #[derive(Clone, Debug)]
@@ -139,7 +140,7 @@ struct SpaceStats {
 
 struct Tables<'txn> {
     spaces: Table<'txn, &'static [u8; 32], &'static [u8]>,
-    grants: Table<'txn, &'static [u8], &'static [u8]>,
+    statements: Table<'txn, &'static [u8], &'static [u8]>,
     entries: Table<'txn, &'static [u8], &'static [u8]>,
     docs: Table<'txn, &'static [u8], u64>,
     changes: Table<'txn, &'static [u8], &'static [u8]>,
@@ -219,8 +220,8 @@ impl Store {
     // ---- spaces and grants ----
 
     /// Creates a space (or replaces its mode), signing the record with the space key.
-    pub fn create_space(&self, space_key: &dyn Signer, mode: SpaceMode) -> Result<SpaceRecord> {
-        let version = match self.space_record(&space_key.public_key())? {
+    pub fn create_space(&self, space_key: &SpaceKey, mode: SpaceMode) -> Result<SpaceRecord> {
+        let version = match self.space_record(&space_key.id())? {
             Some(record) => record.version.saturating_add(1),
             None => 0,
         };
@@ -250,22 +251,22 @@ impl Store {
         })
     }
 
-    /// Inserts a grant signed by the space key; returns whether it changed anything.
-    pub fn insert_grant(&self, grant: &Grant) -> Result<bool> {
-        grant.verify()?;
+    /// Inserts a capability statement (a grant or a revocation) into its space; returns
+    /// whether it was new. Its signature must verify; whether its issuer may issue it is
+    /// judged by `cosmic_auth::check_access` when entries are inserted.
+    pub fn insert_statement(&self, statement: &SignedStatement) -> Result<bool> {
+        let space = *statement.statement().space();
+        statement
+            .verify()
+            .map_err(|source| Error::BadStatement { space, source: Box::new(source) })?;
+        let bytes = statement.to_bytes();
+        let mut key = space.as_bytes().to_vec();
+        key.extend_from_slice(blake3::hash(&bytes).as_bytes());
         self.write_txn(|_, tables, _| {
-            let mut key = grant.space.as_bytes().to_vec();
-            key.extend_from_slice(grant.author.as_bytes());
-            if let Some(bytes) = tables.grants.get(key.as_slice()).map_err(|e| self.err(e))? {
-                let existing = Grant::decode(bytes.value())?;
-                if !grant.supersedes(&existing) {
-                    return Ok(false);
-                }
+            if tables.statements.get(key.as_slice()).map_err(|e| self.err(e))?.is_some() {
+                return Ok(false);
             }
-            tables
-                .grants
-                .insert(key.as_slice(), grant.encode().as_slice())
-                .map_err(|e| self.err(e))?;
+            tables.statements.insert(key.as_slice(), bytes.as_slice()).map_err(|e| self.err(e))?;
             Ok(true)
         })
     }
@@ -278,20 +279,11 @@ impl Store {
         row.map(|bytes| decode_space_row(bytes.value()).map(|(record, _)| record)).transpose()
     }
 
-    /// The grants of a space (they sync like data).
-    pub fn grants(&self, space: &PublicKey) -> Result<Vec<Grant>> {
+    /// The capability statements of a space (they sync like data), ordered by hash.
+    pub fn statements(&self, space: &PublicKey) -> Result<Vec<SignedStatement>> {
         let txn = self.inner.db.begin_read().map_err(|e| self.err(e))?;
-        let grants = txn.open_table(GRANTS).map_err(|e| self.err(e))?;
-        let end = schema::prefix_end(space.as_bytes());
-        let mut out = Vec::new();
-        for row in grants
-            .range::<&[u8]>(bounds(space.as_bytes(), end.as_deref()))
-            .map_err(|e| self.err(e))?
-        {
-            let (_, value) = row.map_err(|e| self.err(e))?;
-            out.push(Grant::decode(value.value())?);
-        }
-        Ok(out)
+        let statements = txn.open_table(STATEMENTS).map_err(|e| self.err(e))?;
+        read_statements(&statements, space).map_err(|error| self.map_read_error(error))
     }
 
     /// Every space with its counts, ordered by id.
@@ -381,7 +373,7 @@ impl Store {
     /// All or nothing: one bad field fails the whole write.
     pub fn write(
         &self,
-        author: &dyn Signer,
+        author: &AuthorKey,
         space: &PublicKey,
         doc: &str,
         fields: Vec<(String, Value)>,
@@ -398,7 +390,7 @@ impl Store {
     /// `null` deletes a field; arrays are refused.
     pub fn write_json(
         &self,
-        author: &dyn Signer,
+        author: &AuthorKey,
         space: &PublicKey,
         doc: &str,
         object: &serde_json::Value,
@@ -411,7 +403,7 @@ impl Store {
 
     fn write_many(
         &self,
-        author: &dyn Signer,
+        author: &AuthorKey,
         space: &PublicKey,
         fields: Vec<(String, String, Value)>,
     ) -> Result<Vec<Inserted>> {
@@ -447,7 +439,7 @@ impl Store {
         let result = {
             let mut tables = Tables {
                 spaces: txn.open_table(SPACES).map_err(|e| self.err(e))?,
-                grants: txn.open_table(GRANTS).map_err(|e| self.err(e))?,
+                statements: txn.open_table(STATEMENTS).map_err(|e| self.err(e))?,
                 entries: txn.open_table(ENTRIES).map_err(|e| self.err(e))?,
                 docs: txn.open_table(DOCS).map_err(|e| self.err(e))?,
                 changes: txn.open_table(CHANGES).map_err(|e| self.err(e))?,
@@ -491,13 +483,15 @@ impl Store {
             None => return Err(Error::UnknownSpace { space: entry.space }),
         };
         if record.mode == SpaceMode::Restricted {
-            let mut grant_key = space.to_vec();
-            grant_key.extend_from_slice(entry.author.as_bytes());
-            let grant = match tables.grants.get(grant_key.as_slice()).map_err(|e| self.err(e))? {
-                Some(bytes) => Some(Grant::decode(bytes.value())?),
-                None => None,
-            };
-            check_write(&record, &entry.author, entry.hlc.millis, grant.as_ref())?;
+            let statements = read_statements(&tables.statements, &entry.space)
+                .map_err(|error| self.map_read_error(error))?;
+            let at = Timestamp(entry.hlc.millis);
+            check_access(&entry.space, record.mode, &entry.author, Right::Write, at, &statements)
+                .map_err(|reason| Error::AccessDenied {
+                space: entry.space,
+                author: entry.author,
+                reason: Box::new(reason),
+            })?;
         }
         state.hlc.observe(entry.hlc);
 
@@ -796,8 +790,8 @@ impl Store {
         if let Some(record) = self.space_record(space)? {
             hasher.update(&record.encode());
         }
-        for grant in self.grants(space)? {
-            hasher.update(&grant.encode());
+        for statement in self.statements(space)? {
+            hasher.update(&statement.to_bytes());
         }
         let txn = self.inner.db.begin_read().map_err(|e| self.err(e))?;
         let entries = txn.open_table(ENTRIES).map_err(|e| self.err(e))?;
@@ -821,9 +815,43 @@ impl Store {
         entries.len().map_err(|e| self.err(e))
     }
 
+    fn map_read_error(&self, error: ReadError) -> Error {
+        match error {
+            ReadError::Storage(error) => self.err(error),
+            ReadError::Decode(reason) => self.corrupted(&reason),
+        }
+    }
+
     fn corrupted(&self, reason: &str) -> Error {
         Error::Corrupted { path: self.inner.path.clone(), reason: reason.to_owned() }
     }
+}
+
+/// A failure while reading rows inside a transaction.
+enum ReadError {
+    Storage(redb::StorageError),
+    Decode(String),
+}
+
+impl From<redb::StorageError> for ReadError {
+    fn from(error: redb::StorageError) -> ReadError {
+        ReadError::Storage(error)
+    }
+}
+
+fn read_statements(
+    table: &impl ReadableTable<&'static [u8], &'static [u8]>,
+    space: &PublicKey,
+) -> Result<Vec<SignedStatement>, ReadError> {
+    let end = schema::prefix_end(space.as_bytes());
+    let mut out = Vec::new();
+    for row in table.range::<&[u8]>(bounds(space.as_bytes(), end.as_deref()))? {
+        let (_, value) = row?;
+        let statement = SignedStatement::from_bytes(value.value())
+            .map_err(|error| ReadError::Decode(format!("stored statement: {error}")))?;
+        out.push(statement);
+    }
+    Ok(out)
 }
 
 fn begin_write(db: &redb::Database, path: &Path) -> Result<redb::WriteTransaction> {

@@ -11,6 +11,8 @@ use redb::StorageBackend;
 use serde_json::json;
 use tokio_stream::StreamExt as _;
 
+use cosmic_auth::{AuthorKey, PublicKey, Right, SignedStatement, SpaceKey, SpaceMode, Timestamp};
+
 use crate::*;
 
 /// A wall clock tests can set and skew.
@@ -31,8 +33,12 @@ fn options_at(millis: u64) -> (Options, Arc<TestClock>) {
     (options, clock)
 }
 
-fn key(seed: u8) -> SecretKey {
-    SecretKey::from_seed([seed; 32])
+fn key(seed: u8) -> AuthorKey {
+    AuthorKey::from_secret_bytes(&[seed; 32])
+}
+
+fn space_key(seed: u8) -> SpaceKey {
+    SpaceKey::from_secret_bytes(&[seed; 32])
 }
 
 fn open(dir: &Path) -> Store {
@@ -40,7 +46,7 @@ fn open(dir: &Path) -> Store {
 }
 
 fn open_space(store: &Store, mode: SpaceMode) -> PublicKey {
-    store.create_space(&key(1), mode).unwrap().space
+    store.create_space(&space_key(1), mode).unwrap().space
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -53,7 +59,7 @@ fn hex(bytes: &[u8]) -> String {
 fn entry_encoding_is_pinned() {
     let entry = Entry::sign(
         &key(2),
-        key(1).public_key(),
+        space_key(1).id(),
         "users/alice",
         "name",
         Value::String("Alice".into()),
@@ -86,7 +92,7 @@ fn every_value_kind_round_trips() {
     ];
     for value in values {
         let entry =
-            Entry::sign(&key(2), key(1).public_key(), "d", "f", value, Hlc::new(1, 0)).unwrap();
+            Entry::sign(&key(2), space_key(1).id(), "d", "f", value, Hlc::new(1, 0)).unwrap();
         assert_eq!(Entry::decode(&entry.encode()).unwrap(), entry);
         let json = entry.value.to_json();
         assert!(!json.is_null() || entry.value.is_null(), "{json}");
@@ -102,7 +108,7 @@ fn floats_are_canonical() {
     assert!(Value::Float(-0.0).validate().is_err());
     // A NaN smuggled into an encoding is refused on decode.
     let entry =
-        Entry::sign(&key(2), key(1).public_key(), "d", "f", Value::Float(1.0), Hlc::new(1, 0))
+        Entry::sign(&key(2), space_key(1).id(), "d", "f", Value::Float(1.0), Hlc::new(1, 0))
             .unwrap();
     let mut bytes = entry.encode();
     let at = bytes.len() - 64 - 8;
@@ -113,7 +119,7 @@ fn floats_are_canonical() {
 #[test]
 fn bad_bytes_are_decode_errors() {
     let entry =
-        Entry::sign(&key(2), key(1).public_key(), "d", "f", Value::Int(1), Hlc::new(1, 0)).unwrap();
+        Entry::sign(&key(2), space_key(1).id(), "d", "f", Value::Int(1), Hlc::new(1, 0)).unwrap();
     let bytes = entry.encode();
     for cut in 0..bytes.len() {
         assert!(Entry::decode(&bytes[..cut]).is_err(), "prefix of {cut} bytes");
@@ -241,7 +247,7 @@ proptest! {
 
     #[test]
     fn any_order_and_any_duplication_gives_the_same_state(
-        (entries, order, dups) in arbitrary_entries(key(1).public_key()).prop_flat_map(|entries| {
+        (entries, order, dups) in arbitrary_entries(space_key(1).id()).prop_flat_map(|entries| {
             let n = entries.len();
             (Just(entries), Just((0..n).collect::<Vec<_>>()).prop_shuffle(),
              proptest::collection::vec(0..n, 0..8))
@@ -285,7 +291,7 @@ fn bad_signatures_and_unknown_spaces_leave_nothing_behind() {
     assert!(matches!(&results[0], Err(Error::BadSignature { .. })), "{results:?}");
     assert!(matches!(&results[1], Ok(Inserted::Applied { seq: 1 })), "{results:?}");
     assert_eq!(store.get_entry(&space, "d", "f").unwrap(), None);
-    let elsewhere = key(9).public_key();
+    let elsewhere = key(9).public();
     let entry = Entry::sign(&key(2), elsewhere, "d", "f", Value::Int(1), Hlc::new(NOW, 0)).unwrap();
     let error = store.insert(entry).unwrap_err();
     assert_eq!(error.to_string(), format!("unknown space {elsewhere}"));
@@ -294,41 +300,49 @@ fn bad_signatures_and_unknown_spaces_leave_nothing_behind() {
 }
 
 #[test]
-fn restricted_spaces_need_a_grant() {
+fn restricted_spaces_need_a_capability() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
     let space = open_space(&store, SpaceMode::Restricted);
+    let owner = space_key(1);
     let author = key(2);
     let write =
         |store: &Store| store.write(&author, &space, "d", vec![("f".into(), Value::Int(1))]);
     let error = write(&store).unwrap_err();
     assert_eq!(
         error.to_string(),
-        format!(
-            "author {} may not write to space {space}: the space is restricted and the author \
-             holds no grant",
-            author.public_key()
-        )
+        format!("author {} may not write to space {space}", author.public())
     );
+    let source = std::error::Error::source(&error).unwrap().to_string();
+    assert!(source.contains("holds no capability"), "{source}");
     assert_eq!(store.n_entries().unwrap(), 0);
     // The space key itself may write.
-    store.write(&key(1), &space, "d", vec![("f".into(), Value::Int(0))]).unwrap();
-    // A grant signed by another key is refused.
-    let forged = Grant::sign(&key(5), author.public_key(), Right::Write, None);
-    let forged = Grant { space, ..forged };
-    assert!(store.insert_grant(&forged).is_err());
-    // An expired grant does not help; a read grant neither.
-    store.insert_grant(&Grant::sign(&key(1), author.public_key(), Right::Read, None)).unwrap();
-    assert!(matches!(write(&store), Err(Error::AccessDenied { .. })));
+    let owner_as_author = AuthorKey::from_secret_bytes(&owner.secret_bytes());
+    store.write(&owner_as_author, &space, "d", vec![("f".into(), Value::Int(0))]).unwrap();
+    // A statement with a broken signature is refused and not stored.
+    let grant = owner.grant(author.public(), Right::Write, Timestamp(0), None);
+    let forged = SignedStatement::from_parts(grant.statement().clone(), key(5).sign(b"x"));
+    assert!(matches!(store.insert_statement(&forged), Err(Error::BadStatement { .. })));
+    // A grant by someone who is not an admin, a read grant and an expired grant do not help.
     store
-        .insert_grant(&Grant::sign(&key(1), author.public_key(), Right::Write, Some(NOW - 1)))
+        .insert_statement(&key(5).grant(space, author.public(), Right::Write, Timestamp(0), None))
+        .unwrap();
+    store.insert_statement(&owner.grant(author.public(), Right::Read, Timestamp(0), None)).unwrap();
+    store
+        .insert_statement(&owner.grant(
+            author.public(),
+            Right::Write,
+            Timestamp(0),
+            Some(Timestamp(NOW - 10)),
+        ))
         .unwrap();
     assert!(matches!(write(&store), Err(Error::AccessDenied { .. })));
-    store.insert_grant(&Grant::sign(&key(1), author.public_key(), Right::Write, None)).unwrap();
+    assert!(store.insert_statement(&grant).unwrap());
+    assert!(!store.insert_statement(&grant).unwrap(), "statements are idempotent");
     write(&store).unwrap();
-    assert_eq!(store.grants(&space).unwrap().len(), 1);
+    assert_eq!(store.statements(&space).unwrap().len(), 4);
     // Opening the space up later lets anyone in.
-    store.create_space(&key(1), SpaceMode::Open).unwrap();
+    store.create_space(&owner, SpaceMode::Open).unwrap();
     store.write(&key(7), &space, "d", vec![("g".into(), Value::Int(1))]).unwrap();
 }
 
@@ -352,7 +366,7 @@ fn nested_json_becomes_linked_documents() {
     store.write_json(&key(2), &space, "users/alice", &object).unwrap();
     let alice = store.get_doc(&space, "users/alice").unwrap().unwrap();
     assert_eq!(alice["address"].value, Value::DocLink("users/alice/address".into()));
-    assert_eq!(alice["address"].author, key(2).public_key());
+    assert_eq!(alice["address"].author, key(2).public());
     assert_eq!(alice["raw"].value, Value::Bytes(vec![0, 1, 2]));
     assert_eq!(
         store.get_json(&space, "users/alice", 0).unwrap().unwrap()["address"],
@@ -400,7 +414,7 @@ fn documents_list_by_prefix_with_pagination() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
     let space = open_space(&store, SpaceMode::Open);
-    let other = store.create_space(&key(4), SpaceMode::Open).unwrap().space;
+    let other = store.create_space(&space_key(4), SpaceMode::Open).unwrap().space;
     for doc in ["users/a", "users/b", "users/b/address", "users/c", "usersx", "posts/1"] {
         store.write_json(&key(2), &space, doc, &json!({"v": 1})).unwrap();
     }
@@ -451,7 +465,7 @@ fn changes_since_keeps_only_current_winners() {
     assert_eq!(summary, [(2, "b"), (3, "a")]);
     assert_eq!(store.changes_since(&space, 2, 10).unwrap().len(), 1);
     assert_eq!(store.changes_since(&space, 0, 1).unwrap().len(), 1);
-    assert!(store.changes_since(&key(9).public_key(), 0, 10).unwrap().is_empty());
+    assert!(store.changes_since(&key(9).public(), 0, 10).unwrap().is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -636,7 +650,7 @@ const KILL_WRITER_ENV: &str = "COSMIC_STORE_KILL_WRITER";
 /// In the child: write entries forever, printing each acknowledged one.
 fn kill_writer(path: &str) {
     let store = Store::open(path, Options::default()).unwrap();
-    let space = store.create_space(&key(1), SpaceMode::Open).unwrap().space;
+    let space = store.create_space(&space_key(1), SpaceMode::Open).unwrap().space;
     let mut stdout = std::io::stdout();
     for i in 0u64.. {
         let value = Value::Int(i as i64);
@@ -712,7 +726,7 @@ fn acknowledged_writes_survive_kill_9() {
     acked.extend(receiver.try_iter());
 
     let store = Store::open(&path, Options::default()).unwrap();
-    let space = key(1).public_key();
+    let space = space_key(1).id();
     for &i in &acked {
         let doc = store.get_doc(&space, &format!("d{i}")).unwrap();
         let doc = doc.unwrap_or_else(|| panic!("acknowledged write {i} is lost"));
