@@ -1,7 +1,7 @@
 //! Store benchmarks: durable writes, batches, reads, whole-space fingerprints, memory.
 //!
 //! `cargo bench -p cosmic-store` builds a space of `COSMIC_STORE_BENCH_ENTRIES` entries
-//! (default 1,000,000; 10,000 when run by `cargo test --benches`) once, in a temporary
+//! (default 1,000,000; 10,000 when run by `cargo test --benches`, which passes no `--bench`) once, in a temporary
 //! directory, and prints its build time, file size and resident memory to stderr.
 
 use std::sync::OnceLock;
@@ -62,7 +62,8 @@ fn resident_kib() -> u64 {
 fn large() -> &'static Fixture {
     static FIXTURE: OnceLock<Fixture> = OnceLock::new();
     FIXTURE.get_or_init(|| {
-        let testing = std::env::args().any(|arg| arg == "--test");
+        // `cargo bench` passes `--bench`; `cargo test --benches` runs each bench once without it.
+        let testing = !std::env::args().any(|arg| arg == "--bench");
         let n_entries = std::env::var("COSMIC_STORE_BENCH_ENTRIES")
             .ok()
             .and_then(|n| n.parse().ok())

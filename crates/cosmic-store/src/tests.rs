@@ -865,3 +865,19 @@ fn large_batches_check_signatures_in_parallel_and_keep_their_order() {
     }
     assert_eq!(store.n_entries().unwrap(), 300 - 8);
 }
+
+#[test]
+fn the_store_is_shareable_across_threads() {
+    fn assert_shareable<T: Clone + Send + Sync + 'static>() {}
+    assert_shareable::<Store>();
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let space = open_space(&store, SpaceMode::Open);
+    let clone = store.clone();
+    std::thread::spawn(move || {
+        clone.write(&key(2), &space, "d", vec![("f".into(), Value::Bool(true))]).unwrap();
+    })
+    .join()
+    .unwrap();
+    assert!(store.get_doc(&space, "d").unwrap().is_some());
+}
