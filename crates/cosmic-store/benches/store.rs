@@ -149,6 +149,13 @@ fn fingerprint_half_space(bencher: divan::Bencher) {
     });
 }
 
+#[divan::bench(sample_count = 200)]
+fn nth_item_middle(bencher: divan::Bencher) {
+    let fixture = large();
+    let middle = fixture.n_entries / 2;
+    bencher.bench(|| fixture.store.nth_item(&fixture.space, None, middle).expect("seek"));
+}
+
 #[divan::bench(sample_count = 1)]
 fn resident_memory_after_fingerprints(bencher: divan::Bencher) {
     let fixture = large();

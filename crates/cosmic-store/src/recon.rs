@@ -289,3 +289,84 @@ fn last_before(
         .map_err(|error| redb::StorageError::Corrupted(format!("bucket row: {error}")))?;
     Ok(Some((found.value().to_vec(), aggregate)))
 }
+
+/// The result of [`seek`]: the item found, or how many items the range holds.
+pub(crate) enum Seek {
+    /// The item key at the offset.
+    Found(Vec<u8>),
+    /// The range holds only this many items, no more than the offset.
+    Counted(u64),
+}
+
+/// Finds the item at offset `n` (0-based) of `range`, skipping complete buckets by their
+/// counts: the same row reads as [`fingerprint`], so splitting a range into parts of equal
+/// size costs no scan either.
+pub(crate) fn seek(
+    entries: &impl ReadableTable<&'static [u8], &'static [u8]>,
+    buckets: &impl ReadableTable<&'static [u8], &'static [u8]>,
+    space: &[u8; 32],
+    range: ItemRange<'_>,
+    n: u64,
+    level: u8,
+) -> Result<Seek, redb::StorageError> {
+    if let Some(hi) = range.hi
+        && hi <= range.lo
+    {
+        return Ok(Seek::Counted(0));
+    }
+    if level == 0 {
+        let (lo, hi) = full_bounds(space, range);
+        let mut count = 0;
+        for row in entries.range::<&[u8]>(bounds(&lo, hi.as_deref()))? {
+            let (key, _) = row?;
+            if count == n {
+                return Ok(Seek::Found(key.value()[space.len()..].to_vec()));
+            }
+            count += 1;
+        }
+        return Ok(Seek::Counted(count));
+    }
+    let prefix = bucket_prefix(space, level);
+    let (lo, hi) = full_bounds(&prefix, range);
+    let mut consumed = 0u64;
+    let mut previous: Option<(Vec<u8>, Fingerprint)> = None;
+    for row in buckets.range::<&[u8]>(bounds(&lo, hi.as_deref()))? {
+        let (key, value) = row?;
+        let item = key.value()[prefix.len()..].to_vec();
+        let aggregate = Fingerprint::decode(value.value()).map_err(|error| {
+            redb::StorageError::Corrupted(format!("bucket row {item:?}: {error}"))
+        })?;
+        let segment = match previous.take() {
+            None => Some(ItemRange { lo: range.lo, hi: Some(&item) }),
+            Some((start, complete)) if consumed + complete.count > n => {
+                let inside = ItemRange { lo: &start, hi: Some(&item) };
+                return match seek(entries, buckets, space, inside, n - consumed, level - 1)? {
+                    Seek::Found(key) => Ok(Seek::Found(key)),
+                    // The aggregate said the item is inside; a short bucket is damage.
+                    Seek::Counted(_) => Err(redb::StorageError::Corrupted(
+                        "a bucket holds fewer items than its count".into(),
+                    )),
+                };
+            }
+            Some((_, complete)) => {
+                consumed += complete.count;
+                None
+            }
+        };
+        if let Some(segment) = segment {
+            match seek(entries, buckets, space, segment, n - consumed, level - 1)? {
+                Seek::Found(key) => return Ok(Seek::Found(key)),
+                Seek::Counted(count) => consumed += count,
+            }
+        }
+        previous = Some((item, aggregate));
+    }
+    let tail = match &previous {
+        None => range,
+        Some((item, _)) => ItemRange { lo: item, hi: range.hi },
+    };
+    match seek(entries, buckets, space, tail, n - consumed, level - 1)? {
+        Seek::Found(key) => Ok(Seek::Found(key)),
+        Seek::Counted(count) => Ok(Seek::Counted(consumed + count)),
+    }
+}

@@ -741,6 +741,43 @@ impl Store {
             .map_err(|e| self.err(e))
     }
 
+    /// The position of the item `n` places after `start` (0: the first item at or after
+    /// `start`), or `None` when fewer items follow. Read from the aggregates like
+    /// [`Store::fingerprint`]: use it to split a range into parts of equal size.
+    pub fn nth_item(
+        &self,
+        space: &PublicKey,
+        start: Option<&RangeKey>,
+        n: u64,
+    ) -> Result<Option<RangeKey>> {
+        let txn = self.inner.db.begin_read().map_err(|e| self.err(e))?;
+        let entries = txn.open_table(ENTRIES).map_err(|e| self.err(e))?;
+        let buckets = txn.open_table(BUCKETS).map_err(|e| self.err(e))?;
+        let lo = start.map_or_else(Vec::new, |key| schema::item_key(&key.doc, &key.field));
+        let range = ItemRange { lo: &lo, hi: None };
+        let found = recon::seek(&entries, &buckets, space.as_bytes(), range, n, recon::LEVELS)
+            .map_err(|e| self.err(e))?;
+        match found {
+            recon::Seek::Counted(_) => Ok(None),
+            recon::Seek::Found(item) => {
+                let (doc, field) = self.split_item_key(&item)?;
+                Ok(Some(RangeKey { doc: doc.to_owned(), field: field.to_owned() }))
+            }
+        }
+    }
+
+    fn split_item_key<'a>(&self, item: &'a [u8]) -> Result<(&'a str, &'a str)> {
+        let split = item
+            .iter()
+            .position(|byte| *byte == 0)
+            .ok_or_else(|| self.corrupted("entry key without separator"))?;
+        let doc = std::str::from_utf8(&item[..split])
+            .map_err(|_| self.corrupted("entry key is not utf-8"))?;
+        let field = std::str::from_utf8(&item[split + 1..])
+            .map_err(|_| self.corrupted("entry key is not utf-8"))?;
+        Ok((doc, field))
+    }
+
     /// The items of `space` in `[start, end)`, in `(doc, field)` order, at most `limit`.
     pub fn recon_items(
         &self,
@@ -764,15 +801,7 @@ impl Store {
             entries.range::<&[u8]>(bounds(&lo, hi.as_deref())).map_err(|e| self.err(e))?.take(limit)
         {
             let (key, value) = row.map_err(|e| self.err(e))?;
-            let item = &key.value()[32..];
-            let split = item
-                .iter()
-                .position(|byte| *byte == 0)
-                .ok_or_else(|| self.corrupted("entry key without separator"))?;
-            let doc = std::str::from_utf8(&item[..split])
-                .map_err(|_| self.corrupted("entry key is not utf-8"))?;
-            let field = std::str::from_utf8(&item[split + 1..])
-                .map_err(|_| self.corrupted("entry key is not utf-8"))?;
+            let (doc, field) = self.split_item_key(&key.value()[32..])?;
             let hash = value
                 .value()
                 .get(..32)
@@ -783,7 +812,7 @@ impl Store {
         Ok(out)
     }
 
-    /// A hash of the whole state of a space (its records, grants and winning entries, in
+    /// A hash of the whole state of a space (its record, statements and winning entries, in
     /// order): equal on two stores exactly when they hold the same space state.
     pub fn state_hash(&self, space: &PublicKey) -> Result<[u8; 32]> {
         let mut hasher = blake3::Hasher::new();

@@ -581,6 +581,21 @@ fn fingerprints_from_aggregates_match_a_full_scan() {
             assert_eq!(listed.len() as u64, got.count);
         }
     }
+    // Seeking by offset agrees with the sorted list, from any start.
+    for _ in 0..100 {
+        let (a, b) = bounds.new_tree(&mut runner).unwrap().current();
+        let start =
+            items.get(a).map(|item| RangeKey { doc: item.doc.clone(), field: item.field.clone() });
+        let start = if a == 6001 { None } else { start };
+        let base = if start.is_some() { a } else { 0 };
+        let got = store.nth_item(&space, start.as_ref(), b as u64).unwrap();
+        let expected = items
+            .get(base + b)
+            .map(|item| RangeKey { doc: item.doc.clone(), field: item.field.clone() });
+        assert_eq!(got, expected, "start {a}, offset {b}");
+    }
+    assert_eq!(store.nth_item(&space, None, 6000).unwrap().unwrap().doc, "doc02999");
+    assert_eq!(store.nth_item(&space, None, 6001).unwrap(), None);
     // Positions between items work too.
     let lo = RangeKey { doc: "doc001".into(), field: String::new() };
     let hi = RangeKey { doc: "doc002".into(), field: String::new() };
