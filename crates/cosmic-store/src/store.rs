@@ -145,6 +145,11 @@ struct Tables<'txn> {
     docs: Table<'txn, &'static [u8], u64>,
     changes: Table<'txn, &'static [u8], &'static [u8]>,
     buckets: Table<'txn, &'static [u8], &'static [u8]>,
+    /// Space rows read or changed in this transaction; changed ones are written back once,
+    /// before the commit, instead of once per entry.
+    space_rows: BTreeMap<[u8; 32], (SpaceRecord, SpaceStats, bool)>,
+    /// The statements of restricted spaces, read once per transaction.
+    statements_by_space: BTreeMap<[u8; 32], Vec<SignedStatement>>,
 }
 
 impl Store {
@@ -444,8 +449,17 @@ impl Store {
                 docs: txn.open_table(DOCS).map_err(|e| self.err(e))?,
                 changes: txn.open_table(CHANGES).map_err(|e| self.err(e))?,
                 buckets: txn.open_table(BUCKETS).map_err(|e| self.err(e))?,
+                space_rows: BTreeMap::new(),
+                statements_by_space: BTreeMap::new(),
             };
-            body(&mut state, &mut tables, wall)?
+            let result = body(&mut state, &mut tables, wall)?;
+            for (space, (record, stats, changed)) in &tables.space_rows {
+                if *changed {
+                    let row = encode_space_row(record, *stats);
+                    tables.spaces.insert(space, row.as_slice()).map_err(|e| self.err(e))?;
+                }
+            }
+            result
         };
         if state.hlc.last != guard.hlc.last || state.last_seq != guard.last_seq {
             let mut meta = txn.open_table(META).map_err(|e| self.err(e))?;
@@ -478,20 +492,32 @@ impl Store {
             check_drift(entry.hlc, wall, max_drift, &entry.doc, &entry.field)?;
         }
         let space = entry.space.as_bytes();
-        let (record, mut stats) = match tables.spaces.get(space).map_err(|e| self.err(e))? {
-            Some(bytes) => decode_space_row(bytes.value())?,
-            None => return Err(Error::UnknownSpace { space: entry.space }),
+        let (record, mut stats) = match tables.space_rows.get(space) {
+            Some((record, stats, _)) => (record.clone(), *stats),
+            None => {
+                let (record, stats) = match tables.spaces.get(space).map_err(|e| self.err(e))? {
+                    Some(bytes) => decode_space_row(bytes.value())?,
+                    None => return Err(Error::UnknownSpace { space: entry.space }),
+                };
+                tables.space_rows.insert(*space, (record.clone(), stats, false));
+                (record, stats)
+            }
         };
         if record.mode == SpaceMode::Restricted {
-            let statements = read_statements(&tables.statements, &entry.space)
-                .map_err(|error| self.map_read_error(error))?;
+            if !tables.statements_by_space.contains_key(space) {
+                let statements = read_statements(&tables.statements, &entry.space)
+                    .map_err(|error| self.map_read_error(error))?;
+                tables.statements_by_space.insert(*space, statements);
+            }
+            let statements =
+                tables.statements_by_space.get(space).map_or(&[][..], |list| list.as_slice());
             let at = Timestamp(entry.hlc.millis);
-            check_access(&entry.space, record.mode, &entry.author, Right::Write, at, &statements)
+            check_access(&entry.space, record.mode, &entry.author, Right::Write, at, statements)
                 .map_err(|reason| Error::AccessDenied {
-                space: entry.space,
-                author: entry.author,
-                reason: Box::new(reason),
-            })?;
+                    space: entry.space,
+                    author: entry.author,
+                    reason: Box::new(reason),
+                })?;
         }
         state.hlc.observe(entry.hlc);
 
@@ -544,8 +570,7 @@ impl Store {
             (true, false) => stats.n_docs = stats.n_docs.saturating_sub(1),
             _ => {}
         }
-        let space_row = encode_space_row(&record, stats);
-        tables.spaces.insert(space, space_row.as_slice()).map_err(|e| self.err(e))?;
+        tables.space_rows.insert(*space, (record, stats, true));
 
         let old_hash = existing.as_ref().map(|(old_hash, _, _)| old_hash);
         recon::update(&tables.entries, &mut tables.buckets, space, item_key, old_hash, &hash)
