@@ -1,6 +1,6 @@
 //! The store handle: opening the database, merging entries, queries.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -123,7 +123,12 @@ struct Inner {
     options: Options,
     writer: Mutex<WriterState>,
     last_seq: watch::Sender<u64>,
+    /// Public keys read from the database and already checked, by their bytes.
+    checked_keys: Mutex<HashMap<[u8; 32], PublicKey>>,
 }
+
+/// How many checked keys the store remembers before starting over.
+const CHECKED_KEYS_CAPACITY: usize = 4096;
 
 #[derive(Debug)]
 struct WriterState {
@@ -194,6 +199,7 @@ impl Store {
                 options,
                 writer: Mutex::new(WriterState { hlc: HlcState { last: hlc }, last_seq }),
                 last_seq: sender,
+                checked_keys: Mutex::new(HashMap::new()),
             }),
         })
     }
@@ -525,7 +531,7 @@ impl Store {
         let encoded = entry.encode();
         let hash = *blake3::hash(&encoded).as_bytes();
         let existing = match tables.entries.get(key.as_slice()).map_err(|e| self.err(e))? {
-            Some(row) => Some(decode_entry_row(row.value())?),
+            Some(row) => Some(self.decode_entry_row(row.value())?),
             None => None,
         };
         if let Some((old_hash, _, old)) = &existing {
@@ -586,7 +592,7 @@ impl Store {
         let entries = txn.open_table(ENTRIES).map_err(|e| self.err(e))?;
         let key = schema::entry_key(space.as_bytes(), doc, field);
         let row = entries.get(key.as_slice()).map_err(|e| self.err(e))?;
-        row.map(|row| decode_entry_row(row.value()).map(|(_, _, entry)| entry)).transpose()
+        row.map(|row| self.decode_entry_row(row.value()).map(|(_, _, entry)| entry)).transpose()
     }
 
     /// A document's live fields (tombstones hidden), with each field's hlc and author;
@@ -613,7 +619,7 @@ impl Store {
             entries.range::<&[u8]>(bounds(&prefix, end.as_deref())).map_err(|e| self.err(e))?
         {
             let (_, value) = row.map_err(|e| self.err(e))?;
-            let (_, _, entry) = decode_entry_row(value.value())?;
+            let (_, _, entry) = self.decode_entry_row(value.value())?;
             if !entry.value.is_null() {
                 fields.insert(
                     entry.field,
@@ -728,7 +734,7 @@ impl Store {
                 .get(entry_key.as_slice())
                 .map_err(|e| self.err(e))?
                 .ok_or_else(|| self.corrupted("a change points to a missing entry"))?;
-            let (_, seq, entry) = decode_entry_row(row.value())?;
+            let (_, seq, entry) = self.decode_entry_row(row.value())?;
             let key_seq = key.value().get(32..).and_then(|bytes| <[u8; 8]>::try_from(bytes).ok());
             if key_seq.map(u64::from_be_bytes) != Some(seq) {
                 return Err(self.corrupted("a change and its entry disagree on the seq"));
@@ -869,6 +875,27 @@ impl Store {
         entries.len().map_err(|e| self.err(e))
     }
 
+    /// Decodes an `entries-1` row: hash, seq, entry. Keys are checked once per store.
+    fn decode_entry_row(&self, row: &[u8]) -> Result<([u8; 32], u64, Entry)> {
+        let mut reader = Reader::new(row);
+        let hash = reader.array("entry row")?;
+        let seq = u64::from_be_bytes(reader.array("entry row")?);
+        let body = reader.take("entry row", row.len().saturating_sub(40))?;
+        let entry = Entry::decode_with(body, &mut |bytes| {
+            let mut keys = self.inner.checked_keys.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(key) = keys.get(&bytes) {
+                return Ok(*key);
+            }
+            let key = crate::entry::public_key(bytes, "entry")?;
+            if keys.len() >= CHECKED_KEYS_CAPACITY {
+                keys.clear();
+            }
+            keys.insert(bytes, key);
+            Ok(key)
+        })?;
+        Ok((hash, seq, entry))
+    }
+
     fn map_read_error(&self, error: ReadError) -> Error {
         match error {
             ReadError::Storage(error) => self.err(error),
@@ -936,14 +963,6 @@ fn check_value_size(field: &str, value: &Value, limit: usize) -> Result<()> {
         return Err(Error::ValueTooLarge { field: field.to_owned(), size, limit });
     }
     Ok(())
-}
-
-fn decode_entry_row(row: &[u8]) -> Result<([u8; 32], u64, Entry)> {
-    let mut reader = Reader::new(row);
-    let hash = reader.array("entry row")?;
-    let seq = u64::from_be_bytes(reader.array("entry row")?);
-    let entry = Entry::decode(reader.take("entry row", row.len() - 40)?)?;
-    Ok((hash, seq, entry))
 }
 
 fn encode_space_row(record: &SpaceRecord, stats: SpaceStats) -> Vec<u8> {

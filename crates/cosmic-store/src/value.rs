@@ -76,6 +76,12 @@ impl Value {
             Value::Float(float) if *float == 0.0 && float.is_sign_negative() => {
                 Err(Error::InvalidValue { reason: "a float may not be -0.0".into() })
             }
+            Value::String(string) if u32::try_from(string.len()).is_err() => {
+                Err(Error::InvalidValue { reason: "a string may not exceed 4 GiB".into() })
+            }
+            Value::Bytes(bytes) if u32::try_from(bytes.len()).is_err() => {
+                Err(Error::InvalidValue { reason: "bytes may not exceed 4 GiB".into() })
+            }
             Value::DocLink(key) => crate::entry::validate_doc_key(key),
             Value::BlobLink(bytes) => check_cid(bytes),
             _ => Ok(()),
@@ -87,7 +93,7 @@ impl Value {
     pub fn encode_into(&self, out: &mut Vec<u8>) {
         let put_bytes = |tag: u8, bytes: &[u8], out: &mut Vec<u8>| {
             out.push(tag);
-            // Lengths are bounded by `Options::max_value_size`, far below 4 GiB.
+            // `Value::validate` bounds lengths to 4 GiB, and stores bound them far lower.
             out.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
             out.extend_from_slice(bytes);
         };
