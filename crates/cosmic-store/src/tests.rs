@@ -896,3 +896,47 @@ fn the_store_is_shareable_across_threads() {
     .unwrap();
     assert!(store.get_doc(&space, "d").unwrap().is_some());
 }
+
+/// Where the committed schema-v1 database lives; regenerate it (only when the format is
+/// meant to change, with a migration) with `COSMIC_STORE_WRITE_V1_FIXTURE=1`.
+const V1_FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/src/testdata/v1.redb");
+
+fn fill_v1_fixture(store: &Store) {
+    let space = open_space(store, SpaceMode::Restricted);
+    store
+        .insert_statement(&space_key(1).grant(key(2).public(), Right::Write, Timestamp(0), None))
+        .unwrap();
+    let object = json!({"name": "Alice", "age": 42, "address": {"city": "Lyon"}, "gone": null});
+    store.write_json(&key(2), &space, "users/alice", &object).unwrap();
+    store.write_json(&key(2), &space, "users/alice", &json!({"age": 43})).unwrap();
+}
+
+#[test]
+fn a_schema_v1_database_still_opens() {
+    if std::env::var_os("COSMIC_STORE_WRITE_V1_FIXTURE").is_some() {
+        let _ = std::fs::remove_file(V1_FIXTURE);
+        let store = Store::open(V1_FIXTURE, options_at(NOW).0).unwrap();
+        fill_v1_fixture(&store);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("v1.redb");
+    std::fs::copy(V1_FIXTURE, &copy).unwrap();
+    let old = Store::open(&copy, options_at(NOW).0).unwrap();
+    let fresh = open(dir.path());
+    fill_v1_fixture(&fresh);
+    let space = space_key(1).id();
+    assert_eq!(old.state_hash(&space).unwrap(), fresh.state_hash(&space).unwrap());
+    assert_eq!(
+        old.fingerprint(&space, None, None).unwrap(),
+        fresh.fingerprint(&space, None, None).unwrap()
+    );
+    assert_eq!(
+        old.changes_since(&space, 0, 100).unwrap(),
+        fresh.changes_since(&space, 0, 100).unwrap()
+    );
+    assert_eq!(old.list_spaces().unwrap(), fresh.list_spaces().unwrap());
+    assert_eq!(old.clock(), fresh.clock());
+    let alice = old.get_json(&space, "users/alice", 1).unwrap().unwrap();
+    assert_eq!(alice, json!({"name": "Alice", "age": 43, "address": {"city": "Lyon"}}));
+    old.write_json(&key(2), &space, "users/bob", &json!({"name": "Bob"})).unwrap();
+}
