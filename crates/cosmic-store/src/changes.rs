@@ -44,15 +44,18 @@ impl Stream for Subscription {
     }
 }
 
-/// Starts the task behind a subscription. Must run inside a tokio runtime.
+/// Starts the task behind a subscription on the current tokio runtime.
 pub(crate) fn spawn(
     store: Store,
     space: cosmic_auth::PublicKey,
     from_seq: u64,
     mut last_seq: watch::Receiver<u64>,
-) -> Subscription {
+) -> Result<Subscription> {
+    let runtime = tokio::runtime::Handle::try_current().map_err(|error| crate::Error::Task {
+        reason: format!("a subscription needs a tokio runtime: {error}"),
+    })?;
     let (sender, receiver) = mpsc::channel(SUBSCRIPTION_BATCH);
-    tokio::spawn(async move {
+    runtime.spawn(async move {
         let mut after = from_seq;
         loop {
             // Mark the current value seen *before* reading, so a commit that lands after the
@@ -90,5 +93,5 @@ pub(crate) fn spawn(
             }
         }
     });
-    Subscription { receiver }
+    Ok(Subscription { receiver })
 }

@@ -747,8 +747,10 @@ impl Store {
     /// A live stream of the changes of `space` after sequence number `after`: stored ones
     /// first, then new ones as they commit, with no gap and no duplicate.
     ///
-    /// Must be called inside a tokio runtime.
-    pub fn subscribe(&self, space: &PublicKey, after: u64) -> Subscription {
+    /// The stream is fed by a task on the current tokio runtime; outside one this is an
+    /// [`Error::Task`]. A slow reader only delays its own task (the channel is bounded and
+    /// the task reads from the store), never a writer.
+    pub fn subscribe(&self, space: &PublicKey, after: u64) -> Result<Subscription> {
         crate::changes::spawn(self.clone(), *space, after, self.inner.last_seq.subscribe())
     }
 

@@ -483,7 +483,7 @@ async fn subscriptions_switch_from_stored_to_live_without_gap_or_duplicate() {
     for i in 0..10 {
         write(&store, space, 0, 1000 + i);
     }
-    let mut subscription = store.subscribe(&space, 3);
+    let mut subscription = store.subscribe(&space, 3).unwrap();
     let mut tasks = Vec::new();
     for writer in 0..writers {
         let store = store.clone();
@@ -507,6 +507,12 @@ async fn subscriptions_switch_from_stored_to_live_without_gap_or_duplicate() {
         task.await.unwrap();
     }
     assert_eq!(seen, expected);
+    // Outside a runtime, subscribing is an error, not a panic.
+    let outside = std::thread::spawn({
+        let store = store.clone();
+        move || store.subscribe(&space, 0).map(drop)
+    });
+    assert!(matches!(outside.join().unwrap(), Err(Error::Task { .. })));
     // Nothing more arrives.
     let extra = tokio::time::timeout(Duration::from_millis(200), subscription.next()).await;
     assert!(extra.is_err(), "unexpected change {extra:?}");
