@@ -27,15 +27,18 @@ fn author() -> AuthorKey {
 
 fn fresh_store() -> (tempfile::TempDir, Store, PublicKey) {
     let dir = tempfile::tempdir().expect("a temporary directory");
+    let store = Store::open(dir.path().join("bench.redb"), options()).expect("open");
+    let space =
+        store.create_space(&SpaceKey::from_secret_bytes(&[1; 32]), SpaceMode::Open).expect("space");
+    (dir, store, space.space)
+}
+
+fn options() -> Options {
     let cache_size = std::env::var("COSMIC_STORE_BENCH_CACHE_MIB")
         .ok()
         .and_then(|mib| mib.parse::<usize>().ok())
         .map(|mib| mib << 20);
-    let options = Options { cache_size, ..Options::default() };
-    let store = Store::open(dir.path().join("bench.redb"), options).expect("open");
-    let space =
-        store.create_space(&SpaceKey::from_secret_bytes(&[1; 32]), SpaceMode::Open).expect("space");
-    (dir, store, space.space)
+    Options { cache_size, ..Options::default() }
 }
 
 fn batch(space: PublicKey, start: u64, n: u64) -> Vec<Entry> {
@@ -79,12 +82,19 @@ fn large() -> &'static Fixture {
             at += n;
         }
         let elapsed = started.elapsed();
-        let file = std::fs::metadata(dir.path().join("bench.redb")).map_or(0, |m| m.len());
+        let path = dir.path().join("bench.redb");
+        let file = std::fs::metadata(&path).map_or(0, |m| m.len());
+        let rss_built = resident_kib();
+        // Reopen, as a node does after a restart: resident memory then shows what reading
+        // needs, without what the writes left behind in the allocator.
+        drop(store);
+        let store = Store::open(&path, options()).expect("reopen");
         eprintln!(
             "fixture: {n_entries} entries in {elapsed:.1?} ({:.0} entries/s incl. signing), \
-             file {} MiB, VmRSS {} MiB (before: {} MiB)",
+             file {} MiB, VmRSS {} MiB after writing, {} MiB after reopening (before: {} MiB)",
             n_entries as f64 / elapsed.as_secs_f64(),
             file / (1 << 20),
+            rss_built / 1024,
             resident_kib() / 1024,
             rss_before / 1024,
         );
