@@ -7,12 +7,12 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 /// How long a node may take to print its ready line.
-pub const READY_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a node may take to exit after SIGTERM or SIGINT (the node promises 5 s).
-pub const EXIT_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const EXIT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The `cosmic-node` binary under test.
-pub fn node_bin() -> PathBuf {
+pub(crate) fn node_bin() -> PathBuf {
     if let Some(path) = std::env::var_os("COSMIC_NODE_BIN") {
         return PathBuf::from(path);
     }
@@ -33,7 +33,7 @@ pub fn node_bin() -> PathBuf {
 }
 
 /// A `cosmic-node` command with a clean environment: no COSMIC_* or RUST_LOG of ours.
-pub fn node_command() -> Command {
+pub(crate) fn node_command() -> Command {
     let mut command = Command::new(node_bin());
     for (key, _) in std::env::vars_os() {
         let key = key.to_string_lossy();
@@ -47,7 +47,7 @@ pub fn node_command() -> Command {
 
 /// Runs a short-lived `cosmic-node` command to completion (bounded) and returns
 /// (status, stdout, stderr).
-pub fn run_to_end(mut command: Command) -> (ExitStatus, String, String) {
+pub(crate) fn run_to_end(mut command: Command) -> (ExitStatus, String, String) {
     command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = command.spawn().expect("spawn cosmic-node");
     let status = wait_with_deadline(&mut child, EXIT_TIMEOUT)
@@ -60,7 +60,7 @@ pub fn run_to_end(mut command: Command) -> (ExitStatus, String, String) {
 }
 
 /// Polls `child` until it exits or `deadline` passes; kills it in the second case.
-pub fn wait_with_deadline(child: &mut Child, deadline: Duration) -> Option<ExitStatus> {
+pub(crate) fn wait_with_deadline(child: &mut Child, deadline: Duration) -> Option<ExitStatus> {
     let started = Instant::now();
     loop {
         if let Some(status) = child.try_wait().expect("try_wait") {
@@ -76,7 +76,7 @@ pub fn wait_with_deadline(child: &mut Child, deadline: Duration) -> Option<ExitS
 }
 
 /// A running node.
-pub struct TestNode {
+pub(crate) struct TestNode {
     child: Child,
     data_dir: PathBuf,
     /// Keeps a temporary data dir alive; `None` when the caller owns the dir.
@@ -89,14 +89,14 @@ pub struct TestNode {
 
 impl TestNode {
     /// Starts a node on a new temporary data dir and waits for its ready line.
-    pub fn start() -> Self {
+    pub(crate) fn start() -> Self {
         let temp = tempfile::tempdir().expect("temp dir");
         let data_dir = temp.path().join("node");
         Self::start_in(&data_dir, Some(temp))
     }
 
     /// Starts a node on `data_dir` and waits for its ready line.
-    pub fn start_in(data_dir: &Path, temp: Option<tempfile::TempDir>) -> Self {
+    pub(crate) fn start_in(data_dir: &Path, temp: Option<tempfile::TempDir>) -> Self {
         let mut command = node_command();
         command.arg("--data-dir").arg(data_dir).args([
             "run",
@@ -161,22 +161,22 @@ impl TestNode {
     }
 
     /// A field of the ready line, e.g. `peer_id`.
-    pub fn ready_field(&self, key: &str) -> Option<&str> {
+    pub(crate) fn ready_field(&self, key: &str) -> Option<&str> {
         self.ready.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
     }
 
     /// The node's data dir.
-    pub fn data_dir(&self) -> &Path {
+    pub(crate) fn data_dir(&self) -> &Path {
         &self.data_dir
     }
 
     /// The process id.
-    pub fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
 
     /// Sends a signal by name (`TERM`, `INT`, `KILL`, `STOP`, `CONT`) with kill(1).
-    pub fn signal(&self, name: &str) {
+    pub(crate) fn signal(&self, name: &str) {
         let status = Command::new("kill")
             .arg(format!("-{name}"))
             .arg(self.pid().to_string())
@@ -186,12 +186,12 @@ impl TestNode {
     }
 
     /// Waits (bounded) for the process to exit; `None` if it did not within the deadline.
-    pub fn wait_exit(&mut self, deadline: Duration) -> Option<ExitStatus> {
+    pub(crate) fn wait_exit(&mut self, deadline: Duration) -> Option<ExitStatus> {
         wait_with_deadline(&mut self.child, deadline)
     }
 
     /// Every stderr line the node printed so far.
-    pub fn stderr(&mut self) -> &[String] {
+    pub(crate) fn stderr(&mut self) -> &[String] {
         // Give the reader thread a moment to forward what the process wrote last.
         let started = Instant::now();
         while started.elapsed() < Duration::from_secs(2) {

@@ -126,7 +126,11 @@ fn config_show_says_where_each_value_came_from() {
     };
     assert!(line("api.addr").contains("127.0.0.1:9999"), "{}", line("api.addr"));
     assert!(line("api.addr").contains("COSMIC_API__ADDR"), "{}", line("api.addr"));
-    assert!(line("sync.max_clock_drift").contains("extra.toml"), "{}", line("sync.max_clock_drift"));
+    assert!(
+        line("sync.max_clock_drift").contains("extra.toml"),
+        "{}",
+        line("sync.max_clock_drift")
+    );
     assert!(line("log.format").contains("--log-format"), "{}", line("log.format"));
     assert!(line("net.mdns").contains("default"), "{}", line("net.mdns"));
 }
@@ -140,7 +144,9 @@ fn bad_configuration_is_one_clear_line_and_exit_code_2() {
     assert_eq!(status.code(), Some(2), "stdout:\n{stdout}\nstderr:\n{stderr}");
     let first = stderr.lines().next().unwrap_or_default();
     assert!(
-        first.starts_with("error:") && first.contains("net.listen") && first.contains("--listen")
+        first.starts_with("error:")
+            && first.contains("net.listen")
+            && first.contains("--listen")
             && first.contains("not-a-multiaddr"),
         "stderr:\n{stderr}"
     );

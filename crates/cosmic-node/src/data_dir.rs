@@ -1,0 +1,234 @@
+//! The data dir of a node: what is in it, who may use it, and how it is made.
+//!
+//! ```text
+//! <data dir>/
+//!   lock          held (flock) by the one process using the dir; holds its pid
+//!   node.key      the node's ed25519 secret (mode 0600): its PeerId and iroh endpoint id
+//!   cosmic.toml   configuration, every default written out commented
+//!   api.token     bearer token for the HTTP API (mode 0600)
+//! ```
+//!
+//! Files are created by writing a temporary file, syncing it and renaming it into place,
+//! so a crash never leaves a half-written key or token behind.
+
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use cosmic_auth::NodeKey;
+
+use crate::error::{Error, Result};
+
+/// Name of the lock file inside the data dir.
+pub const LOCK_FILE: &str = "lock";
+/// Name of the node key file inside the data dir.
+pub const NODE_KEY_FILE: &str = "node.key";
+/// Name of the API token file inside the data dir.
+pub const API_TOKEN_FILE: &str = "api.token";
+
+/// Bytes of randomness in a new API token (encoded as unpadded base64url).
+const API_TOKEN_BYTES: usize = 32;
+
+/// A data dir locked for this process: while it lives, no other cosmic-node can use it.
+///
+/// The lock is an advisory `flock` on [`LOCK_FILE`], released by the OS when the process
+/// ends in any way, so a killed node never leaves a stale lock.
+#[derive(Debug)]
+pub struct DataDir {
+    path: PathBuf,
+    _lock: File,
+}
+
+/// What [`DataDir::init`] created.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InitReport {
+    /// Files that did not exist and were created, by name.
+    pub created: Vec<&'static str>,
+}
+
+impl DataDir {
+    /// Creates the dir if needed and takes its lock, failing at once with
+    /// [`Error::DataDirInUse`] when another process holds it.
+    pub fn lock(path: impl Into<PathBuf>) -> Result<Self> {
+        let path = path.into();
+        std::fs::create_dir_all(&path).map_err(|source| Error::Io {
+            action: "create data dir",
+            path: path.clone(),
+            source,
+        })?;
+        let lock_path = path.join(LOCK_FILE);
+        let io_error = |action, source| Error::Io { action, path: lock_path.clone(), source };
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&lock_path)
+            .map_err(|source| io_error("open lock file", source))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => {
+                let mut holder = String::new();
+                let pid =
+                    file.read_to_string(&mut holder).ok().and_then(|_| holder.trim().parse().ok());
+                return Err(Error::DataDirInUse { path, pid });
+            }
+            Err(TryLockError::Error(source)) => return Err(io_error("lock", source)),
+        }
+        file.set_len(0).map_err(|source| io_error("write", source))?;
+        file.seek(SeekFrom::Start(0)).map_err(|source| io_error("write", source))?;
+        writeln!(file, "{}", std::process::id()).map_err(|source| io_error("write", source))?;
+        Ok(Self { path, _lock: file })
+    }
+
+    /// The data dir.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Whether the dir holds a node key (what `cosmic-node init` creates first).
+    pub fn is_initialized(&self) -> bool {
+        self.path.join(NODE_KEY_FILE).exists()
+    }
+
+    /// Creates whatever is missing: a new node key, the commented configuration file and
+    /// an API token. Existing files are left as they are.
+    pub fn init(&self) -> Result<InitReport> {
+        let mut report = InitReport::default();
+        let key_path = self.path.join(NODE_KEY_FILE);
+        if !key_path.exists() {
+            NodeKey::create_file(&key_path).map_err(Error::NodeKey)?;
+            report.created.push(NODE_KEY_FILE);
+        }
+        let config_path = self.path.join(cosmic_config::FILE_NAME);
+        if !config_path.exists() {
+            write_new(&config_path, cosmic_config::commented_defaults().as_bytes(), 0o644)?;
+            report.created.push(cosmic_config::FILE_NAME);
+        }
+        let token_path = self.path.join(API_TOKEN_FILE);
+        if !token_path.exists() {
+            let token = new_api_token();
+            write_new(&token_path, format!("{token}\n").as_bytes(), 0o600)?;
+            report.created.push(API_TOKEN_FILE);
+        }
+        Ok(report)
+    }
+
+    /// Loads the node key.
+    pub fn node_key(&self) -> Result<NodeKey> {
+        NodeKey::load_file(self.path.join(NODE_KEY_FILE)).map_err(Error::NodeKey)
+    }
+
+    /// Reads the API token.
+    pub fn api_token(&self) -> Result<String> {
+        read_api_token(&self.path)
+    }
+}
+
+/// Reads the API token of the data dir at `path` (no lock needed: clients read it too).
+pub fn read_api_token(path: &Path) -> Result<String> {
+    let token_path = path.join(API_TOKEN_FILE);
+    let text = std::fs::read_to_string(&token_path).map_err(|source| Error::Io {
+        action: "read",
+        path: token_path.clone(),
+        source,
+    })?;
+    let token = text.trim();
+    let valid = token.len() >= 32
+        && token.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if !valid {
+        return Err(Error::Corrupt {
+            path: token_path,
+            reason: "expected one line of at least 32 base64url characters".to_owned(),
+        });
+    }
+    Ok(token.to_owned())
+}
+
+fn new_api_token() -> String {
+    let bytes: [u8; API_TOKEN_BYTES] = rand::random();
+    data_encoding::BASE64URL_NOPAD.encode(&bytes)
+}
+
+/// Writes `bytes` to a new file at `path` with `mode`, atomically: a temporary file is
+/// written and synced, then renamed into place, and the directory is synced.
+fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    let io_error = |action, source| Error::Io { action, path: path.to_path_buf(), source };
+    let mut options = OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(mode);
+    }
+    #[cfg(not(unix))]
+    let _ = mode;
+    let mut file = options.open(&tmp).map_err(|source| io_error("create", source))?;
+    file.write_all(bytes).map_err(|source| io_error("write", source))?;
+    file.sync_all().map_err(|source| io_error("sync", source))?;
+    drop(file);
+    std::fs::rename(&tmp, path).map_err(|source| io_error("rename into place", source))?;
+    if let Some(dir) = path.parent() {
+        // Make the rename itself durable; not every platform can open a directory.
+        if let Ok(dir) = File::open(dir) {
+            let _ = dir.sync_all();
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn init_creates_each_file_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let data_dir = DataDir::lock(dir.path().join("node")).unwrap();
+        assert!(!data_dir.is_initialized());
+        let report = data_dir.init().unwrap();
+        assert_eq!(report.created, [NODE_KEY_FILE, cosmic_config::FILE_NAME, API_TOKEN_FILE]);
+        assert!(data_dir.is_initialized());
+        let key = data_dir.node_key().unwrap();
+        let token = data_dir.api_token().unwrap();
+        // A second init leaves everything as it was.
+        assert_eq!(data_dir.init().unwrap(), InitReport::default());
+        assert_eq!(data_dir.node_key().unwrap().peer_id(), key.peer_id());
+        assert_eq!(data_dir.api_token().unwrap(), token);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn secrets_are_private_to_the_owner() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let data_dir = DataDir::lock(dir.path()).unwrap();
+        data_dir.init().unwrap();
+        for name in [NODE_KEY_FILE, API_TOKEN_FILE] {
+            let mode = std::fs::metadata(dir.path().join(name)).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "{name}");
+        }
+    }
+
+    #[test]
+    fn second_lock_is_refused_with_the_holders_pid() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = DataDir::lock(dir.path()).unwrap();
+        match DataDir::lock(dir.path()) {
+            Err(Error::DataDirInUse { pid, .. }) => assert_eq!(pid, Some(std::process::id())),
+            other => panic!("expected DataDirInUse, got {other:?}"),
+        }
+        drop(first);
+        DataDir::lock(dir.path()).unwrap();
+    }
+
+    #[test]
+    fn corrupt_token_is_reported_with_its_path() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(API_TOKEN_FILE), "short\n").unwrap();
+        let error = read_api_token(dir.path()).unwrap_err();
+        assert!(matches!(error, Error::Corrupt { .. }));
+        assert!(error.to_string().contains(API_TOKEN_FILE), "{error}");
+    }
+}
