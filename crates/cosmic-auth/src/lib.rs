@@ -32,7 +32,7 @@
 //! # Ok::<(), cosmic_auth::Error>(())
 //! ```
 
-mod capability;
+pub mod capability;
 mod error;
 mod fs;
 mod keys;
