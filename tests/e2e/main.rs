@@ -4,4 +4,5 @@
 //! kills its process when dropped.
 
 mod harness;
+mod identity;
 mod lifecycle;

@@ -11,6 +11,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use cosmic_config::{LoadOptions, Loaded, Overrides};
 use cosmic_node::{DataDir, Node};
 
+mod identity;
+
 /// A peer-to-peer, local-first sync node: live documents and content-addressed files.
 #[derive(Debug, Parser)]
 #[command(name = "cosmic-node", version, about, propagate_version = true)]
@@ -49,6 +51,9 @@ enum Command {
     /// Inspect the configuration
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Manage author identities (passphrase from a prompt or COSMIC_PASSPHRASE)
+    #[command(subcommand)]
+    Identity(identity::IdentityCommand),
 }
 
 #[derive(Debug, Args)]
@@ -139,6 +144,9 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Init => init(&loaded),
         Command::Run(_) => run_node(loaded),
         Command::Config(ConfigCommand::Show { json }) => config_show(&loaded, json),
+        Command::Identity(command) => {
+            identity::run(&loaded.config.node.data_dir, command).map_err(Failure::from)
+        }
     }
 }
 
