@@ -192,6 +192,7 @@ fn run_node(loaded: Loaded) -> Result<(), Failure> {
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async move {
+        let mut signals = Signals::install().context("listening for signals")?;
         let sources = loaded.sources().join(" < ");
         let node = Node::start(loaded.config).await.map_err(in_use)?;
         tracing::info!(
@@ -201,28 +202,50 @@ fn run_node(loaded: Loaded) -> Result<(), Failure> {
             "node started"
         );
         output::line(&format!("ready peer_id={}", node.peer_id()));
-        let signal = wait_for_signal().await.context("listening for signals")?;
+        let signal = signals.wait().await.context("listening for signals")?;
         tracing::info!(signal, "shutting down");
         node.shutdown().await.context("shutting down")?;
         Ok(())
     })
 }
 
-async fn wait_for_signal() -> std::io::Result<&'static str> {
+/// Signal listeners, installed before the node says it is ready: a signal that arrives
+/// after the ready line must stop the node cleanly, never kill it with the default action.
+struct Signals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut terminate = signal(SignalKind::terminate())?;
-        let mut interrupt = signal(SignalKind::interrupt())?;
-        tokio::select! {
-            _ = terminate.recv() => Ok("SIGTERM"),
-            _ = interrupt.recv() => Ok("SIGINT"),
+    terminate: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    interrupt: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(Self {
+                terminate: signal(SignalKind::terminate())?,
+                interrupt: signal(SignalKind::interrupt())?,
+            })
         }
+        #[cfg(not(unix))]
+        Ok(Self {})
     }
-    #[cfg(not(unix))]
-    {
-        tokio::signal::ctrl_c().await?;
-        Ok("ctrl-c")
+
+    /// Waits for SIGTERM or SIGINT (Ctrl-C elsewhere) and names it.
+    async fn wait(&mut self) -> std::io::Result<&'static str> {
+        #[cfg(unix)]
+        {
+            tokio::select! {
+                _ = self.terminate.recv() => Ok("SIGTERM"),
+                _ = self.interrupt.recv() => Ok("SIGINT"),
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            tokio::signal::ctrl_c().await?;
+            Ok("ctrl-c")
+        }
     }
 }
 
