@@ -11,6 +11,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use cosmic_config::{LoadOptions, Loaded, Overrides};
 use cosmic_node::{DataDir, Node};
 
+mod client;
 mod identity;
 
 /// A peer-to-peer, local-first sync node: live documents and content-addressed files.
@@ -54,6 +55,39 @@ enum Command {
     /// Manage author identities (passphrase from a prompt or COSMIC_PASSPHRASE)
     #[command(subcommand)]
     Identity(identity::IdentityCommand),
+    /// Spaces of a running node: create, list, join, leave, grant
+    Space {
+        #[command(flatten)]
+        conn: client::ConnArgs,
+        #[command(subcommand)]
+        command: client::SpaceCommand,
+    },
+    /// Documents of a running node: put, get, rm, ls, watch
+    Doc {
+        #[command(flatten)]
+        conn: client::ConnArgs,
+        #[command(subcommand)]
+        command: client::DocCommand,
+    },
+    /// Files of a running node: add, get, rm
+    Blob {
+        #[command(flatten)]
+        conn: client::ConnArgs,
+        #[command(subcommand)]
+        command: client::BlobCommand,
+    },
+    /// Peers of a running node, or dial one
+    Peers {
+        #[command(flatten)]
+        conn: client::ConnArgs,
+        #[command(subcommand)]
+        command: Option<client::PeersCommand>,
+    },
+    /// Status of a running node
+    Status {
+        #[command(flatten)]
+        conn: client::ConnArgs,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -147,7 +181,40 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Identity(command) => {
             identity::run(&loaded.config.node.data_dir, command).map_err(Failure::from)
         }
+        Command::Space { conn, command } => {
+            run_client(&loaded, &conn, |client| Box::pin(client::run_space(client, command)))
+        }
+        Command::Doc { conn, command } => {
+            run_client(&loaded, &conn, |client| Box::pin(client::run_doc(client, command)))
+        }
+        Command::Blob { conn, command } => {
+            run_client(&loaded, &conn, |client| Box::pin(client::run_blob(client, command)))
+        }
+        Command::Peers { conn, command } => {
+            run_client(&loaded, &conn, |client| Box::pin(client::run_peers(client, command)))
+        }
+        Command::Status { conn } => {
+            run_client(&loaded, &conn, |client| Box::pin(client::run_status(client)))
+        }
     }
+}
+
+/// Runs one client subcommand against a running node's API on a small runtime.
+fn run_client(
+    loaded: &Loaded,
+    conn: &client::ConnArgs,
+    command: impl for<'a> FnOnce(
+        &'a client::Client,
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = anyhow::Result<()>> + 'a>,
+    >,
+) -> Result<(), Failure> {
+    let client = client::Client::connect(loaded, conn).map_err(usage)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(command(&client)).map_err(Failure::from)
 }
 
 fn usage(error: impl Into<anyhow::Error>) -> Failure {
