@@ -1,11 +1,68 @@
 //! Content-addressed files for CosmicSyncCore (level 3).
 //!
-//! This crate will own the iroh-blobs store in the data dir and the iroh endpoint that
-//! serves and fetches blobs with BLAKE3 verified streaming. A blob is named by a CIDv1
-//! (codec raw, BLAKE3 multihash), the same CID any IPFS implementation computes for its
-//! bytes with BLAKE3.
+//! This crate owns a node's blob store (iroh-blobs' persistent store in `DATA_DIR/blobs`,
+//! or its memory store for tests) and the iroh endpoint that serves and fetches blobs
+//! with BLAKE3 verified streaming. It is the only crate that uses iroh-blobs.
 //!
-//! It is the only crate that uses iroh-blobs. It learns peer addresses through a trait
-//! that an upper layer implements; it never talks to libp2p itself.
+//! - A blob is named by a [`Cid`]: CIDv1, codec raw (0x55), multihash BLAKE3 (0x1e, 32
+//!   bytes), printed in base32 (`bafkr4...`): the CID any IPFS implementation computes
+//!   for the same bytes with BLAKE3.
+//! - [`Blobs`] adds bytes, files (without reading them into memory) and streams; reads
+//!   byte ranges as a stream; exports to a file; reports a blob's [`BlobState`]; lists;
+//!   pins and unpins ([`Visibility`]); and garbage-collects unpinned blobs
+//!   ([`Blobs::gc`], and every `gc_interval`).
+//! - [`Blobs::fetch`] gets a blob from given peers or from the candidates an
+//!   [`AddressLookup`] names, resuming a partial blob, skipping providers that fail or
+//!   send bad data, with progress as [`BlobEvent`]s on the cosmic-events bus,
+//!   cancellation, and a deadline.
+//! - The provider asks an [`AccessPolicy`] before serving; the default [`PublicPins`]
+//!   serves only blobs pinned [`Visibility::Public`].
 //!
-//! Nothing is implemented here yet; see the project's issue on cosmic-blobs.
+//! What it deliberately does not do: it never discovers peers (iroh's relays and public
+//! discovery are off; the upper layer implements [`AddressLookup`] from libp2p), never
+//! talks to libp2p, and knows nothing of spaces: "referenced from a space the requester
+//! may read" is an [`AccessPolicy`] the upper layer adds. Hash sequences (collections)
+//! are neither served nor fetched.
+//!
+//! The endpoint is keyed by the node key, so its endpoint id is the same public key as
+//! the node's libp2p PeerId. Pins are named tags (`pin/public/<cid>`, `pin/private/<cid>`,
+//! and `fetch/<cid>` while a fetch is unfinished); see [`Pins`].
+//!
+//! ```no_run
+//! use cosmic_auth::NodeKey;
+//! use cosmic_blobs::{Blobs, Config, FetchOptions, Visibility};
+//!
+//! # async fn example() -> cosmic_blobs::Result<()> {
+//! let alice = Blobs::builder(&NodeKey::generate()).config(Config::loopback()).open_in_memory().await?;
+//! let bob = Blobs::builder(&NodeKey::generate()).config(Config::loopback()).open_in_memory().await?;
+//! let added = alice.add_bytes("hello", Visibility::Public).await?;
+//! println!("{}", added.cid); // bafkr4...
+//! bob.fetch(&added.cid, FetchOptions::new().provider(alice.peer_addr())).await?;
+//! assert_eq!(bob.read_to_bytes(&added.cid).await?, "hello");
+//! # Ok(()) }
+//! ```
+
+mod api;
+mod cid;
+mod config;
+mod error;
+mod events;
+mod fetch;
+mod gc;
+mod lookup;
+mod pins;
+mod policy;
+
+#[cfg(test)]
+mod tests;
+
+pub use crate::api::{Added, BlobInfo, BlobState, Blobs, Builder, ByteStream};
+pub use crate::cid::{BLAKE3_CODE, BLAKE3_LEN, Cid, CidError, RAW_CODEC};
+pub use crate::config::Config;
+pub use crate::error::{BoxError, Error, Result};
+pub use crate::events::BlobEvent;
+pub use crate::fetch::{FetchOptions, Fetched, PROGRESS_STEP};
+pub use crate::lookup::{AddressLookup, BoxFuture, PeerAddr, StaticLookup};
+pub use crate::pins::{Pins, Visibility};
+pub use crate::policy::{AccessPolicy, AllowAll, PublicPins};
+pub use tokio_util::sync::CancellationToken;
