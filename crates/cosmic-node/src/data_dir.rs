@@ -6,7 +6,16 @@
 //!   node.key      the node's ed25519 secret (mode 0600): its PeerId and iroh endpoint id
 //!   cosmic.toml   configuration, every default written out commented
 //!   api.token     bearer token for the HTTP API (mode 0600)
+//!   author.key    the node's own author secret (mode 0600): it signs writes made through
+//!                 the HTTP API and the `Node` handles
+//!   api.url       the URL the running node's API is served on (written when it is ready)
+//!   store.redb    the document store (cosmic-store)
+//!   spaces/       one `<space id>.key` secret (mode 0600) per space this node created
 //! ```
+//!
+//! The node author is a plain key file rather than a keystore identity because a node
+//! must write unattended, with nobody to type a passphrase; it is as private as
+//! `node.key`. Keystore identities (`cosmic-node identity`) stay for people.
 //!
 //! Files are created by writing a temporary file, syncing it and renaming it into place,
 //! so a crash never leaves a half-written key or token behind.
@@ -15,7 +24,8 @@ use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use cosmic_auth::NodeKey;
+use cosmic_auth::{AuthorKey, NodeKey, SpaceId, SpaceKey};
+use zeroize::Zeroizing;
 
 use crate::error::{Error, Result};
 
@@ -25,6 +35,17 @@ pub const LOCK_FILE: &str = "lock";
 pub const NODE_KEY_FILE: &str = "node.key";
 /// Name of the API token file inside the data dir.
 pub const API_TOKEN_FILE: &str = "api.token";
+/// Name of the node author key file inside the data dir.
+pub const AUTHOR_KEY_FILE: &str = "author.key";
+/// Name of the file a running node writes its API URL to.
+pub const API_URL_FILE: &str = "api.url";
+/// Name of the store database inside the data dir.
+pub const STORE_FILE: &str = "store.redb";
+/// Name of the folder of space secrets inside the data dir.
+pub const SPACES_DIR: &str = "spaces";
+
+/// First line of an author or space key file.
+const SECRET_FILE_HEADER: &str = "cosmic-secret-key v1";
 
 /// Bytes of randomness in a new API token (encoded as unpadded base64url).
 const API_TOKEN_BYTES: usize = 32;
@@ -111,7 +132,58 @@ impl DataDir {
             write_new(&token_path, format!("{token}\n").as_bytes(), 0o600)?;
             report.created.push(API_TOKEN_FILE);
         }
+        let author_path = self.path.join(AUTHOR_KEY_FILE);
+        if !author_path.exists() {
+            let key = AuthorKey::generate();
+            write_new(&author_path, &encode_secret(&key.secret_bytes()), 0o600)?;
+            report.created.push(AUTHOR_KEY_FILE);
+        }
         Ok(report)
+    }
+
+    /// Loads the node author key, which signs the writes this node makes on its own.
+    pub fn author_key(&self) -> Result<AuthorKey> {
+        let secret = read_secret(&self.path.join(AUTHOR_KEY_FILE))?;
+        Ok(AuthorKey::from_secret_bytes(&secret))
+    }
+
+    /// Keeps the secret of a space this node created, so it can grant rights later.
+    pub fn save_space_key(&self, key: &SpaceKey) -> Result<()> {
+        let dir = self.path.join(SPACES_DIR);
+        std::fs::create_dir_all(&dir).map_err(|source| Error::Io {
+            action: "create",
+            path: dir.clone(),
+            source,
+        })?;
+        let path = dir.join(format!("{}.key", key.id()));
+        write_new(&path, &encode_secret(&key.secret_bytes()), 0o600)
+    }
+
+    /// The secret of a space this node created, if it holds it.
+    pub fn space_key(&self, space: &SpaceId) -> Result<Option<SpaceKey>> {
+        let path = self.path.join(SPACES_DIR).join(format!("{space}.key"));
+        if !path.exists() {
+            return Ok(None);
+        }
+        let secret = read_secret(&path)?;
+        let key = SpaceKey::from_secret_bytes(&secret);
+        if key.id() != *space {
+            return Err(Error::Corrupt {
+                path,
+                reason: format!("holds the key of space {}", key.id()),
+            });
+        }
+        Ok(Some(key))
+    }
+
+    /// Records the URL the API is served on, for the CLI client; replaced atomically.
+    pub fn write_api_url(&self, url: &str) -> Result<()> {
+        write_new(&self.path.join(API_URL_FILE), format!("{url}\n").as_bytes(), 0o644)
+    }
+
+    /// Removes the API URL file (the API is no longer served).
+    pub fn remove_api_url(&self) {
+        let _ = std::fs::remove_file(self.path.join(API_URL_FILE));
     }
 
     /// Loads the node key.
@@ -123,6 +195,37 @@ impl DataDir {
     pub fn api_token(&self) -> Result<String> {
         read_api_token(&self.path)
     }
+}
+
+fn encode_secret(secret: &[u8; 32]) -> Zeroizing<Vec<u8>> {
+    let text = Zeroizing::new(data_encoding::BASE64URL_NOPAD.encode(secret));
+    Zeroizing::new(format!("{SECRET_FILE_HEADER}\n{}\n", text.as_str()).into_bytes())
+}
+
+fn read_secret(path: &Path) -> Result<Zeroizing<[u8; 32]>> {
+    let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|source| Error::Io {
+        action: "read",
+        path: path.to_path_buf(),
+        source,
+    })?);
+    let corrupt =
+        |reason: &str| Error::Corrupt { path: path.to_path_buf(), reason: reason.to_owned() };
+    let mut lines = text.lines();
+    if lines.next() != Some(SECRET_FILE_HEADER) {
+        return Err(corrupt("missing the `cosmic-secret-key v1` header"));
+    }
+    let encoded = lines.next().unwrap_or_default().trim();
+    let bytes = Zeroizing::new(
+        data_encoding::BASE64URL_NOPAD
+            .decode(encoded.as_bytes())
+            .map_err(|_| corrupt("the secret is not base64url"))?,
+    );
+    let mut secret = Zeroizing::new([0u8; 32]);
+    if bytes.len() != 32 {
+        return Err(corrupt("the secret is not 32 bytes"));
+    }
+    secret.copy_from_slice(&bytes);
+    Ok(secret)
 }
 
 /// Reads the API token of the data dir at `path` (no lock needed: clients read it too).
@@ -188,14 +291,36 @@ mod tests {
         let data_dir = DataDir::lock(dir.path().join("node")).unwrap();
         assert!(!data_dir.is_initialized());
         let report = data_dir.init().unwrap();
-        assert_eq!(report.created, [NODE_KEY_FILE, cosmic_config::FILE_NAME, API_TOKEN_FILE]);
+        assert_eq!(
+            report.created,
+            [NODE_KEY_FILE, cosmic_config::FILE_NAME, API_TOKEN_FILE, AUTHOR_KEY_FILE]
+        );
         assert!(data_dir.is_initialized());
         let key = data_dir.node_key().unwrap();
         let token = data_dir.api_token().unwrap();
+        let author = data_dir.author_key().unwrap().public();
         // A second init leaves everything as it was.
         assert_eq!(data_dir.init().unwrap(), InitReport::default());
         assert_eq!(data_dir.node_key().unwrap().peer_id(), key.peer_id());
         assert_eq!(data_dir.api_token().unwrap(), token);
+        assert_eq!(data_dir.author_key().unwrap().public(), author);
+    }
+
+    #[test]
+    fn space_keys_round_trip_and_a_swapped_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let data_dir = DataDir::lock(dir.path()).unwrap();
+        let key = SpaceKey::generate();
+        assert!(data_dir.space_key(&key.id()).unwrap().is_none());
+        data_dir.save_space_key(&key).unwrap();
+        assert_eq!(data_dir.space_key(&key.id()).unwrap().unwrap().id(), key.id());
+        let other = SpaceKey::generate();
+        std::fs::copy(
+            dir.path().join(SPACES_DIR).join(format!("{}.key", key.id())),
+            dir.path().join(SPACES_DIR).join(format!("{}.key", other.id())),
+        )
+        .unwrap();
+        assert!(matches!(data_dir.space_key(&other.id()), Err(Error::Corrupt { .. })));
     }
 
     #[cfg(unix)]
@@ -205,7 +330,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let data_dir = DataDir::lock(dir.path()).unwrap();
         data_dir.init().unwrap();
-        for name in [NODE_KEY_FILE, API_TOKEN_FILE] {
+        for name in [NODE_KEY_FILE, API_TOKEN_FILE, AUTHOR_KEY_FILE] {
             let mode = std::fs::metadata(dir.path().join(name)).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600, "{name}");
         }

@@ -42,6 +42,47 @@ pub enum Error {
     /// The node key could not be created or loaded.
     #[error("node key")]
     NodeKey(#[source] cosmic_auth::Error),
+    /// The document store failed or refused an operation (see its error for which).
+    #[error("store")]
+    Store(#[from] cosmic_store::Error),
+    /// The network layer failed or refused an operation.
+    #[error("network")]
+    Net(#[from] cosmic_net::Error),
+    /// The space is not held by this node.
+    #[error("unknown space {space}")]
+    UnknownSpace {
+        /// The space id.
+        space: cosmic_auth::SpaceId,
+    },
+    /// The document has no live field.
+    #[error("no document {key:?} in space {space}")]
+    DocNotFound {
+        /// The space id.
+        space: cosmic_auth::SpaceId,
+        /// The document key.
+        key: String,
+    },
+    /// This node holds neither the space key nor an admin right, so it cannot grant.
+    #[error("this node may not grant rights on space {space}: it holds neither its key nor admin")]
+    NotAdmin {
+        /// The space id.
+        space: cosmic_auth::SpaceId,
+    },
+    /// The HTTP API could not bind its address.
+    #[error("cannot serve the HTTP API on {addr}")]
+    ApiBind {
+        /// The configured address.
+        addr: std::net::SocketAddr,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A blocking operation's worker task failed (panicked or was cancelled).
+    #[error("background operation failed: {reason}")]
+    Task {
+        /// What happened.
+        reason: String,
+    },
     /// A background task did not stop within the shutdown deadline.
     #[error("shutdown did not finish within {seconds} s")]
     ShutdownTimeout {

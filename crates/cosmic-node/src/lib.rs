@@ -20,11 +20,20 @@
 //! Networking, storage, blobs, sync and the HTTP API join the node as their crates land;
 //! see `docs/ARCHITECTURE.md`.
 
+mod api;
 mod data_dir;
 mod error;
+mod metrics;
 mod node;
+pub mod supervisor;
 
 pub use crate::data_dir::read_api_token;
-pub use crate::data_dir::{API_TOKEN_FILE, DataDir, InitReport, LOCK_FILE, NODE_KEY_FILE};
+pub use crate::data_dir::{
+    API_TOKEN_FILE, API_URL_FILE, AUTHOR_KEY_FILE, DataDir, InitReport, LOCK_FILE, NODE_KEY_FILE,
+    SPACES_DIR, STORE_FILE,
+};
 pub use crate::error::{Error, Result};
-pub use crate::node::{Node, NodeEvent, SHUTDOWN_DEADLINE};
+pub use crate::node::{
+    Docs, GetOptions, Node, NodeEvent, Peers, SHUTDOWN_DEADLINE, SpaceSummary, Spaces,
+};
+pub use crate::supervisor::TaskFailed;

@@ -268,7 +268,10 @@ fn run_node(loaded: Loaded) -> Result<(), Failure> {
             config = %sources,
             "node started"
         );
-        output::line(&format!("ready peer_id={}", node.peer_id()));
+        let listen = node.listen_addrs().await.context("reading the listen addresses")?;
+        let listen = listen.iter().map(ToString::to_string).collect::<Vec<_>>().join(",");
+        let api = node.api_addr().map_or_else(|| "off".to_owned(), |addr| format!("http://{addr}"));
+        output::line(&format!("ready peer_id={} api={api} listen={listen}", node.peer_id()));
         let signal = signals.wait().await.context("listening for signals")?;
         tracing::info!(signal, "shutting down");
         node.shutdown().await.context("shutting down")?;

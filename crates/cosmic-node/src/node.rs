@@ -1,20 +1,32 @@
-//! The [`Node`] handle: one running node inside this process.
+//! The [`Node`] handle: one running node inside this process, and the handles an
+//! application uses to drive it ([`Spaces`], [`Docs`], [`Peers`]).
 
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use cosmic_auth::NodeKey;
+use cosmic_auth::{
+    AuthorId, AuthorKey, NodeKey, Right, SignedStatement, SpaceId, SpaceKey, SpaceMode, Timestamp,
+};
 use cosmic_config::Config;
 use cosmic_events::Bus;
+use cosmic_net::{Multiaddr, Net, PeerInfo};
+use cosmic_store::{Document, Store, Subscription, Value};
 use libp2p_identity::PeerId;
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::data_dir::DataDir;
+use crate::data_dir::{DataDir, STORE_FILE};
 use crate::error::{Error, Result};
+use crate::metrics::Metrics;
+use crate::supervisor::{Backoff, Supervisor};
 
 /// How long [`Node::shutdown`] waits for background tasks before giving up.
 pub const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(5);
+
+/// Name of the file, in the data dir, where the network layer keeps known peers.
+const PEERS_FILE: &str = "peers.json";
 
 /// Lifecycle events the node publishes on its [`Bus`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,99 +41,475 @@ pub enum NodeEvent {
     Stopping,
 }
 
-/// A running node: its locked data dir, identity, event bus and background tasks.
+/// What every handle of one node shares.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) config: Config,
+    pub(crate) data_dir: DataDir,
+    pub(crate) node_key: NodeKey,
+    pub(crate) author: AuthorKey,
+    pub(crate) store: Store,
+    pub(crate) net: Net,
+    pub(crate) bus: Bus,
+    pub(crate) metrics: Metrics,
+    pub(crate) started_at: Instant,
+    /// Spaces this node takes part in.
+    pub(crate) joined: Mutex<BTreeSet<SpaceId>>,
+}
+
+/// A running node: its locked data dir, identity, store, network, event bus and
+/// supervised background tasks (the HTTP API among them).
 ///
 /// Dropping a `Node` stops its tasks abruptly; call [`Node::shutdown`] to stop cleanly.
+/// The handles it gives out ([`Node::spaces`], ...) are cheap clones that keep the store
+/// open while they live; drop them before (or soon after) shutting down.
 #[derive(Debug)]
 pub struct Node {
-    config: Config,
-    data_dir: DataDir,
-    node_key: NodeKey,
-    bus: Bus,
-    started_at: Instant,
-    cancel: CancellationToken,
-    tasks: JoinSet<()>,
+    pub(crate) shared: Arc<Shared>,
+    supervisor: Supervisor,
+    api_addr: Option<SocketAddr>,
 }
 
 impl Node {
     /// Starts a node: locks the data dir named by `config.node.data_dir` (failing at once
-    /// if another process uses it), creates whatever the dir is missing, and loads the
-    /// node key.
+    /// if another process uses it), creates whatever the dir is missing, opens the store,
+    /// starts the network and, when `api.enabled`, serves the HTTP API on `api.addr`.
     pub async fn start(config: Config) -> Result<Self> {
         let data_dir_path = config.node.data_dir.clone();
-        let (data_dir, node_key, report) = tokio::task::spawn_blocking(move || {
+        let store_options = cosmic_store::Options {
+            max_clock_drift: config.sync.max_clock_drift,
+            max_value_size: usize::try_from(config.store.max_value_size).unwrap_or(usize::MAX),
+            ..cosmic_store::Options::default()
+        };
+        let (data_dir, node_key, author, store, report) = blocking(move || {
             let data_dir = DataDir::lock(data_dir_path)?;
             let report = data_dir.init()?;
             let node_key = data_dir.node_key()?;
-            Ok::<_, Error>((data_dir, node_key, report))
+            let author = data_dir.author_key()?;
+            let store = Store::open(data_dir.path().join(STORE_FILE), store_options)?;
+            Ok((data_dir, node_key, author, store, report))
         })
-        .await
-        .map_err(|join_error| Error::Io {
-            action: "prepare",
-            path: config.node.data_dir.clone(),
-            source: std::io::Error::other(join_error.to_string()),
-        })??;
+        .await?;
         for file in &report.created {
             tracing::info!(file, data_dir = %data_dir.path().display(), "created");
         }
         let bus = Bus::new();
-        let node = Self {
+        let mut net_config = cosmic_net::Config::from_net_config(&config.net)?;
+        net_config.peers_file = Some(data_dir.path().join(PEERS_FILE));
+        let net = Net::spawn(node_key.to_libp2p_keypair(), net_config, bus.clone()).await?;
+        let joined = blocking({
+            let store = store.clone();
+            move || Ok(store.list_spaces()?.into_iter().map(|info| info.space).collect())
+        })
+        .await?;
+        let shared = Arc::new(Shared {
             config,
             data_dir,
             node_key,
-            bus,
+            author,
+            store,
+            net,
+            bus: bus.clone(),
+            metrics: Metrics::new(),
             started_at: Instant::now(),
-            cancel: CancellationToken::new(),
-            tasks: JoinSet::new(),
+            joined: Mutex::new(joined),
+        });
+        let mut supervisor = Supervisor::new(bus, CancellationToken::new(), Backoff::default());
+        let api_addr = if shared.config.api.enabled {
+            let addr = shared.config.api.addr;
+            let listener = std::net::TcpListener::bind(addr)
+                .and_then(|listener| listener.set_nonblocking(true).map(|()| listener))
+                .map_err(|source| Error::ApiBind { addr, source })?;
+            let bound = listener.local_addr().map_err(|source| Error::ApiBind { addr, source })?;
+            let token = shared.data_dir.api_token()?;
+            crate::api::spawn(&mut supervisor, shared.clone(), token, listener);
+            let url = format!("http://{bound}");
+            let data_dir = &shared.data_dir;
+            if let Err(error) = data_dir.write_api_url(&url) {
+                tracing::warn!(%error, "cannot record the API URL for the CLI client");
+            }
+            Some(bound)
+        } else {
+            None
         };
-        node.bus.publish(NodeEvent::Started { peer_id: node.peer_id() });
+        let node = Self { shared, supervisor, api_addr };
+        node.shared.bus.publish(NodeEvent::Started { peer_id: node.peer_id() });
         Ok(node)
     }
 
     /// The node's libp2p identity, derived from its node key.
     pub fn peer_id(&self) -> PeerId {
-        self.node_key.peer_id()
+        self.shared.node_key.peer_id()
+    }
+
+    /// The author id that signs this node's own writes (the `author.key` of its data dir).
+    pub fn author_id(&self) -> AuthorId {
+        self.shared.author.public()
     }
 
     /// The data dir this node has locked.
     pub fn data_dir(&self) -> &Path {
-        self.data_dir.path()
+        self.shared.data_dir.path()
     }
 
     /// The configuration the node was started with.
     pub fn config(&self) -> &Config {
-        &self.config
+        &self.shared.config
     }
 
     /// The event bus every layer of this node publishes on.
     pub fn events(&self) -> &Bus {
-        &self.bus
+        &self.shared.bus
     }
 
     /// How long the node has been running.
     pub fn uptime(&self) -> Duration {
-        self.started_at.elapsed()
+        self.shared.started_at.elapsed()
+    }
+
+    /// The address the HTTP API is served on (`None` when `api.enabled` is false).
+    pub fn api_addr(&self) -> Option<SocketAddr> {
+        self.api_addr
+    }
+
+    /// The peer-to-peer addresses this node listens on, with their real ports.
+    pub async fn listen_addrs(&self) -> Result<Vec<Multiaddr>> {
+        Ok(self.shared.net.listen_addrs().await?)
+    }
+
+    /// The spaces of this node.
+    pub fn spaces(&self) -> Spaces {
+        Spaces { shared: self.shared.clone() }
+    }
+
+    /// The documents of this node's spaces.
+    pub fn docs(&self) -> Docs {
+        Docs { shared: self.shared.clone() }
+    }
+
+    /// The peers of this node.
+    pub fn peers(&self) -> Peers {
+        Peers { shared: self.shared.clone() }
+    }
+
+    /// The document store itself, for what the handles do not cover.
+    pub fn store(&self) -> &Store {
+        &self.shared.store
+    }
+
+    /// The network handle itself, for what the handles do not cover.
+    pub fn net(&self) -> &Net {
+        &self.shared.net
     }
 
     /// Stops the node: tells every background task to end, waits up to
-    /// [`SHUTDOWN_DEADLINE`] for them, then releases the data dir.
+    /// [`SHUTDOWN_DEADLINE`] for them, stops the network and closes the store.
     pub async fn shutdown(mut self) -> Result<()> {
-        self.bus.publish(NodeEvent::Stopping);
-        self.cancel.cancel();
-        let tasks = &mut self.tasks;
-        let joined = tokio::time::timeout(SHUTDOWN_DEADLINE, async {
-            while let Some(result) = tasks.join_next().await {
-                if let Err(error) = result {
-                    tracing::warn!(%error, "background task ended abnormally during shutdown");
-                }
-            }
-        })
-        .await;
-        if joined.is_err() {
-            self.tasks.abort_all();
+        self.shared.bus.publish(NodeEvent::Stopping);
+        let ended = self.supervisor.shutdown(SHUTDOWN_DEADLINE).await;
+        if self.api_addr.is_some() {
+            self.shared.data_dir.remove_api_url();
+        }
+        if let Err(error) = self.shared.net.shutdown().await {
+            tracing::debug!(%error, "network already stopped");
+        }
+        let data_dir = self.shared.data_dir.path().to_path_buf();
+        // The store closes (and the data dir lock is released) with the last handle.
+        drop(self.shared);
+        if !ended {
             return Err(Error::ShutdownTimeout { seconds: SHUTDOWN_DEADLINE.as_secs() });
         }
-        tracing::info!(data_dir = %self.data_dir.path().display(), "stopped");
+        tracing::info!(data_dir = %data_dir.display(), "stopped");
         Ok(())
+    }
+}
+
+/// Runs a blocking store or file operation off the async threads.
+pub(crate) async fn blocking<T, F>(operation: F) -> Result<T>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T> + Send + 'static,
+{
+    tokio::task::spawn_blocking(operation)
+        .await
+        .map_err(|join_error| Error::Task { reason: join_error.to_string() })?
+}
+
+/// A space as the node sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SpaceSummary {
+    /// The space id.
+    pub id: SpaceId,
+    /// Open or restricted (`None` when the node joined it but holds no record yet).
+    pub mode: Option<SpaceMode>,
+    /// Documents with at least one live field.
+    pub n_docs: u64,
+    /// Fields held (tombstones included).
+    pub n_entries: u64,
+    /// Whether the node takes part in it (replicates it).
+    pub joined: bool,
+    /// Whether this node holds the space key (it created the space).
+    pub owned: bool,
+}
+
+/// The spaces of a node: create, list, join, leave, grant. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Spaces {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl Spaces {
+    /// Creates a space: a new space key (kept in the data dir), its signed record in the
+    /// store, and an `admin` grant to the node author, who can then grant others.
+    pub async fn create(&self, mode: SpaceMode) -> Result<SpaceSummary> {
+        let shared = self.shared.clone();
+        let summary = blocking(move || {
+            let space_key = SpaceKey::generate();
+            shared.data_dir.save_space_key(&space_key)?;
+            shared.store.create_space(&space_key, mode)?;
+            let grant =
+                space_key.grant(shared.author.public(), Right::Admin, Timestamp::now(), None);
+            shared.store.insert_statement(&grant)?;
+            Ok(SpaceSummary {
+                id: space_key.id(),
+                mode: Some(mode),
+                n_docs: 0,
+                n_entries: 0,
+                joined: true,
+                owned: true,
+            })
+        })
+        .await?;
+        self.shared.joined.lock().unwrap_or_else(PoisonError::into_inner).insert(summary.id);
+        Ok(summary)
+    }
+
+    /// Every space the store holds or the node joined, ordered by id.
+    pub async fn list(&self) -> Result<Vec<SpaceSummary>> {
+        let shared = self.shared.clone();
+        blocking(move || {
+            let joined = shared.joined.lock().unwrap_or_else(PoisonError::into_inner).clone();
+            let mut out = Vec::new();
+            let mut seen = BTreeSet::new();
+            for info in shared.store.list_spaces()? {
+                seen.insert(info.space);
+                out.push(SpaceSummary {
+                    id: info.space,
+                    mode: Some(info.mode),
+                    n_docs: info.n_docs,
+                    n_entries: info.n_entries,
+                    joined: joined.contains(&info.space),
+                    owned: shared.data_dir.space_key(&info.space)?.is_some(),
+                });
+            }
+            for space in joined.difference(&seen) {
+                out.push(SpaceSummary {
+                    id: *space,
+                    mode: None,
+                    n_docs: 0,
+                    n_entries: 0,
+                    joined: true,
+                    owned: false,
+                });
+            }
+            out.sort_by_key(|summary| summary.id.to_string());
+            Ok(out)
+        })
+        .await
+    }
+
+    /// Takes part in a space, known locally or not yet (its record and data arrive from
+    /// the peers that hold it). Returns whether it was newly joined.
+    pub fn join(&self, space: SpaceId) -> bool {
+        self.shared.joined.lock().unwrap_or_else(PoisonError::into_inner).insert(space)
+    }
+
+    /// Stops taking part in a space; its data stays in the store. Returns whether it was
+    /// joined.
+    pub fn leave(&self, space: &SpaceId) -> bool {
+        self.shared.joined.lock().unwrap_or_else(PoisonError::into_inner).remove(space)
+    }
+
+    /// Grants `right` on `space` to `subject` until `not_after` (if any), signed with the
+    /// space key when this node holds it, else by the node author, who must hold `admin`.
+    pub async fn grant(
+        &self,
+        space: SpaceId,
+        subject: AuthorId,
+        right: Right,
+        not_after: Option<Timestamp>,
+    ) -> Result<SignedStatement> {
+        let shared = self.shared.clone();
+        blocking(move || {
+            require_space(&shared, &space)?;
+            let now = Timestamp::now();
+            let statement = match shared.data_dir.space_key(&space)? {
+                Some(space_key) => space_key.grant(subject, right, now, not_after),
+                None => {
+                    let statements = shared.store.statements(&space)?;
+                    let author = shared.author.public();
+                    cosmic_auth::check_access(
+                        &space,
+                        SpaceMode::Restricted,
+                        &author,
+                        Right::Admin,
+                        now,
+                        &statements,
+                    )
+                    .map_err(|_| Error::NotAdmin { space })?;
+                    shared.author.grant(space, subject, right, now, not_after)
+                }
+            };
+            shared.store.insert_statement(&statement)?;
+            Ok(statement)
+        })
+        .await
+    }
+}
+
+/// How [`Docs::get`] renders a document.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GetOptions {
+    /// Follow doc links this many levels deep (0: links stay `{"#": key}`).
+    pub depth: usize,
+    /// Give each field as `{"value", "hlc", "author"}` (links are then not followed).
+    pub meta: bool,
+}
+
+/// The documents of a node's spaces: put, get, delete, list, subscribe. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Docs {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl Docs {
+    /// Merges the fields of a JSON object into a document, signed by the node author
+    /// (see `cosmic_store::Store::write_json` for nested objects, links and `null`).
+    /// Returns how many fields changed.
+    pub async fn put(&self, space: SpaceId, key: &str, object: serde_json::Value) -> Result<usize> {
+        let shared = self.shared.clone();
+        let key = key.to_owned();
+        blocking(move || {
+            require_space(&shared, &space)?;
+            let inserted = shared.store.write_json(&shared.author, &space, &key, &object)?;
+            Ok(inserted
+                .iter()
+                .filter(|inserted| matches!(inserted, cosmic_store::Inserted::Applied { .. }))
+                .count())
+        })
+        .await
+    }
+
+    /// A document's live fields as a JSON object, or [`Error::DocNotFound`].
+    pub async fn get(
+        &self,
+        space: SpaceId,
+        key: &str,
+        options: GetOptions,
+    ) -> Result<serde_json::Value> {
+        let shared = self.shared.clone();
+        let key = key.to_owned();
+        blocking(move || {
+            require_space(&shared, &space)?;
+            let found = if options.meta {
+                shared.store.get_doc(&space, &key)?.map(|document| meta_json(&document))
+            } else {
+                shared.store.get_json(&space, &key, options.depth)?
+            };
+            found.ok_or(Error::DocNotFound { space, key })
+        })
+        .await
+    }
+
+    /// Deletes a document (a tombstone on each live field); returns how many fields were
+    /// deleted, or [`Error::DocNotFound`].
+    pub async fn delete(&self, space: SpaceId, key: &str) -> Result<usize> {
+        let shared = self.shared.clone();
+        let key = key.to_owned();
+        blocking(move || {
+            require_space(&shared, &space)?;
+            let Some(document) = shared.store.get_doc(&space, &key)? else {
+                return Err(Error::DocNotFound { space, key });
+            };
+            let fields = document.into_keys().map(|field| (field, Value::Null)).collect();
+            Ok(shared.store.write(&shared.author, &space, &key, fields)?.len())
+        })
+        .await
+    }
+
+    /// Keys of the live documents starting with `prefix`, after `after`, at most `limit`.
+    pub async fn list(
+        &self,
+        space: SpaceId,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>> {
+        let shared = self.shared.clone();
+        let prefix = prefix.to_owned();
+        let after = after.map(str::to_owned);
+        blocking(move || {
+            require_space(&shared, &space)?;
+            Ok(shared.store.list_docs(&space, &prefix, after.as_deref(), limit)?)
+        })
+        .await
+    }
+
+    /// The changes of a space after sequence number `after`, stored then live.
+    pub async fn subscribe(&self, space: SpaceId, after: u64) -> Result<Subscription> {
+        let shared = self.shared.clone();
+        blocking(move || require_space(&shared, &space)).await?;
+        Ok(self.shared.store.subscribe(&space, after)?)
+    }
+
+    /// The author id that signs this node's writes.
+    pub fn author(&self) -> AuthorId {
+        self.shared.author.public()
+    }
+}
+
+fn require_space(shared: &Shared, space: &SpaceId) -> Result<()> {
+    match shared.store.space_record(space)? {
+        Some(_) => Ok(()),
+        None => Err(Error::UnknownSpace { space: *space }),
+    }
+}
+
+fn meta_json(document: &Document) -> serde_json::Value {
+    let fields = document
+        .iter()
+        .map(|(name, field)| {
+            let value = serde_json::json!({
+                "value": field.value.to_json(),
+                "hlc": field.hlc.to_string(),
+                "author": field.author.to_string(),
+            });
+            (name.clone(), value)
+        })
+        .collect();
+    serde_json::Value::Object(fields)
+}
+
+/// The peers of a node: list and dial. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Peers {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl Peers {
+    /// Every peer the network layer knows.
+    pub async fn list(&self) -> Result<Vec<PeerInfo>> {
+        Ok(self.shared.net.peers().await?)
+    }
+
+    /// Dials `address` and waits for the connection; returns the peer's id.
+    pub async fn dial(&self, address: Multiaddr) -> Result<PeerId> {
+        Ok(self.shared.net.dial(address).await?)
+    }
+
+    /// The addresses this node listens on.
+    pub async fn listen_addrs(&self) -> Result<Vec<Multiaddr>> {
+        Ok(self.shared.net.listen_addrs().await?)
     }
 }

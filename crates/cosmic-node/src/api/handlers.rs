@@ -1,0 +1,699 @@
+//! The route handlers of the API, each annotated for the OpenAPI document.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures::{Stream, StreamExt as _};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, OpenApi as _, ToSchema};
+
+use cosmic_auth::{Right, SpaceId, SpaceMode, Timestamp};
+use cosmic_net::{Multiaddr, PeerState};
+use cosmic_store::Change;
+
+use super::error::{ApiError, ApiResult, ErrorBody, Json, Path, Query};
+use super::{ApiDoc, AppState};
+use crate::node::{GetOptions, SpaceSummary, blocking};
+
+/// Most document keys one list answer holds.
+const MAX_LIST_LIMIT: usize = 1000;
+/// Document keys a list answer holds when no `limit` is given.
+const DEFAULT_LIST_LIMIT: usize = 100;
+/// Deepest link resolution a `GET` may ask for.
+const MAX_DEPTH: usize = 16;
+/// How often an idle event stream sends a comment to keep proxies from closing it.
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+/// `GET /v1/health`.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Health {
+    /// Always `ok` when the node answers.
+    status: &'static str,
+}
+
+/// Liveness: answers without a token.
+#[utoipa::path(get, path = "/v1/health", tag = "node", security(()),
+    responses((status = 200, body = Health)))]
+pub(crate) async fn health() -> axum::Json<Health> {
+    axum::Json(Health { status: "ok" })
+}
+
+/// `GET /v1/status`.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Status {
+    /// The node's libp2p peer id.
+    peer_id: String,
+    /// The author id that signs the node's writes.
+    author: String,
+    /// The peer-to-peer listen addresses.
+    listen: Vec<String>,
+    /// The version of cosmic-node.
+    version: &'static str,
+    /// Seconds since the node started.
+    uptime_seconds: u64,
+    /// Peers with an open connection.
+    peers: usize,
+    /// Spaces the store holds.
+    spaces: usize,
+    /// Entries (fields) in the store.
+    entries: u64,
+    /// The last local change sequence number.
+    last_seq: u64,
+}
+
+/// The node's identity, addresses, version, uptime and counts.
+#[utoipa::path(get, path = "/v1/status", tag = "node",
+    responses((status = 200, body = Status), (status = 401, body = ErrorBody)))]
+pub(crate) async fn status(State(state): State<AppState>) -> ApiResult<axum::Json<Status>> {
+    let shared = &state.shared;
+    let listen = shared.net.listen_addrs().await.map_err(crate::Error::from)?;
+    let stats = shared.net.stats().await.map_err(crate::Error::from)?;
+    let store = shared.store.clone();
+    let (spaces, entries) =
+        blocking(move || Ok((store.list_spaces()?.len(), store.n_entries()?))).await?;
+    Ok(axum::Json(Status {
+        peer_id: shared.node_key.peer_id().to_string(),
+        author: shared.author.public().to_string(),
+        listen: listen.iter().map(ToString::to_string).collect(),
+        version: env!("CARGO_PKG_VERSION"),
+        uptime_seconds: shared.started_at.elapsed().as_secs(),
+        peers: stats.connected_peers,
+        spaces,
+        entries,
+        last_seq: shared.store.last_seq(),
+    }))
+}
+
+/// `GET /v1/identity`.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Identity {
+    /// The node author's id: what grants name to let this node write.
+    author: String,
+    /// The node's peer id.
+    peer_id: String,
+}
+
+/// The author id this node signs its writes with.
+#[utoipa::path(get, path = "/v1/identity", tag = "node",
+    responses((status = 200, body = Identity), (status = 401, body = ErrorBody)))]
+pub(crate) async fn identity(State(state): State<AppState>) -> axum::Json<Identity> {
+    axum::Json(Identity {
+        author: state.shared.author.public().to_string(),
+        peer_id: state.shared.node_key.peer_id().to_string(),
+    })
+}
+
+/// One peer in `GET /v1/peers`.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Peer {
+    /// Its peer id.
+    peer_id: String,
+    /// `connected`, `reconnecting`, `disconnected` or `banned`.
+    state: &'static str,
+    /// Addresses known for it.
+    addresses: Vec<String>,
+    /// Open connections.
+    connections: usize,
+    /// Its agent version, from identify.
+    agent_version: Option<String>,
+    /// The last ping round trip in milliseconds.
+    rtt_ms: Option<f64>,
+    /// Gossip topics it follows.
+    topics: Vec<String>,
+}
+
+/// Every peer the node knows.
+#[utoipa::path(get, path = "/v1/peers", tag = "peers",
+    responses((status = 200, body = [Peer]), (status = 401, body = ErrorBody)))]
+pub(crate) async fn list_peers(State(state): State<AppState>) -> ApiResult<axum::Json<Vec<Peer>>> {
+    let peers = state.peers.list().await?;
+    Ok(axum::Json(
+        peers
+            .into_iter()
+            .map(|peer| Peer {
+                peer_id: peer.peer_id.to_string(),
+                state: match peer.state {
+                    PeerState::Connected => "connected",
+                    PeerState::Reconnecting { .. } => "reconnecting",
+                    PeerState::Banned { .. } => "banned",
+                    _ => "disconnected",
+                },
+                addresses: peer.addresses.iter().map(ToString::to_string).collect(),
+                connections: peer.connections.len(),
+                agent_version: peer.agent_version,
+                rtt_ms: peer.rtt.map(|rtt| rtt.as_secs_f64() * 1000.0),
+                topics: peer.topics,
+            })
+            .collect(),
+    ))
+}
+
+/// `POST /v1/peers`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DialRequest {
+    /// The multiaddr to dial, e.g. `/ip4/127.0.0.1/tcp/4747/p2p/12D3KooW...`.
+    addr: String,
+}
+
+/// The answer to a dial.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Dialed {
+    /// The peer that answered.
+    peer_id: String,
+}
+
+/// Dials a peer and waits for the connection.
+#[utoipa::path(post, path = "/v1/peers", tag = "peers", request_body = DialRequest,
+    responses((status = 200, body = Dialed), (status = 400, body = ErrorBody),
+        (status = 422, description = "nobody answered at that address", body = ErrorBody)))]
+pub(crate) async fn dial_peer(
+    State(state): State<AppState>,
+    Json(request): Json<DialRequest>,
+) -> ApiResult<axum::Json<Dialed>> {
+    let addr: Multiaddr = request.addr.trim().parse().map_err(|error| {
+        ApiError::bad_request(
+            "invalid_multiaddr",
+            format!("invalid multiaddr {:?}: {error}", request.addr),
+        )
+    })?;
+    let peer_id = state.peers.dial(addr).await?;
+    Ok(axum::Json(Dialed { peer_id: peer_id.to_string() }))
+}
+
+/// The mode of a new space.
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Mode {
+    /// Any author may write.
+    Open,
+    /// Writers need a grant.
+    Restricted,
+}
+
+/// `POST /v1/spaces`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CreateSpace {
+    /// `open` or `restricted`.
+    mode: Mode,
+}
+
+/// A space.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Space {
+    /// The space id (52 base32 characters).
+    id: String,
+    /// `open` or `restricted`; `null` for a joined space whose record has not arrived.
+    mode: Option<&'static str>,
+    /// Documents with a live field.
+    docs: u64,
+    /// Fields held, tombstones included.
+    entries: u64,
+    /// Whether the node replicates it.
+    joined: bool,
+    /// Whether this node created it (holds its key).
+    owned: bool,
+}
+
+impl From<SpaceSummary> for Space {
+    fn from(summary: SpaceSummary) -> Self {
+        Self {
+            id: summary.id.to_string(),
+            mode: summary.mode.map(mode_name),
+            docs: summary.n_docs,
+            entries: summary.n_entries,
+            joined: summary.joined,
+            owned: summary.owned,
+        }
+    }
+}
+
+fn mode_name(mode: SpaceMode) -> &'static str {
+    match mode {
+        SpaceMode::Restricted => "restricted",
+        _ => "open",
+    }
+}
+
+/// Creates a space; the node author gets `admin` on it.
+#[utoipa::path(post, path = "/v1/spaces", tag = "spaces", request_body = CreateSpace,
+    responses((status = 201, body = Space), (status = 400, body = ErrorBody),
+        (status = 422, body = ErrorBody)))]
+pub(crate) async fn create_space(
+    State(state): State<AppState>,
+    Json(request): Json<CreateSpace>,
+) -> ApiResult<(StatusCode, axum::Json<Space>)> {
+    let mode = match request.mode {
+        Mode::Open => SpaceMode::Open,
+        Mode::Restricted => SpaceMode::Restricted,
+    };
+    let summary = state.spaces.create(mode).await?;
+    Ok((StatusCode::CREATED, axum::Json(summary.into())))
+}
+
+/// Every space the node holds or joined.
+#[utoipa::path(get, path = "/v1/spaces", tag = "spaces",
+    responses((status = 200, body = [Space]), (status = 401, body = ErrorBody)))]
+pub(crate) async fn list_spaces(
+    State(state): State<AppState>,
+) -> ApiResult<axum::Json<Vec<Space>>> {
+    let spaces = state.spaces.list().await?;
+    Ok(axum::Json(spaces.into_iter().map(Space::from).collect()))
+}
+
+/// The answer to a join or leave.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Membership {
+    /// The space id.
+    id: String,
+    /// Whether the node now takes part in the space.
+    joined: bool,
+    /// Whether this call changed anything.
+    changed: bool,
+}
+
+fn parse_space(text: &str) -> ApiResult<SpaceId> {
+    text.parse().map_err(|error| {
+        ApiError::bad_request(
+            "invalid_space",
+            format!("invalid space id {text:?}: {error} (expected 52 base32 characters)"),
+        )
+    })
+}
+
+/// Takes part in a space (replicates it with the peers that hold it).
+#[utoipa::path(post, path = "/v1/spaces/{space}/join", tag = "spaces",
+    params(("space" = String, Path, description = "space id")),
+    responses((status = 200, body = Membership), (status = 400, body = ErrorBody)))]
+pub(crate) async fn join_space(
+    State(state): State<AppState>,
+    Path(space): Path<String>,
+) -> ApiResult<axum::Json<Membership>> {
+    let space = parse_space(&space)?;
+    let changed = state.spaces.join(space);
+    Ok(axum::Json(Membership { id: space.to_string(), joined: true, changed }))
+}
+
+/// Stops taking part in a space; its data stays.
+#[utoipa::path(post, path = "/v1/spaces/{space}/leave", tag = "spaces",
+    params(("space" = String, Path, description = "space id")),
+    responses((status = 200, body = Membership), (status = 400, body = ErrorBody)))]
+pub(crate) async fn leave_space(
+    State(state): State<AppState>,
+    Path(space): Path<String>,
+) -> ApiResult<axum::Json<Membership>> {
+    let space = parse_space(&space)?;
+    let changed = state.spaces.leave(&space);
+    Ok(axum::Json(Membership { id: space.to_string(), joined: false, changed }))
+}
+
+/// A right on a space.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Rights {
+    /// Read.
+    Read,
+    /// Read and write.
+    Write,
+    /// Read, write and grant.
+    Admin,
+}
+
+/// When a grant ends: an RFC 3339 time or milliseconds since the Unix epoch.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub(crate) enum Expiry {
+    /// Milliseconds since the Unix epoch.
+    Millis(u64),
+    /// An RFC 3339 time such as `2027-01-01T00:00:00Z`.
+    Time(String),
+}
+
+/// `POST /v1/spaces/{space}/grants`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct GrantRequest {
+    /// The author id receiving the right.
+    author: String,
+    /// The right.
+    rights: Rights,
+    /// When the grant ends (none: never).
+    expires: Option<Expiry>,
+}
+
+/// A grant, as stored in the space.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct GrantAnswer {
+    /// The space id.
+    space: String,
+    /// Who signed it: the space key or an admin author.
+    issuer: String,
+    /// Who received the right.
+    author: String,
+    /// The right.
+    rights: Rights,
+    /// Issued at, milliseconds since the Unix epoch.
+    issued_at: u64,
+    /// Last valid instant, milliseconds since the Unix epoch.
+    expires: Option<u64>,
+}
+
+/// Grants a right on a space to an author.
+#[utoipa::path(post, path = "/v1/spaces/{space}/grants", tag = "spaces", request_body = GrantRequest,
+    params(("space" = String, Path, description = "space id")),
+    responses((status = 201, body = GrantAnswer), (status = 400, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub(crate) async fn grant(
+    State(state): State<AppState>,
+    Path(space): Path<String>,
+    Json(request): Json<GrantRequest>,
+) -> ApiResult<(StatusCode, axum::Json<GrantAnswer>)> {
+    let space = parse_space(&space)?;
+    let subject = request.author.trim().parse().map_err(|error| {
+        ApiError::bad_request(
+            "invalid_author",
+            format!("invalid author id {:?}: {error}", request.author),
+        )
+    })?;
+    let right = match request.rights {
+        Rights::Read => Right::Read,
+        Rights::Write => Right::Write,
+        Rights::Admin => Right::Admin,
+    };
+    let not_after = match &request.expires {
+        None => None,
+        Some(Expiry::Millis(millis)) => Some(Timestamp(*millis)),
+        Some(Expiry::Time(text)) => {
+            let time = humantime::parse_rfc3339_weak(text.trim()).map_err(|error| {
+                ApiError::bad_request(
+                    "invalid_expires",
+                    format!(
+                        "invalid expiry {text:?}: {error} (expected e.g. 2027-01-01T00:00:00Z)"
+                    ),
+                )
+            })?;
+            let millis = time
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_err(|_| ApiError::bad_request("invalid_expires", "expiry before 1970"))?
+                .as_millis();
+            Some(Timestamp(u64::try_from(millis).unwrap_or(u64::MAX)))
+        }
+    };
+    let statement = state.spaces.grant(space, subject, right, not_after).await?;
+    let cosmic_auth::Statement::Grant(grant) = statement.statement() else {
+        return Err(ApiError::internal("a grant produced another statement"));
+    };
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(GrantAnswer {
+            space: grant.space.to_string(),
+            issuer: grant.issuer.to_string(),
+            author: grant.subject.to_string(),
+            rights: request.rights,
+            issued_at: grant.issued_at.0,
+            expires: grant.not_after.map(|time| time.0),
+        }),
+    ))
+}
+
+/// `GET /v1/spaces/{space}/docs` query.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ListQuery {
+    /// Only keys starting with this.
+    prefix: Option<String>,
+    /// At most this many keys, 1 to 1000 (default 100).
+    limit: Option<usize>,
+    /// Only keys after this one (the `next` of the previous page).
+    after: Option<String>,
+}
+
+/// A page of document keys.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct KeyPage {
+    /// The keys, in order.
+    keys: Vec<String>,
+    /// The cursor for the next page (`after`), when the page is full.
+    next: Option<String>,
+}
+
+/// Lists the keys of the live documents of a space.
+#[utoipa::path(get, path = "/v1/spaces/{space}/docs", tag = "docs",
+    params(("space" = String, Path, description = "space id"), ListQuery),
+    responses((status = 200, body = KeyPage), (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody)))]
+pub(crate) async fn list_docs(
+    State(state): State<AppState>,
+    Path(space): Path<String>,
+    Query(query): Query<ListQuery>,
+) -> ApiResult<axum::Json<KeyPage>> {
+    let space = parse_space(&space)?;
+    let limit = query.limit.unwrap_or(DEFAULT_LIST_LIMIT);
+    if limit == 0 || limit > MAX_LIST_LIMIT {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            format!("limit {limit} is out of range: expected 1 to {MAX_LIST_LIMIT}"),
+        ));
+    }
+    let prefix = query.prefix.unwrap_or_default();
+    let keys = state.docs.list(space, &prefix, query.after.as_deref(), limit).await?;
+    let next = (keys.len() == limit).then(|| keys.last().cloned()).flatten();
+    Ok(axum::Json(KeyPage { keys, next }))
+}
+
+/// `GET /v1/spaces/{space}/docs/{key}` query.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct GetQuery {
+    /// Give each field as `{"value", "hlc", "author"}`.
+    meta: Option<bool>,
+    /// Resolve doc links this many levels deep, 0 to 16 (default 0).
+    depth: Option<usize>,
+}
+
+/// Any JSON object: a document's fields.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[schema(value_type = Object)]
+pub(crate) struct Fields(serde_json::Map<String, serde_json::Value>);
+
+/// A document's live fields as JSON.
+#[utoipa::path(get, path = "/v1/spaces/{space}/docs/{key}", tag = "docs",
+    params(("space" = String, Path, description = "space id"),
+        ("key" = String, Path, description = "document key; may contain `/`"), GetQuery),
+    responses((status = 200, body = Fields), (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody)))]
+pub(crate) async fn get_doc(
+    State(state): State<AppState>,
+    Path((space, key)): Path<(String, String)>,
+    Query(query): Query<GetQuery>,
+) -> ApiResult<axum::Json<serde_json::Value>> {
+    let space = parse_space(&space)?;
+    let depth = query.depth.unwrap_or(0);
+    if depth > MAX_DEPTH {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            format!("depth {depth} is out of range: expected 0 to {MAX_DEPTH}"),
+        ));
+    }
+    let options = GetOptions { depth, meta: query.meta.unwrap_or(false) };
+    Ok(axum::Json(state.docs.get(space, &key, options).await?))
+}
+
+/// The answer to a put.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Written {
+    /// The space id.
+    space: String,
+    /// The document key.
+    key: String,
+    /// Fields that changed (child documents included).
+    changed: usize,
+}
+
+/// Merges a JSON object into a document.
+///
+/// Nested objects become linked child documents, `{"#": key}` is a doc link,
+/// `{"/": cid}` a blob link and `null` deletes a field.
+#[utoipa::path(put, path = "/v1/spaces/{space}/docs/{key}", tag = "docs", request_body = Fields,
+    params(("space" = String, Path, description = "space id"),
+        ("key" = String, Path, description = "document key; may contain `/`")),
+    responses((status = 200, body = Written), (status = 400, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 413, body = ErrorBody)))]
+pub(crate) async fn put_doc(
+    State(state): State<AppState>,
+    Path((space, key)): Path<(String, String)>,
+    Json(fields): Json<serde_json::Value>,
+) -> ApiResult<axum::Json<Written>> {
+    let space = parse_space(&space)?;
+    if !fields.is_object() {
+        return Err(ApiError::bad_request(
+            "invalid_document",
+            "a document is a JSON object of fields, like {\"name\": \"alice\"}",
+        ));
+    }
+    let changed = state.docs.put(space, &key, fields).await?;
+    Ok(axum::Json(Written { space: space.to_string(), key, changed }))
+}
+
+/// The answer to a delete.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Deleted {
+    /// The space id.
+    space: String,
+    /// The document key.
+    key: String,
+    /// Fields deleted.
+    deleted: usize,
+}
+
+/// Deletes a document (all its fields).
+#[utoipa::path(delete, path = "/v1/spaces/{space}/docs/{key}", tag = "docs",
+    params(("space" = String, Path, description = "space id"),
+        ("key" = String, Path, description = "document key; may contain `/`")),
+    responses((status = 200, body = Deleted), (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody)))]
+pub(crate) async fn delete_doc(
+    State(state): State<AppState>,
+    Path((space, key)): Path<(String, String)>,
+) -> ApiResult<axum::Json<Deleted>> {
+    let space = parse_space(&space)?;
+    let deleted = state.docs.delete(space, &key).await?;
+    Ok(axum::Json(Deleted { space: space.to_string(), key, deleted }))
+}
+
+/// `GET /v1/spaces/{space}/events` query.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct EventsQuery {
+    /// Start after this sequence number (the `Last-Event-ID` header wins).
+    since: Option<u64>,
+}
+
+/// The `data` of one change event.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ChangeEvent {
+    /// The local sequence number (also the event's `id`).
+    seq: u64,
+    /// The document key.
+    doc: String,
+    /// The field name.
+    field: String,
+    /// The new value (`null`: deleted).
+    #[schema(value_type = Object)]
+    value: serde_json::Value,
+    /// The author id.
+    author: String,
+    /// The hybrid logical clock stamp, `millis.counter`.
+    hlc: String,
+    /// `local` (written through this node) or `remote` (arrived from a peer).
+    origin: &'static str,
+}
+
+fn change_event(change: &Change, local_author: &cosmic_auth::AuthorId) -> ChangeEvent {
+    let entry = &change.entry;
+    ChangeEvent {
+        seq: change.seq,
+        doc: entry.doc.clone(),
+        field: entry.field.clone(),
+        value: entry.value.to_json(),
+        author: entry.author.to_string(),
+        hlc: entry.hlc.to_string(),
+        origin: if entry.author == *local_author { "local" } else { "remote" },
+    }
+}
+
+/// A live stream of the changes of a space as Server-Sent Events.
+///
+/// Each event's `id` is its local sequence number and its `data` a [`ChangeEvent`]. A
+/// reconnect with `Last-Event-ID` (or `?since=`) resumes with no gap and no duplicate;
+/// with neither, the stream starts with every current field, then follows live changes.
+#[utoipa::path(get, path = "/v1/spaces/{space}/events", tag = "docs",
+    params(("space" = String, Path, description = "space id"), EventsQuery,
+        ("Last-Event-ID" = Option<u64>, Header, description = "resume after this event id")),
+    responses((status = 200, content_type = "text/event-stream", body = ChangeEvent),
+        (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub(crate) async fn events(
+    State(state): State<AppState>,
+    Path(space): Path<String>,
+    Query(query): Query<EventsQuery>,
+    headers: HeaderMap,
+) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
+    let space = parse_space(&space)?;
+    let last_event_id = match headers.get("last-event-id") {
+        None => None,
+        Some(value) => {
+            let text = value.to_str().unwrap_or_default().trim();
+            Some(text.parse::<u64>().map_err(|_| {
+                ApiError::bad_request(
+                    "invalid_last_event_id",
+                    format!("Last-Event-ID {text:?} is not a sequence number"),
+                )
+            })?)
+        }
+    };
+    let after = last_event_id.or(query.since).unwrap_or(0);
+    let subscription = state.docs.subscribe(space, after).await?;
+    let author = state.shared.author.public();
+    let stream = subscription
+        .map(move |item| {
+            let event = match item {
+                Ok(change) => {
+                    let data = change_event(&change, &author);
+                    Event::default()
+                        .id(change.seq.to_string())
+                        .json_data(&data)
+                        .unwrap_or_else(|_| Event::default().event("error").data("encoding"))
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "event stream ended by a store error");
+                    Event::default().event("error").data(super::error::chain(&error))
+                }
+            };
+            Ok::<_, Infallible>(event)
+        })
+        .take_until(state.cancel.clone().cancelled_owned());
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(KEEP_ALIVE)))
+}
+
+/// This API's OpenAPI 3 document.
+#[utoipa::path(get, path = "/v1/openapi.json", tag = "node",
+    responses((status = 200, description = "the OpenAPI document", content_type = "application/json")))]
+pub(crate) async fn openapi() -> axum::Json<utoipa::openapi::OpenApi> {
+    axum::Json(ApiDoc::openapi())
+}
+
+/// Prometheus metrics in the text exposition format.
+#[utoipa::path(get, path = "/metrics", tag = "node",
+    responses((status = 200, description = "Prometheus text", content_type = "text/plain")))]
+pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
+    let shared = state.shared.clone();
+    let metrics = &shared.metrics;
+    if let Ok(stats) = shared.net.stats().await {
+        metrics.peers_connected.set(i64::try_from(stats.connected_peers).unwrap_or(i64::MAX));
+        metrics.connections.set(i64::try_from(stats.connections).unwrap_or(i64::MAX));
+        metrics
+            .gossip_verdicts
+            .get_or_create(&crate::metrics::VerdictLabels { verdict: "reject" })
+            .set(stats.gossip_rejected);
+    }
+    let store = shared.store.clone();
+    if let Ok((spaces, entries)) =
+        blocking(move || Ok((store.list_spaces()?.len(), store.n_entries()?))).await
+    {
+        metrics.spaces.set(i64::try_from(spaces).unwrap_or(i64::MAX));
+        metrics.entries.set(i64::try_from(entries).unwrap_or(i64::MAX));
+    }
+    metrics.last_seq.set(shared.store.last_seq());
+    metrics.uptime_seconds.set(shared.started_at.elapsed().as_secs());
+    (
+        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        metrics.encode(),
+    )
+        .into_response()
+}

@@ -1,0 +1,205 @@
+//! The HTTP API (axum): routes, bearer authentication, limits, metrics and the OpenAPI
+//! document.
+//!
+//! Every route but `GET /v1/health` needs `Authorization: Bearer <token>`, the token of
+//! the data dir's `api.token`, compared in constant time. JSON bodies are limited to
+//! `api.max_request_size`; blob uploads stream and are limited by `blobs.max_blob_size`.
+//! Every error, including the rejections of the extractors, unknown routes and wrong
+//! methods, is `{"error": {"code", "message"}}`.
+
+mod error;
+mod handlers;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use tokio_util::sync::CancellationToken;
+use utoipa::OpenApi;
+
+pub(crate) use self::error::{ApiError, ErrorBody};
+use crate::metrics::HttpLabels;
+use crate::node::{Docs, Peers, Shared, Spaces};
+use crate::supervisor::Supervisor;
+
+/// What every handler gets.
+#[derive(Debug, Clone)]
+pub(crate) struct AppState {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) spaces: Spaces,
+    pub(crate) docs: Docs,
+    pub(crate) peers: Peers,
+    token: Arc<str>,
+    /// Cancelled when the node stops: ends the event streams.
+    pub(crate) cancel: CancellationToken,
+}
+
+impl AppState {
+    pub(crate) fn new(shared: Arc<Shared>, token: String, cancel: CancellationToken) -> Self {
+        Self {
+            spaces: Spaces { shared: shared.clone() },
+            docs: Docs { shared: shared.clone() },
+            peers: Peers { shared: shared.clone() },
+            shared,
+            token: token.into(),
+            cancel,
+        }
+    }
+}
+
+/// The OpenAPI document, assembled from the handlers' annotations.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "CosmicSyncCore node API",
+        description = "Spaces, live documents, content-addressed blobs and peers of one \
+                       cosmic-node. Every route but /v1/health needs `Authorization: Bearer \
+                       <token>`; errors are `{\"error\": {\"code\", \"message\"}}`."
+    ),
+    paths(
+        handlers::health,
+        handlers::status,
+        handlers::identity,
+        handlers::list_peers,
+        handlers::dial_peer,
+        handlers::create_space,
+        handlers::list_spaces,
+        handlers::join_space,
+        handlers::leave_space,
+        handlers::grant,
+        handlers::list_docs,
+        handlers::get_doc,
+        handlers::put_doc,
+        handlers::delete_doc,
+        handlers::events,
+        handlers::openapi,
+        handlers::metrics,
+    ),
+    components(schemas(ErrorBody)),
+    modifiers(&BearerAuth),
+    security(("bearer" = []))
+)]
+pub(crate) struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components
+            .add_security_scheme("bearer", SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)));
+    }
+}
+
+/// The router with every route, its auth, limits, metrics and fallbacks.
+pub(crate) fn router(state: AppState) -> Router {
+    let max_request_size =
+        usize::try_from(state.shared.config.api.max_request_size).unwrap_or(usize::MAX);
+    let protected = Router::new()
+        .route("/v1/status", get(handlers::status))
+        .route("/v1/identity", get(handlers::identity))
+        .route("/v1/peers", get(handlers::list_peers).post(handlers::dial_peer))
+        .route("/v1/spaces", get(handlers::list_spaces).post(handlers::create_space))
+        .route("/v1/spaces/{space}/join", post(handlers::join_space))
+        .route("/v1/spaces/{space}/leave", post(handlers::leave_space))
+        .route("/v1/spaces/{space}/grants", post(handlers::grant))
+        .route("/v1/spaces/{space}/docs", get(handlers::list_docs))
+        .route(
+            "/v1/spaces/{space}/docs/{*key}",
+            get(handlers::get_doc).put(handlers::put_doc).delete(handlers::delete_doc),
+        )
+        .route("/v1/spaces/{space}/events", get(handlers::events))
+        .route("/v1/openapi.json", get(handlers::openapi))
+        .route("/metrics", get(handlers::metrics))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+    Router::new()
+        .route("/v1/health", get(handlers::health))
+        .merge(protected)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(max_request_size))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .layer(middleware::from_fn_with_state(state.clone(), record_metrics))
+        .with_state(state)
+}
+
+/// Starts the API under the supervisor, serving on `listener` until the node stops.
+pub(crate) fn spawn(
+    supervisor: &mut Supervisor,
+    shared: Arc<Shared>,
+    token: String,
+    listener: std::net::TcpListener,
+) {
+    let state = AppState::new(shared, token, supervisor.cancel_token().clone());
+    supervisor.spawn("http-api", move |cancel| {
+        let listener = listener.try_clone();
+        let app = router(state.clone());
+        async move {
+            let listener = tokio::net::TcpListener::from_std(listener?)?;
+            axum::serve(listener, app).with_graceful_shutdown(cancel.cancelled_owned()).await?;
+            Ok(())
+        }
+    });
+}
+
+/// Lets a request through only with the right bearer token.
+async fn require_token(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .map(str::trim);
+    match presented {
+        Some(token) if constant_time_eq(token.as_bytes(), state.token.as_bytes()) => {
+            next.run(request).await
+        }
+        _ => ApiError::unauthorized().into_response(),
+    }
+}
+
+/// Compares two byte strings in time that depends on their lengths only.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let difference = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
+    std::hint::black_box(difference) == 0
+}
+
+/// Counts each request and its latency by route template, method and status.
+async fn record_metrics(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().to_string();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
+    let response = next.run(request).await;
+    let labels = HttpLabels { method, route, status: response.status().as_u16() };
+    let metrics = &state.shared.metrics;
+    metrics.http_requests.get_or_create(&labels).inc();
+    metrics.http_latency.get_or_create(&labels).observe(started.elapsed().as_secs_f64());
+    response
+}
+
+async fn not_found(request: Request) -> ApiError {
+    ApiError::not_found("not_found", format!("no route for {}", request.uri().path()))
+}
+
+async fn method_not_allowed(request: Request) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{} is not allowed on {}", request.method(), request.uri().path()),
+    )
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,492 @@
+//! Tests of the API router, in process, against a real node on a temporary data dir.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode, header};
+use futures::StreamExt as _;
+use serde_json::{Value, json};
+use tower::ServiceExt as _;
+use utoipa::OpenApi as _;
+
+use super::{ApiDoc, AppState, router};
+use crate::Node;
+
+/// A node with its API served in process (no listener), and its token.
+struct Fixture {
+    node: Node,
+    app: Router,
+    token: String,
+    _dir: tempfile::TempDir,
+}
+
+fn config(dir: &std::path::Path) -> cosmic_config::Config {
+    let mut config = cosmic_config::Config::default();
+    config.node.data_dir = dir.join("node");
+    config.net.listen = vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()];
+    config.net.mdns = false;
+    config.api.enabled = false;
+    config.api.max_request_size = 64 * 1024;
+    config
+}
+
+async fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(config(dir.path())).await.unwrap();
+    let token = node.shared.data_dir.api_token().unwrap();
+    let state = AppState::new(node.shared.clone(), token.clone(), Default::default());
+    Fixture { node, app: router(state), token, _dir: dir }
+}
+
+/// One answer: status, headers and body.
+struct Answer {
+    status: StatusCode,
+    content_type: String,
+    body: Vec<u8>,
+}
+
+impl Answer {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|error| {
+            panic!("not JSON ({error}): {}", String::from_utf8_lossy(&self.body))
+        })
+    }
+
+    /// Asserts a 4xx in the error shape and returns its code.
+    fn assert_client_error(&self, what: &str) -> String {
+        assert!(
+            self.status.is_client_error(),
+            "{what}: expected a 4xx, got {} {}",
+            self.status,
+            String::from_utf8_lossy(&self.body)
+        );
+        let body = self.json();
+        let code = body["error"]["code"].as_str().unwrap_or_else(|| panic!("{what}: {body}"));
+        assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{what}: {body}");
+        code.to_owned()
+    }
+}
+
+impl Fixture {
+    async fn send(&self, request: Request<Body>) -> Answer {
+        let response = self.app.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let content_type = response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .map(|value| value.to_str().unwrap().to_owned())
+            .unwrap_or_default();
+        let body = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
+        Answer { status, content_type, body: body.to_vec() }
+    }
+
+    fn request(&self, method: Method, uri: &str) -> axum::http::request::Builder {
+        Request::builder()
+            .method(method)
+            .uri(uri)
+            .header(header::AUTHORIZATION, format!("Bearer {}", self.token))
+    }
+
+    async fn call(&self, method: Method, uri: &str, body: Option<Value>) -> Answer {
+        let builder = self.request(method, uri);
+        let request = match body {
+            Some(body) => builder
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(body.to_string()))
+                .unwrap(),
+            None => builder.body(Body::empty()).unwrap(),
+        };
+        self.send(request).await
+    }
+
+    async fn raw(&self, method: Method, uri: &str, body: &str) -> Answer {
+        let request = self
+            .request(method, uri)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(body.to_owned()))
+            .unwrap();
+        self.send(request).await
+    }
+
+    async fn create_space(&self, mode: &str) -> String {
+        let answer = self.call(Method::POST, "/v1/spaces", Some(json!({ "mode": mode }))).await;
+        assert_eq!(answer.status, StatusCode::CREATED, "{}", String::from_utf8_lossy(&answer.body));
+        answer.json()["id"].as_str().unwrap().to_owned()
+    }
+}
+
+/// The `.route("...")` paths of the router, read from its source, in OpenAPI form.
+fn router_paths() -> BTreeSet<String> {
+    include_str!("mod.rs")
+        .lines()
+        .filter_map(|line| line.trim().strip_prefix(".route(\""))
+        .chain(include_str!("mod.rs").lines().filter_map(|line| line.trim().strip_prefix("\"/")))
+        .filter_map(|rest| rest.split('"').next())
+        .map(|path| if path.starts_with('/') { path.to_owned() } else { format!("/{path}") })
+        .filter(|path| path.starts_with("/v1") || path == "/metrics")
+        .map(|path| path.replace("{*", "{"))
+        .collect()
+}
+
+fn sample_uri(path: &str, space: &str) -> String {
+    path.replace("{space}", space)
+        .replace("{key}", "users/alice")
+        .replace("{cid}", "bafkr4ifpcne3t5pzugtkaqcn5i3nzskjtpfslsnnyejlpte2spfoihzsmi")
+}
+
+const ALL_METHODS: [Method; 5] =
+    [Method::GET, Method::POST, Method::PUT, Method::DELETE, Method::HEAD];
+
+#[tokio::test]
+async fn every_route_is_in_the_openapi_document_and_needs_the_token() {
+    let fixture = fixture().await;
+    let document = serde_json::to_value(ApiDoc::openapi()).unwrap();
+    let documented: BTreeSet<String> =
+        document["paths"].as_object().unwrap().keys().cloned().collect();
+    assert_eq!(router_paths(), documented, "router routes vs OpenAPI paths");
+    let space = cosmic_auth::SpaceKey::generate().id().to_string();
+    for (path, item) in document["paths"].as_object().unwrap() {
+        let uri = sample_uri(path, &space);
+        for method in ALL_METHODS {
+            let documented_method = item.get(method.as_str().to_lowercase()).is_some()
+                // axum answers HEAD with the GET handler.
+                || (method == Method::HEAD && item.get("get").is_some());
+            let request = Request::builder().method(method.clone()).uri(&uri);
+            let answer = fixture.send(request.body(Body::empty()).unwrap()).await;
+            if !documented_method {
+                assert_eq!(answer.status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+                if method != Method::HEAD {
+                    assert_eq!(answer.assert_client_error("405"), "method_not_allowed");
+                }
+            } else if path == "/v1/health" {
+                assert_eq!(answer.status, StatusCode::OK, "{method} {path}");
+            } else {
+                assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{method} {path}");
+                if method != Method::HEAD {
+                    assert_eq!(answer.assert_client_error(path), "unauthorized");
+                }
+                // A wrong token is refused just the same.
+                let request = Request::builder()
+                    .method(method.clone())
+                    .uri(&uri)
+                    .header(header::AUTHORIZATION, "Bearer wrong-token-wrong-token-wrong-token");
+                let answer = fixture.send(request.body(Body::empty()).unwrap()).await;
+                assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{method} {path}");
+            }
+        }
+    }
+    let answer = fixture.call(Method::GET, "/v1/nothing-here", None).await;
+    assert_eq!(answer.status, StatusCode::NOT_FOUND);
+    assert_eq!(answer.assert_client_error("unknown route"), "not_found");
+    fixture.node.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn every_route_answers_bad_input_with_a_json_4xx() {
+    let fixture = fixture().await;
+    let space = fixture.create_space("open").await;
+    let unknown = cosmic_auth::SpaceKey::generate().id().to_string();
+    let big = "x".repeat(70 * 1024);
+    let docs = format!("/v1/spaces/{space}/docs");
+    let grant_read = format!(r#"{{"author": "{space}", "rights": "read"}}"#);
+    let grant_soon = format!(r#"{{"author": "{space}", "rights": "read", "expires": "soon"}}"#);
+    let too_big = format!(r#"{{"big": "{big}"}}"#);
+    let cases: Vec<(Method, String, Option<&str>, &str)> = vec![
+        (Method::POST, "/v1/peers".into(), Some("{"), "invalid_json"),
+        (
+            Method::POST,
+            "/v1/peers".into(),
+            Some(r#"{"addr": "not a multiaddr"}"#),
+            "invalid_multiaddr",
+        ),
+        (Method::POST, "/v1/peers".into(), Some(r#"{"address": "/ip4/1.2.3.4"}"#), "invalid_json"),
+        (Method::POST, "/v1/spaces".into(), Some(r#"{"mode": "secret"}"#), "invalid_json"),
+        (Method::POST, "/v1/spaces".into(), Some("[]"), "invalid_json"),
+        (Method::POST, "/v1/spaces/not-a-space/join".into(), Some("{}"), "invalid_space"),
+        (Method::POST, "/v1/spaces/not-a-space/leave".into(), Some("{}"), "invalid_space"),
+        (Method::POST, "/v1/spaces/not-a-space/grants".into(), Some("{}"), "invalid_json"),
+        (
+            Method::POST,
+            format!("/v1/spaces/{space}/grants"),
+            Some(r#"{"author": "nobody", "rights": "write"}"#),
+            "invalid_author",
+        ),
+        (
+            Method::POST,
+            format!("/v1/spaces/{space}/grants"),
+            Some(r#"{"author": "aaaa", "rights": "everything"}"#),
+            "invalid_json",
+        ),
+        (
+            Method::POST,
+            format!("/v1/spaces/{unknown}/grants"),
+            Some(grant_read.as_str()),
+            "unknown_space",
+        ),
+        (
+            Method::POST,
+            format!("/v1/spaces/{space}/grants"),
+            Some(grant_soon.as_str()),
+            "invalid_expires",
+        ),
+        (Method::GET, format!("{docs}?limit=0"), None, "invalid_query"),
+        (Method::GET, format!("{docs}?limit=many"), None, "invalid_query"),
+        (Method::GET, format!("{docs}?colour=red"), None, "invalid_query"),
+        (Method::GET, format!("/v1/spaces/{unknown}/docs"), None, "unknown_space"),
+        (Method::GET, "/v1/spaces/x/docs".into(), None, "invalid_space"),
+        (Method::GET, format!("{docs}/users/nobody"), None, "doc_not_found"),
+        (Method::GET, format!("{docs}/a?depth=99"), None, "invalid_query"),
+        (Method::GET, format!("{docs}/a?meta=maybe"), None, "invalid_query"),
+        (Method::GET, format!("/v1/spaces/{unknown}/docs/a"), None, "unknown_space"),
+        (Method::PUT, format!("{docs}/a"), Some("{\"name\": "), "invalid_json"),
+        (Method::PUT, format!("{docs}/a"), Some("[1, 2]"), "invalid_document"),
+        (Method::PUT, format!("{docs}/a"), Some(r#"{"list": [1, 2]}"#), "invalid_value"),
+        (
+            Method::PUT,
+            format!("{docs}/a"),
+            Some(r#"{"file": {"/": "not-a-cid"}}"#),
+            "invalid_value",
+        ),
+        (Method::PUT, format!("{docs}//a"), Some(r#"{"x": 1}"#), "invalid_key"),
+        (Method::PUT, format!("{docs}/a"), Some(too_big.as_str()), "payload_too_large"),
+        (Method::PUT, format!("/v1/spaces/{unknown}/docs/a"), Some(r#"{"x": 1}"#), "unknown_space"),
+        (Method::DELETE, format!("{docs}/users/nobody"), None, "doc_not_found"),
+        (Method::DELETE, "/v1/spaces/zz/docs/a".into(), None, "invalid_space"),
+        (Method::GET, format!("/v1/spaces/{unknown}/events"), None, "unknown_space"),
+        (Method::GET, format!("/v1/spaces/{space}/events?since=-1"), None, "invalid_query"),
+        (Method::GET, "/v1/spaces/nope/events".into(), None, "invalid_space"),
+    ];
+    for (method, uri, body, expected) in cases {
+        let answer = match body {
+            Some(body) => fixture.raw(method.clone(), &uri, body).await,
+            None => fixture.call(method.clone(), &uri, None).await,
+        };
+        let code = answer.assert_client_error(&format!("{method} {uri}"));
+        assert_eq!(code, expected, "{method} {uri}");
+        assert!(answer.content_type.starts_with("application/json"), "{method} {uri}");
+    }
+    // A body without a JSON content type.
+    let request = fixture
+        .request(Method::POST, "/v1/spaces")
+        .body(Body::from(r#"{"mode": "open"}"#))
+        .unwrap();
+    let answer = fixture.send(request).await;
+    assert_eq!(answer.assert_client_error("no content type"), "unsupported_media_type");
+    // A Last-Event-ID that is not a number.
+    let request = fixture
+        .request(Method::GET, &format!("/v1/spaces/{space}/events"))
+        .header("Last-Event-ID", "yesterday")
+        .body(Body::empty())
+        .unwrap();
+    let answer = fixture.send(request).await;
+    assert_eq!(answer.assert_client_error("Last-Event-ID"), "invalid_last_event_id");
+    fixture.node.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn documents_round_trip_with_links_meta_paging_and_delete() {
+    let fixture = fixture().await;
+    let space = fixture.create_space("open").await;
+    let docs = format!("/v1/spaces/{space}/docs");
+    let put = fixture
+        .call(
+            Method::PUT,
+            &format!("{docs}/users/alice"),
+            Some(json!({"name": "Alice", "age": 30, "address": {"city": "Lyon"}, "friend": {"#": "users/bob"}})),
+        )
+        .await;
+    assert_eq!(put.status, StatusCode::OK, "{}", String::from_utf8_lossy(&put.body));
+    assert_eq!(put.json()["changed"], 5);
+    let alice = fixture.call(Method::GET, &format!("{docs}/users/alice"), None).await.json();
+    assert_eq!(alice["name"], "Alice");
+    assert_eq!(alice["address"], json!({"#": "users/alice/address"}));
+    let deep = fixture.call(Method::GET, &format!("{docs}/users/alice?depth=1"), None).await.json();
+    assert_eq!(deep["address"]["city"], "Lyon");
+    let meta =
+        fixture.call(Method::GET, &format!("{docs}/users/alice?meta=true"), None).await.json();
+    let identity = fixture.call(Method::GET, "/v1/identity", None).await.json();
+    assert_eq!(meta["name"]["value"], "Alice");
+    assert_eq!(meta["name"]["author"], identity["author"]);
+    assert!(meta["name"]["hlc"].as_str().unwrap().contains('.'));
+    // Merge and delete a field with null.
+    fixture
+        .call(Method::PUT, &format!("{docs}/users/alice"), Some(json!({"age": null, "x": 1})))
+        .await;
+    let alice = fixture.call(Method::GET, &format!("{docs}/users/alice"), None).await.json();
+    assert!(alice.get("age").is_none() && alice["x"] == 1 && alice["name"] == "Alice", "{alice}");
+    for key in ["users/bob", "users/carol", "posts/1"] {
+        let answer =
+            fixture.call(Method::PUT, &format!("{docs}/{key}"), Some(json!({"k": key}))).await;
+        assert_eq!(answer.status, StatusCode::OK);
+    }
+    let page =
+        fixture.call(Method::GET, &format!("{docs}?prefix=users/&limit=2"), None).await.json();
+    assert_eq!(page["keys"], json!(["users/alice", "users/alice/address"]));
+    let next = page["next"].as_str().unwrap();
+    let page = fixture
+        .call(Method::GET, &format!("{docs}?prefix=users/&limit=2&after={next}"), None)
+        .await
+        .json();
+    assert_eq!(page["keys"], json!(["users/bob", "users/carol"]));
+    let deleted = fixture.call(Method::DELETE, &format!("{docs}/users/bob"), None).await;
+    assert_eq!(deleted.json()["deleted"], 1);
+    let gone = fixture.call(Method::GET, &format!("{docs}/users/bob"), None).await;
+    assert_eq!(gone.status, StatusCode::NOT_FOUND);
+    let spaces = fixture.call(Method::GET, "/v1/spaces", None).await.json();
+    assert_eq!(spaces[0]["id"], space.as_str());
+    assert_eq!(spaces[0]["mode"], "open");
+    assert_eq!(spaces[0]["owned"], true);
+    fixture.node.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn restricted_space_grants_are_signed_and_stored() {
+    let fixture = fixture().await;
+    let space = fixture.create_space("restricted").await;
+    // The node author holds admin from creation, so its own writes go through.
+    let put = fixture
+        .call(Method::PUT, &format!("/v1/spaces/{space}/docs/a"), Some(json!({"x": 1})))
+        .await;
+    assert_eq!(put.status, StatusCode::OK, "{}", String::from_utf8_lossy(&put.body));
+    let other = cosmic_auth::AuthorKey::generate().public().to_string();
+    let answer = fixture
+        .call(
+            Method::POST,
+            &format!("/v1/spaces/{space}/grants"),
+            Some(json!({"author": other, "rights": "write", "expires": "2100-01-01T00:00:00Z"})),
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::CREATED, "{}", String::from_utf8_lossy(&answer.body));
+    let grant = answer.json();
+    assert_eq!(grant["author"], other.as_str());
+    assert_eq!(grant["issuer"], space.as_str());
+    assert_eq!(grant["expires"], 4_102_444_800_000u64);
+    let id: cosmic_auth::SpaceId = space.parse().unwrap();
+    assert_eq!(fixture.node.store().statements(&id).unwrap().len(), 2);
+    fixture.node.shutdown().await.unwrap();
+}
+
+/// Reads SSE events from a body until `count` change events arrived, bounded in time.
+async fn read_events(body: Body, count: usize) -> Vec<(u64, Value)> {
+    let mut stream = body.into_data_stream();
+    let mut text = String::new();
+    let mut events = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while events.len() < count {
+            let chunk = stream.next().await.expect("stream open").expect("chunk");
+            text.push_str(std::str::from_utf8(&chunk).unwrap());
+            while let Some(end) = text.find("\n\n") {
+                let block: String = text.drain(..end + 2).collect();
+                let id = block.lines().find_map(|line| line.strip_prefix("id: "));
+                let data = block.lines().find_map(|line| line.strip_prefix("data: "));
+                if let (Some(id), Some(data)) = (id, data) {
+                    events.push((id.parse().unwrap(), serde_json::from_str(data).unwrap()));
+                }
+            }
+        }
+    })
+    .await
+    .expect("events in time");
+    events
+}
+
+#[tokio::test]
+async fn event_stream_replays_follows_and_resumes_without_gap_or_duplicate() {
+    let fixture = fixture().await;
+    let space = fixture.create_space("open").await;
+    let docs = format!("/v1/spaces/{space}/docs");
+    fixture.call(Method::PUT, &format!("{docs}/a"), Some(json!({"n": 1}))).await;
+    let request = fixture
+        .request(Method::GET, &format!("/v1/spaces/{space}/events"))
+        .body(Body::empty())
+        .unwrap();
+    let response = fixture.app.clone().oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(
+        response.headers()[header::CONTENT_TYPE].to_str().unwrap().starts_with("text/event-stream")
+    );
+    let writer = {
+        let fixture_app = fixture.app.clone();
+        let token = fixture.token.clone();
+        let docs = docs.clone();
+        tokio::spawn(async move {
+            for n in 2..=3 {
+                let request = Request::builder()
+                    .method(Method::PUT)
+                    .uri(format!("{docs}/b"))
+                    .header(header::AUTHORIZATION, format!("Bearer {token}"))
+                    .header(header::CONTENT_TYPE, "application/json")
+                    .body(Body::from(json!({"n": n}).to_string()))
+                    .unwrap();
+                let response = fixture_app.clone().oneshot(request).await.unwrap();
+                assert_eq!(response.status(), StatusCode::OK);
+            }
+        })
+    };
+    let events = read_events(response.into_body(), 3).await;
+    writer.await.unwrap();
+    let identity = fixture.call(Method::GET, "/v1/identity", None).await.json();
+    assert_eq!(events[0].1["doc"], "a");
+    assert_eq!(events[0].1["field"], "n");
+    assert_eq!(events[0].1["value"], 1);
+    assert_eq!(events[0].1["author"], identity["author"]);
+    assert_eq!(events[0].1["origin"], "local");
+    assert_eq!(events[2].1["value"], 3);
+    let ids: Vec<u64> = events.iter().map(|(id, _)| *id).collect();
+    assert!(ids.windows(2).all(|pair| pair[0] < pair[1]), "{ids:?}");
+    // Resume after the first event: a write made while disconnected arrives, nothing twice.
+    fixture.call(Method::PUT, &format!("{docs}/c"), Some(json!({"n": 4}))).await;
+    let request = fixture
+        .request(Method::GET, &format!("/v1/spaces/{space}/events"))
+        .header("Last-Event-ID", ids[0].to_string())
+        .body(Body::empty())
+        .unwrap();
+    let response = fixture.app.clone().oneshot(request).await.unwrap();
+    let resumed = read_events(response.into_body(), 2).await;
+    // `b` was written twice: only its winning change is kept, then `c`.
+    assert_eq!(resumed[0].1["doc"], "b");
+    assert_eq!(resumed[0].1["value"], 3);
+    assert_eq!(resumed[1].1["doc"], "c");
+    assert!(resumed[0].0 > ids[0]);
+    let request = fixture
+        .request(Method::GET, &format!("/v1/spaces/{space}/events?since={}", resumed[0].0))
+        .body(Body::empty())
+        .unwrap();
+    let response = fixture.app.clone().oneshot(request).await.unwrap();
+    let since = read_events(response.into_body(), 1).await;
+    assert_eq!(since[0].1["doc"], "c");
+    fixture.node.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn status_openapi_and_metrics_answer() {
+    let fixture = fixture().await;
+    let health = fixture.send(Request::get("/v1/health").body(Body::empty()).unwrap()).await;
+    assert_eq!(health.json()["status"], "ok");
+    let status = fixture.call(Method::GET, "/v1/status", None).await.json();
+    assert_eq!(status["peer_id"], fixture.node.peer_id().to_string());
+    assert!(status["listen"][0].as_str().unwrap().starts_with("/ip4/127.0.0.1/tcp/"));
+    assert_eq!(status["version"], env!("CARGO_PKG_VERSION"));
+    let openapi = fixture.call(Method::GET, "/v1/openapi.json", None).await.json();
+    assert!(openapi["openapi"].as_str().unwrap().starts_with("3."));
+    assert!(openapi["paths"]["/v1/spaces/{space}/docs/{key}"]["put"].is_object());
+    let metrics = fixture.call(Method::GET, "/metrics", None).await;
+    assert_eq!(metrics.status, StatusCode::OK);
+    let text = String::from_utf8(metrics.body).unwrap();
+    for name in [
+        "cosmic_http_requests_total",
+        "cosmic_http_request_duration_seconds_bucket",
+        "cosmic_peers_connected",
+        "cosmic_store_entries",
+        "cosmic_sync_sessions",
+        "cosmic_sync_bytes",
+        "cosmic_gossip_messages",
+        "cosmic_blob_bytes",
+    ] {
+        assert!(text.contains(name), "{name} missing from:\n{text}");
+    }
+    assert!(text.contains(r#"route="/v1/status""#), "{text}");
+    fixture.node.shutdown().await.unwrap();
+}

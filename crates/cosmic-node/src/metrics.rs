@@ -1,0 +1,152 @@
+//! Prometheus metrics of a node, served as text at `GET /metrics`.
+//!
+//! Counters the node itself owns (HTTP requests and latencies, blob bytes) are updated as
+//! things happen; gauges that mirror another layer (peers, connections, entries, gossip
+//! verdicts, sync sessions) are read from that layer when the metrics are scraped, so a
+//! scrape always shows the current value and nothing needs a background task.
+
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// Labels of the HTTP metrics: the route template (not the raw path, so ids do not
+/// explode the label space), the method and the status code.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub(crate) struct HttpLabels {
+    pub(crate) method: String,
+    pub(crate) route: String,
+    pub(crate) status: u16,
+}
+
+/// Labels of the gossip verdict gauge.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub(crate) struct VerdictLabels {
+    pub(crate) verdict: &'static str,
+}
+
+/// Labels of the blob byte counter.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub(crate) struct DirectionLabels {
+    pub(crate) direction: &'static str,
+}
+
+/// The latency histograms, one per label set.
+pub(crate) type LatencyFamily = Family<HttpLabels, Histogram, fn() -> Histogram>;
+
+fn latency_histogram() -> Histogram {
+    // 0.5 ms to about 16 s.
+    Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+}
+
+/// The node's metrics and the registry that encodes them.
+#[derive(Debug)]
+pub(crate) struct Metrics {
+    registry: Registry,
+    pub(crate) http_requests: Family<HttpLabels, Counter>,
+    pub(crate) http_latency: LatencyFamily,
+    #[allow(dead_code, reason = "set once the blob routes and sync statistics are wired")]
+    pub(crate) blob_bytes: Family<DirectionLabels, Counter>,
+    pub(crate) peers_connected: Gauge,
+    pub(crate) connections: Gauge,
+    pub(crate) spaces: Gauge,
+    pub(crate) entries: Gauge,
+    pub(crate) last_seq: Gauge<u64, AtomicU64>,
+    pub(crate) gossip_verdicts: Family<VerdictLabels, Gauge<u64, AtomicU64>>,
+    #[allow(dead_code, reason = "set once the blob routes and sync statistics are wired")]
+    pub(crate) sync_sessions: Gauge<u64, AtomicU64>,
+    #[allow(dead_code, reason = "set once the blob routes and sync statistics are wired")]
+    pub(crate) sync_bytes: Gauge<u64, AtomicU64>,
+    pub(crate) uptime_seconds: Gauge<u64, AtomicU64>,
+}
+
+impl Metrics {
+    /// Registers every metric under the `cosmic` prefix.
+    pub(crate) fn new() -> Self {
+        let mut registry = Registry::with_prefix("cosmic");
+        let http_requests = Family::<HttpLabels, Counter>::default();
+        registry.register("http_requests", "HTTP API requests answered", http_requests.clone());
+        let http_latency = LatencyFamily::new_with_constructor(latency_histogram as fn() -> _);
+        registry.register(
+            "http_request_duration_seconds",
+            "Time to answer an HTTP API request (to the response head)",
+            http_latency.clone(),
+        );
+        let blob_bytes = Family::<DirectionLabels, Counter>::default();
+        registry.register("blob_bytes", "Blob bytes through the HTTP API", blob_bytes.clone());
+        // Both directions show from the start, at zero.
+        for direction in ["in", "out"] {
+            let _ = blob_bytes.get_or_create(&DirectionLabels { direction });
+        }
+        let peers_connected = Gauge::default();
+        registry.register(
+            "peers_connected",
+            "Peers with an open connection",
+            peers_connected.clone(),
+        );
+        let connections = Gauge::default();
+        registry.register("net_connections", "Open peer-to-peer connections", connections.clone());
+        let spaces = Gauge::default();
+        registry.register("store_spaces", "Spaces held by the store", spaces.clone());
+        let entries = Gauge::default();
+        registry.register(
+            "store_entries",
+            "Entries (winning fields) in the store",
+            entries.clone(),
+        );
+        let last_seq = Gauge::<u64, AtomicU64>::default();
+        registry.register("store_last_seq", "Last local change sequence number", last_seq.clone());
+        let gossip_verdicts = Family::<VerdictLabels, Gauge<u64, AtomicU64>>::default();
+        registry.register(
+            "gossip_messages",
+            "Gossip messages judged so far, by verdict",
+            gossip_verdicts.clone(),
+        );
+        let _ = gossip_verdicts.get_or_create(&VerdictLabels { verdict: "reject" });
+        let sync_sessions = Gauge::<u64, AtomicU64>::default();
+        registry.register(
+            "sync_sessions",
+            "Reconciliation sessions run so far",
+            sync_sessions.clone(),
+        );
+        let sync_bytes = Gauge::<u64, AtomicU64>::default();
+        registry.register(
+            "sync_bytes",
+            "Bytes exchanged by replication so far",
+            sync_bytes.clone(),
+        );
+        let uptime_seconds = Gauge::<u64, AtomicU64>::default();
+        registry.register(
+            "uptime_seconds",
+            "Seconds since the node started",
+            uptime_seconds.clone(),
+        );
+        Self {
+            registry,
+            http_requests,
+            http_latency,
+            blob_bytes,
+            peers_connected,
+            connections,
+            spaces,
+            entries,
+            last_seq,
+            gossip_verdicts,
+            sync_sessions,
+            sync_bytes,
+            uptime_seconds,
+        }
+    }
+
+    /// The metrics in the Prometheus text format.
+    pub(crate) fn encode(&self) -> String {
+        let mut text = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
+        text
+    }
+}
