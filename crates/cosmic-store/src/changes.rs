@@ -11,8 +11,81 @@ use crate::{Entry, Result, Store};
 /// How many changes a subscription reads from the store at a time, and buffers.
 const SUBSCRIPTION_BATCH: usize = 256;
 
+/// Where a change came from, recorded with it in the change log.
+///
+/// Changes written by databases of schema version 1, which did not record an origin, read
+/// as [`Origin::Local`].
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Origin {
+    /// Written on this node: [`Store::write`], [`Store::write_json`], [`Store::insert`].
+    Local,
+    /// Received from a peer, named by its peer id text (at most [`MAX_ORIGIN_LEN`] bytes).
+    Peer(String),
+}
+
+/// The longest peer id text an [`Origin::Peer`] may hold, in bytes.
+pub const MAX_ORIGIN_LEN: usize = 128;
+
+impl Origin {
+    /// Checks the peer id text's length.
+    pub(crate) fn validate(&self) -> Result<()> {
+        match self {
+            Origin::Peer(peer) if peer.len() > MAX_ORIGIN_LEN || peer.is_empty() => {
+                Err(crate::Error::InvalidValue {
+                    reason: format!(
+                        "an origin peer id must be 1 to {MAX_ORIGIN_LEN} bytes, not {}",
+                        peer.len()
+                    ),
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Appends the change-log encoding: `0xFF` (never in an item key, which is UTF-8),
+    /// then `0` for local or `1 ++ peer id text` for a peer.
+    pub(crate) fn encode_into(&self, out: &mut Vec<u8>) {
+        out.push(ORIGIN_MARK);
+        match self {
+            Origin::Local => out.push(0),
+            Origin::Peer(peer) => {
+                out.push(1);
+                out.extend_from_slice(peer.as_bytes());
+            }
+        }
+    }
+
+    /// Splits a change-log value into the item key and the origin; a value without an
+    /// origin (schema version 1) is local. `None`: malformed.
+    pub(crate) fn split(value: &[u8]) -> Option<(&[u8], Origin)> {
+        let Some(mark) = value.iter().position(|byte| *byte == ORIGIN_MARK) else {
+            return Some((value, Origin::Local));
+        };
+        let (item, rest) = value.split_at(mark);
+        let origin = match rest.get(1..)? {
+            [0] => Origin::Local,
+            [1, peer @ ..] if !peer.is_empty() => {
+                Origin::Peer(std::str::from_utf8(peer).ok()?.to_owned())
+            }
+            _ => return None,
+        };
+        Some((item, origin))
+    }
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Origin::Local => f.write_str("local"),
+            Origin::Peer(peer) => f.write_str(peer),
+        }
+    }
+}
+
+const ORIGIN_MARK: u8 = 0xFF;
+
 /// A change to a space: an entry that became the winner of its field, with the local
-/// sequence number it got.
+/// sequence number it got and where it came from.
 ///
 /// Sequence numbers are local to this store, increase with every change of any space, and
 /// survive restarts. When a later entry supersedes a field, the older change is dropped from
@@ -24,6 +97,8 @@ pub struct Change {
     pub seq: u64,
     /// The winning entry.
     pub entry: Entry,
+    /// Where the entry came from.
+    pub origin: Origin,
 }
 
 /// A live stream of the changes of one space, from a given sequence number on: first the

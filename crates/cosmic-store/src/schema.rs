@@ -9,7 +9,7 @@ use redb::{ReadableDatabase as _, ReadableTable as _, TableDefinition, WriteTran
 use crate::{Error, Result};
 
 /// The schema version this build writes.
-pub(crate) const SCHEMA_VERSION: u64 = 1;
+pub(crate) const SCHEMA_VERSION: u64 = 2;
 
 /// Table: store-wide metadata.
 /// Key: a name: `"schema_version"` (u64 BE), `"hlc"` (the clock, 12 bytes, see `Hlc::to_bytes`),
@@ -40,7 +40,9 @@ pub(crate) const DOCS: TableDefinition<&[u8], u64> = TableDefinition::new("docs-
 
 /// Table: the change log.
 /// Key: space id (32) ++ seq (u64 BE).
-/// Value: the item key (doc ++ 0x00 ++ field) of the field that changed; the entry that won
+/// Value: the item key (doc ++ 0x00 ++ field) of the field that changed, then (since schema
+/// version 2) its origin: 0xFF ++ (0x00 local | 0x01 ++ peer id text). 0xFF never occurs in
+/// UTF-8, so a version-1 value (no origin: local) reads unchanged. The entry that won
 /// with this seq is in `entries-1` unless a later change superseded it (then this row is gone).
 pub(crate) const CHANGES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("changes-1");
 
@@ -99,12 +101,18 @@ pub(crate) fn init(txn: &WriteTransaction, path: &std::path::Path) -> Result<()>
 ///
 /// Numbered migrations go here as the schema changes, one arm each
 /// (`1 => migrate_1_to_2(txn)`), each with a test that opens a committed database of the
-/// older version. Version 1 is the first schema, so there are none yet.
+/// older version.
 fn migrate(_txn: &WriteTransaction, version: u64, path: &std::path::Path) -> Result<u64> {
-    Err(Error::Corrupted {
-        path: path.to_owned(),
-        reason: format!("no migration from schema version {version}"),
-    })
+    match version {
+        // Version 2 appends the origin to change-log values; a version-1 value has none and
+        // reads as local, so no row needs rewriting. The bump keeps older builds, which
+        // would misread the new values, from opening the file.
+        1 => Ok(2),
+        _ => Err(Error::Corrupted {
+            path: path.to_owned(),
+            reason: format!("no migration from schema version {version}"),
+        }),
+    }
 }
 
 /// Reads a metadata record of a fixed size, if present.

@@ -18,7 +18,7 @@ use crate::hlc::{HlcState, check_drift};
 use crate::recon::{self, Fingerprint, ItemRange};
 use crate::schema::{self, BUCKETS, CHANGES, DOCS, ENTRIES, META, SPACES, STATEMENTS};
 use crate::value::Reader;
-use crate::{Change, Clock, Entry, Error, Hlc, Result, Subscription, SystemClock, Value};
+use crate::{Change, Clock, Entry, Error, Hlc, Origin, Result, Subscription, SystemClock, Value};
 
 /// How a [`Store`] is opened.
 #[derive(Clone, Debug)]
@@ -317,17 +317,35 @@ impl Store {
 
     // ---- writes ----
 
-    /// Inserts one entry (from a peer or from [`Entry::sign`]), durably.
+    /// Inserts one entry (from a peer or from [`Entry::sign`]), durably; its change is
+    /// recorded as [`Origin::Local`] (see [`Store::insert_from`]).
     pub fn insert(&self, entry: Entry) -> Result<Inserted> {
-        self.insert_batch(vec![entry])?.pop().unwrap_or(Ok(Inserted::Duplicate))
+        self.insert_from(entry, Origin::Local)
     }
 
-    /// Inserts many entries in one durable transaction.
-    ///
-    /// The outer error is a storage failure (nothing of the batch was committed); the inner
-    /// results say, per entry, whether it was applied or why it was refused. A refused entry
-    /// leaves nothing behind.
+    /// Inserts one entry received from `origin`, durably; the change log records the origin.
+    pub fn insert_from(&self, entry: Entry, origin: Origin) -> Result<Inserted> {
+        self.insert_batch_from(vec![entry], origin)?.pop().unwrap_or(Ok(Inserted::Duplicate))
+    }
+
+    /// [`Store::insert_batch_from`] with [`Origin::Local`].
     pub fn insert_batch(&self, entries: Vec<Entry>) -> Result<Vec<Result<Inserted>>> {
+        self.insert_batch_from(entries, Origin::Local)
+    }
+
+    /// Inserts many entries received from `origin` in one durable transaction; the change
+    /// log records the origin of each applied entry.
+    ///
+    /// The outer error is a storage failure (nothing of the batch was committed) or an
+    /// origin longer than [`MAX_ORIGIN_LEN`](crate::MAX_ORIGIN_LEN); the inner results say,
+    /// per entry, whether it was applied or why it was refused. A refused entry leaves
+    /// nothing behind.
+    pub fn insert_batch_from(
+        &self,
+        entries: Vec<Entry>,
+        origin: Origin,
+    ) -> Result<Vec<Result<Inserted>>> {
+        origin.validate()?;
         let limit = self.inner.options.max_value_size;
         let check = |entry: Entry| -> Result<Entry> {
             check_value_size(&entry.field, &entry.value, limit)?;
@@ -370,7 +388,7 @@ impl Store {
             for entry in checked {
                 out.push(match entry {
                     Err(error) => Err(error),
-                    Ok(entry) => match self.apply(state, tables, wall, &entry, true) {
+                    Ok(entry) => match self.apply(state, tables, wall, &entry, Some(&origin)) {
                         Err(error) if is_storage_error(&error) => return Err(error),
                         result => result,
                     },
@@ -430,7 +448,7 @@ impl Store {
             for (doc, field, value) in fields {
                 let hlc = state.hlc.tick(wall);
                 let entry = Entry::sign(author, *space, &doc, &field, value, hlc)?;
-                out.push(self.apply(state, tables, wall, &entry, false)?);
+                out.push(self.apply(state, tables, wall, &entry, None)?);
             }
             Ok(out)
         })
@@ -482,18 +500,19 @@ impl Store {
         Ok(result)
     }
 
-    /// Merges one verified entry inside a write transaction.
+    /// Merges one verified entry inside a write transaction. `inserted` is the origin of an
+    /// entry signed elsewhere, `None` for one this store just stamped.
     fn apply(
         &self,
         state: &mut WriterState,
         tables: &mut Tables<'_>,
         wall: u64,
         entry: &Entry,
-        remote: bool,
+        inserted: Option<&Origin>,
     ) -> Result<Inserted> {
         // Local writes are stamped by our own clock, which may be ahead of the wall clock
         // after seeing entries from the future; only entries from elsewhere are checked.
-        if remote {
+        if inserted.is_some() {
             let max_drift = self.inner.options.max_clock_drift;
             check_drift(entry.hlc, wall, max_drift, &entry.doc, &entry.field)?;
         }
@@ -554,7 +573,12 @@ impl Store {
         if let Some((_, old_seq, _)) = &existing {
             tables.changes.remove(seq_key(space, *old_seq).as_slice()).map_err(|e| self.err(e))?;
         }
-        tables.changes.insert(seq_key(space, seq).as_slice(), item_key).map_err(|e| self.err(e))?;
+        let mut change = item_key.to_vec();
+        inserted.unwrap_or(&Origin::Local).encode_into(&mut change);
+        tables
+            .changes
+            .insert(seq_key(space, seq).as_slice(), change.as_slice())
+            .map_err(|e| self.err(e))?;
 
         let old_live = existing.as_ref().is_some_and(|(_, _, old)| !old.value.is_null());
         let new_live = !entry.value.is_null();
@@ -727,9 +751,11 @@ impl Store {
             .map_err(|e| self.err(e))?
             .take(limit)
         {
-            let (key, item) = row.map_err(|e| self.err(e))?;
+            let (key, value) = row.map_err(|e| self.err(e))?;
+            let (item, origin) = Origin::split(value.value())
+                .ok_or_else(|| self.corrupted("a change has a malformed origin"))?;
             let mut entry_key = space.as_bytes().to_vec();
-            entry_key.extend_from_slice(item.value());
+            entry_key.extend_from_slice(item);
             let row = entries
                 .get(entry_key.as_slice())
                 .map_err(|e| self.err(e))?
@@ -739,7 +765,7 @@ impl Store {
             if key_seq.map(u64::from_be_bytes) != Some(seq) {
                 return Err(self.corrupted("a change and its entry disagree on the seq"));
             }
-            out.push(Change { seq, entry });
+            out.push(Change { seq, entry, origin });
         }
         Ok(out)
     }

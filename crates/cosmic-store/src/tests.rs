@@ -653,7 +653,7 @@ fn newer_schema_versions_are_refused() {
     }
     let error = Store::open(&path, Options::default()).unwrap_err();
     assert!(
-        error.to_string().ends_with("has schema version 9, newer than the supported 1"),
+        error.to_string().ends_with("has schema version 9, newer than the supported 2"),
         "{error}"
     );
 }
@@ -944,5 +944,41 @@ fn a_schema_v1_database_still_opens() {
     assert_eq!(old.clock(), fresh.clock());
     let alice = old.get_json(&space, "users/alice", 1).unwrap().unwrap();
     assert_eq!(alice, json!({"name": "Alice", "age": 43, "address": {"city": "Lyon"}}));
+    assert!(old.changes_since(&space, 0, 100).unwrap().iter().all(|c| c.origin == Origin::Local));
     old.write_json(&key(2), &space, "users/bob", &json!({"name": "Bob"})).unwrap();
+    drop(old);
+    // Reopened at schema version 2, it keeps reading.
+    let again = Store::open(&copy, options_at(NOW).0).unwrap();
+    assert!(again.get_doc(&space, "users/bob").unwrap().is_some());
+}
+
+#[test]
+fn changes_record_their_origin() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let space = open_space(&store, SpaceMode::Open);
+    let peer = Origin::Peer("12D3KooWExamplePeer".into());
+    store.write(&key(2), &space, "a", vec![("x".into(), Value::Int(1))]).unwrap();
+    let entry = Entry::sign(&key(3), space, "b", "y", Value::Int(2), Hlc::new(NOW, 0)).unwrap();
+    assert!(matches!(
+        store.insert_from(entry.clone(), peer.clone()).unwrap(),
+        Inserted::Applied { .. }
+    ));
+    let other = Entry::sign(&key(3), space, "c", "z", Value::Int(3), Hlc::new(NOW, 1)).unwrap();
+    store.insert(other).unwrap();
+    let origins: Vec<Origin> =
+        store.changes_since(&space, 0, 10).unwrap().into_iter().map(|c| c.origin).collect();
+    assert_eq!(origins, vec![Origin::Local, peer.clone(), Origin::Local]);
+    // A later winner from another peer replaces the change and its origin.
+    let newer = Entry::sign(&key(4), space, "b", "y", Value::Int(5), Hlc::new(NOW, 9)).unwrap();
+    let second = Origin::Peer("12D3KooWSecond".into());
+    store.insert_batch_from(vec![newer], second.clone()).unwrap();
+    let last = store.changes_since(&space, 0, 10).unwrap().pop().unwrap();
+    assert_eq!((last.entry.doc.as_str(), last.origin), ("b", second));
+    // An origin that is too long is refused and writes nothing.
+    let long = Origin::Peer("x".repeat(MAX_ORIGIN_LEN + 1));
+    let entry = Entry::sign(&key(3), space, "d", "w", Value::Int(4), Hlc::new(NOW, 2)).unwrap();
+    let error = store.insert_from(entry, long).unwrap_err();
+    assert!(error.to_string().contains("origin peer id"), "{error}");
+    assert!(store.get_doc(&space, "d").unwrap().is_none());
 }
