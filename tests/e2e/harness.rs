@@ -97,6 +97,18 @@ impl TestNode {
 
     /// Starts a node on `data_dir` and waits for its ready line.
     pub(crate) fn start_in(data_dir: &Path, temp: Option<tempfile::TempDir>) -> Self {
+        Self::start_with(data_dir, temp, &[])
+    }
+
+    /// Starts a node on a new temporary data dir with extra `run` arguments (such as
+    /// `--bootstrap ADDR`) and waits for its ready line.
+    pub(crate) fn start_with_args(extra: &[&str]) -> Self {
+        let temp = tempfile::tempdir().expect("temp dir");
+        let data_dir = temp.path().join("node");
+        Self::start_with(&data_dir, Some(temp), extra)
+    }
+
+    fn start_with(data_dir: &Path, temp: Option<tempfile::TempDir>, extra: &[&str]) -> Self {
         let mut command = node_command();
         command.arg("--data-dir").arg(data_dir).args([
             "run",
@@ -106,6 +118,7 @@ impl TestNode {
             "127.0.0.1:0",
             "--no-mdns",
         ]);
+        command.args(extra);
         command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = command.spawn().expect("spawn cosmic-node");
         let stdout = child.stdout.take().expect("piped");
@@ -163,6 +176,31 @@ impl TestNode {
     /// A field of the ready line, e.g. `peer_id`.
     pub(crate) fn ready_field(&self, key: &str) -> Option<&str> {
         self.ready.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
+
+    /// The API base URL from the ready line, e.g. `http://127.0.0.1:41234`.
+    pub(crate) fn api_url(&self) -> &str {
+        self.ready_field("api").expect("the ready line has api=")
+    }
+
+    /// The API bearer token (the data dir's `api.token`).
+    pub(crate) fn token(&self) -> String {
+        std::fs::read_to_string(self.data_dir.join("api.token"))
+            .expect("read api.token")
+            .trim()
+            .to_owned()
+    }
+
+    /// The peer-to-peer listen addresses from the ready line.
+    pub(crate) fn listen_addrs(&self) -> Vec<String> {
+        let listen = self.ready_field("listen").expect("the ready line has listen=");
+        listen.split(',').filter(|addr| !addr.is_empty()).map(str::to_owned).collect()
+    }
+
+    /// A dialable address of this node: its first listen address with `/p2p/<peer id>`.
+    pub(crate) fn p2p_addr(&self) -> String {
+        let peer_id = self.ready_field("peer_id").expect("the ready line has peer_id=");
+        format!("{}/p2p/{peer_id}", self.listen_addrs()[0])
     }
 
     /// The node's data dir.

@@ -10,6 +10,8 @@
 //!                 the HTTP API and the `Node` handles
 //!   api.url       the URL the running node's API is served on (written when it is ready)
 //!   store.redb    the document store (cosmic-store)
+//!   blobs/        the blob store (cosmic-blobs)
+//!   peers.json    peers known to the network layer
 //!   spaces/       one `<space id>.key` secret (mode 0600) per space this node created
 //! ```
 //!
@@ -41,6 +43,8 @@ pub const AUTHOR_KEY_FILE: &str = "author.key";
 pub const API_URL_FILE: &str = "api.url";
 /// Name of the store database inside the data dir.
 pub const STORE_FILE: &str = "store.redb";
+/// Name of the blob store folder inside the data dir.
+pub const BLOBS_DIR: &str = "blobs";
 /// Name of the folder of space secrets inside the data dir.
 pub const SPACES_DIR: &str = "spaces";
 

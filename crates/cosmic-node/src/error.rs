@@ -48,6 +48,9 @@ pub enum Error {
     /// The network layer failed or refused an operation.
     #[error("network")]
     Net(#[from] cosmic_net::Error),
+    /// The blob store failed or refused an operation.
+    #[error("blobs")]
+    Blobs(#[from] cosmic_blobs::Error),
     /// The space is not held by this node.
     #[error("unknown space {space}")]
     UnknownSpace {

@@ -21,6 +21,7 @@
 //! see `docs/ARCHITECTURE.md`.
 
 mod api;
+mod blob_peers;
 mod data_dir;
 mod error;
 mod metrics;
@@ -29,11 +30,21 @@ pub mod supervisor;
 
 pub use crate::data_dir::read_api_token;
 pub use crate::data_dir::{
-    API_TOKEN_FILE, API_URL_FILE, AUTHOR_KEY_FILE, DataDir, InitReport, LOCK_FILE, NODE_KEY_FILE,
-    SPACES_DIR, STORE_FILE,
+    API_TOKEN_FILE, API_URL_FILE, AUTHOR_KEY_FILE, BLOBS_DIR, DataDir, InitReport, LOCK_FILE,
+    NODE_KEY_FILE, SPACES_DIR, STORE_FILE,
 };
 pub use crate::error::{Error, Result};
 pub use crate::node::{
     Docs, GetOptions, Node, NodeEvent, Peers, SHUTDOWN_DEADLINE, SpaceSummary, Spaces,
 };
 pub use crate::supervisor::TaskFailed;
+
+/// Installs ring as the process-wide TLS crypto provider, if none is installed yet.
+///
+/// iroh (through cosmic-blobs) builds reqwest with `rustls-no-provider`, so any HTTP
+/// client in a process that links this crate panics when it is built unless a provider
+/// was installed first. The binary calls this at the top of `main`; embedders that use
+/// reqwest should too. Calling it more than once is harmless.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

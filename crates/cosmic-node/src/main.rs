@@ -117,6 +117,7 @@ enum ConfigCommand {
 }
 
 fn main() -> ExitCode {
+    cosmic_node::install_crypto_provider();
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,

@@ -49,7 +49,6 @@ pub(crate) struct Metrics {
     registry: Registry,
     pub(crate) http_requests: Family<HttpLabels, Counter>,
     pub(crate) http_latency: LatencyFamily,
-    #[allow(dead_code, reason = "set once the blob routes and sync statistics are wired")]
     pub(crate) blob_bytes: Family<DirectionLabels, Counter>,
     pub(crate) peers_connected: Gauge,
     pub(crate) connections: Gauge,

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use cosmic_auth::{
     AuthorId, AuthorKey, NodeKey, Right, SignedStatement, SpaceId, SpaceKey, SpaceMode, Timestamp,
 };
+use cosmic_blobs::Blobs;
 use cosmic_config::Config;
 use cosmic_events::Bus;
 use cosmic_net::{Multiaddr, Net, PeerInfo};
@@ -17,7 +18,7 @@ use cosmic_store::{Document, Store, Subscription, Value};
 use libp2p_identity::PeerId;
 use tokio_util::sync::CancellationToken;
 
-use crate::data_dir::{DataDir, STORE_FILE};
+use crate::data_dir::{BLOBS_DIR, DataDir, STORE_FILE};
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::supervisor::{Backoff, Supervisor};
@@ -50,6 +51,7 @@ pub(crate) struct Shared {
     pub(crate) author: AuthorKey,
     pub(crate) store: Store,
     pub(crate) net: Net,
+    pub(crate) blobs: Blobs,
     pub(crate) bus: Bus,
     pub(crate) metrics: Metrics,
     pub(crate) started_at: Instant,
@@ -97,6 +99,12 @@ impl Node {
         let mut net_config = cosmic_net::Config::from_net_config(&config.net)?;
         net_config.peers_file = Some(data_dir.path().join(PEERS_FILE));
         let net = Net::spawn(node_key.to_libp2p_keypair(), net_config, bus.clone()).await?;
+        let blobs = Blobs::builder(&node_key)
+            .config(blobs_config(&config))
+            .bus(bus.clone())
+            .address_lookup(crate::blob_peers::NetLookup::new(net.clone()))
+            .open(data_dir.path().join(BLOBS_DIR))
+            .await?;
         let joined = blocking({
             let store = store.clone();
             move || Ok(store.list_spaces()?.into_iter().map(|info| info.space).collect())
@@ -109,12 +117,19 @@ impl Node {
             author,
             store,
             net,
+            blobs,
             bus: bus.clone(),
             metrics: Metrics::new(),
             started_at: Instant::now(),
             joined: Mutex::new(joined),
         });
         let mut supervisor = Supervisor::new(bus, CancellationToken::new(), Backoff::default());
+        {
+            let (net, blobs) = (shared.net.clone(), shared.blobs.clone());
+            supervisor.spawn("blob-lookup", move |cancel| {
+                crate::blob_peers::serve(net.clone(), blobs.clone(), cancel)
+            });
+        }
         let api_addr = if shared.config.api.enabled {
             let addr = shared.config.api.addr;
             let listener = std::net::TcpListener::bind(addr)
@@ -197,6 +212,11 @@ impl Node {
         &self.shared.store
     }
 
+    /// The blob store: add, read, fetch (from peers found over the network), pin.
+    pub fn blobs(&self) -> &Blobs {
+        &self.shared.blobs
+    }
+
     /// The network handle itself, for what the handles do not cover.
     pub fn net(&self) -> &Net {
         &self.shared.net
@@ -210,6 +230,9 @@ impl Node {
         if self.api_addr.is_some() {
             self.shared.data_dir.remove_api_url();
         }
+        if let Err(error) = self.shared.blobs.shutdown().await {
+            tracing::warn!(%error, "blob store did not shut down cleanly");
+        }
         if let Err(error) = self.shared.net.shutdown().await {
             tracing::debug!(%error, "network already stopped");
         }
@@ -221,6 +244,23 @@ impl Node {
         }
         tracing::info!(data_dir = %data_dir.display(), "stopped");
         Ok(())
+    }
+}
+
+/// The blob settings from the `[blobs]` section. The blob endpoint (UDP) binds to the
+/// IP of the first `net.listen` address, so a node kept on loopback stays there.
+fn blobs_config(config: &Config) -> cosmic_blobs::Config {
+    let ip = config
+        .net
+        .listen
+        .first()
+        .and_then(|addr| crate::blob_peers::ip_of(&addr.to_string()))
+        .unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into());
+    cosmic_blobs::Config {
+        bind_addr: SocketAddr::new(ip, 0),
+        max_blob_size: config.blobs.max_blob_size,
+        fetch_timeout: config.blobs.fetch_timeout,
+        gc_interval: config.blobs.gc_interval,
     }
 }
 

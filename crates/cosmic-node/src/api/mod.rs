@@ -7,6 +7,7 @@
 //! Every error, including the rejections of the extractors, unknown routes and wrong
 //! methods, is `{"error": {"code", "message"}}`.
 
+mod blobs;
 mod error;
 mod handlers;
 
@@ -77,6 +78,10 @@ impl AppState {
         handlers::put_doc,
         handlers::delete_doc,
         handlers::events,
+        blobs::add_blob,
+        blobs::get_blob,
+        blobs::head_blob,
+        blobs::delete_blob,
         handlers::openapi,
         handlers::metrics,
     ),
@@ -115,6 +120,11 @@ pub(crate) fn router(state: AppState) -> Router {
             get(handlers::get_doc).put(handlers::put_doc).delete(handlers::delete_doc),
         )
         .route("/v1/spaces/{space}/events", get(handlers::events))
+        .route("/v1/blobs", post(blobs::add_blob))
+        .route(
+            "/v1/blobs/{cid}",
+            get(blobs::get_blob).head(blobs::head_blob).delete(blobs::delete_blob),
+        )
         .route("/v1/openapi.json", get(handlers::openapi))
         .route("/metrics", get(handlers::metrics))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));

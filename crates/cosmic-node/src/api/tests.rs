@@ -29,6 +29,7 @@ fn config(dir: &std::path::Path) -> cosmic_config::Config {
     config.net.mdns = false;
     config.api.enabled = false;
     config.api.max_request_size = 64 * 1024;
+    config.blobs.max_blob_size = 1024 * 1024;
     config
 }
 
@@ -193,6 +194,7 @@ async fn every_route_answers_bad_input_with_a_json_4xx() {
     let grant_read = format!(r#"{{"author": "{space}", "rights": "read"}}"#);
     let grant_soon = format!(r#"{{"author": "{space}", "rights": "read", "expires": "soon"}}"#);
     let too_big = format!(r#"{{"big": "{big}"}}"#);
+    let missing_cid = cosmic_blobs::Cid::of_bytes(b"nobody has this");
     let cases: Vec<(Method, String, Option<&str>, &str)> = vec![
         (Method::POST, "/v1/peers".into(), Some("{"), "invalid_json"),
         (
@@ -257,6 +259,16 @@ async fn every_route_answers_bad_input_with_a_json_4xx() {
         (Method::GET, format!("/v1/spaces/{unknown}/events"), None, "unknown_space"),
         (Method::GET, format!("/v1/spaces/{space}/events?since=-1"), None, "invalid_query"),
         (Method::GET, "/v1/spaces/nope/events".into(), None, "invalid_space"),
+        (Method::GET, "/v1/blobs/not-a-cid".into(), None, "invalid_cid"),
+        (
+            Method::GET,
+            "/v1/blobs/QmYwAPJzv5CZsnA625s3Xf2nemtYgPpHdWEz79ojWnPbdG".into(),
+            None,
+            "invalid_cid",
+        ),
+        (Method::GET, format!("/v1/blobs/{missing_cid}"), None, "blob_not_found"),
+        (Method::DELETE, format!("/v1/blobs/{missing_cid}"), None, "blob_not_found"),
+        (Method::DELETE, "/v1/blobs/bafy".into(), None, "invalid_cid"),
     ];
     for (method, uri, body, expected) in cases {
         let answer = match body {
@@ -267,6 +279,26 @@ async fn every_route_answers_bad_input_with_a_json_4xx() {
         assert_eq!(code, expected, "{method} {uri}");
         assert!(answer.content_type.starts_with("application/json"), "{method} {uri}");
     }
+    // A blob over `blobs.max_blob_size`, declared or not.
+    let request = fixture
+        .request(Method::POST, "/v1/blobs")
+        .body(Body::from(vec![7u8; 1024 * 1024 + 1]))
+        .unwrap();
+    assert_eq!(fixture.send(request).await.assert_client_error("big blob"), "blob_too_large");
+    let chunks = futures::stream::iter(
+        (0..17).map(|_| Ok::<_, std::io::Error>(bytes::Bytes::from(vec![1u8; 64 * 1024]))),
+    );
+    let request =
+        fixture.request(Method::POST, "/v1/blobs").body(Body::from_stream(chunks)).unwrap();
+    assert_eq!(
+        fixture.send(request).await.assert_client_error("streamed big blob"),
+        "blob_too_large"
+    );
+    // HEAD of a bad CID or a missing blob: a 4xx without a body.
+    let answer = fixture.call(Method::HEAD, "/v1/blobs/nope", None).await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST);
+    let answer = fixture.call(Method::HEAD, &format!("/v1/blobs/{missing_cid}"), None).await;
+    assert_eq!(answer.status, StatusCode::NOT_FOUND);
     // A body without a JSON content type.
     let request = fixture
         .request(Method::POST, "/v1/spaces")
@@ -488,5 +520,55 @@ async fn status_openapi_and_metrics_answer() {
         assert!(text.contains(name), "{name} missing from:\n{text}");
     }
     assert!(text.contains(r#"route="/v1/status""#), "{text}");
+    fixture.node.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn blobs_upload_stream_download_with_ranges_and_unpin() {
+    let fixture = fixture().await;
+    let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    let chunks: Vec<Result<bytes::Bytes, std::io::Error>> =
+        data.chunks(10_000).map(|chunk| Ok(bytes::Bytes::copy_from_slice(chunk))).collect();
+    let request = fixture
+        .request(Method::POST, "/v1/blobs")
+        .body(Body::from_stream(futures::stream::iter(chunks)))
+        .unwrap();
+    let added = fixture.send(request).await;
+    assert_eq!(added.status, StatusCode::CREATED, "{}", String::from_utf8_lossy(&added.body));
+    let added = added.json();
+    let cid = cosmic_blobs::Cid::of_bytes(&data).to_string();
+    assert_eq!(added["cid"], cid.as_str());
+    assert_eq!(added["size"], data.len());
+    let whole = fixture.call(Method::GET, &format!("/v1/blobs/{cid}"), None).await;
+    assert_eq!(whole.status, StatusCode::OK);
+    assert!(whole.body == data, "downloaded bytes differ");
+    let request = fixture
+        .request(Method::GET, &format!("/v1/blobs/{cid}"))
+        .header(header::RANGE, "bytes=1000-1999")
+        .body(Body::empty())
+        .unwrap();
+    let response = fixture.app.clone().oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(response.headers()[header::CONTENT_RANGE], "bytes 1000-1999/300000");
+    let part = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
+    assert_eq!(&part[..], &data[1000..2000]);
+    let request = fixture
+        .request(Method::GET, &format!("/v1/blobs/{cid}"))
+        .header(header::RANGE, "bytes=400000-")
+        .body(Body::empty())
+        .unwrap();
+    let response = fixture.app.clone().oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::RANGE_NOT_SATISFIABLE);
+    assert_eq!(response.headers()[header::CONTENT_RANGE], "bytes */300000");
+    let request =
+        fixture.request(Method::HEAD, &format!("/v1/blobs/{cid}")).body(Body::empty()).unwrap();
+    let response = fixture.app.clone().oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()[header::CONTENT_LENGTH], "300000");
+    let unpinned = fixture.call(Method::DELETE, &format!("/v1/blobs/{cid}"), None).await;
+    assert_eq!(unpinned.json()["unpinned"], true);
+    let metrics = fixture.call(Method::GET, "/metrics", None).await;
+    let text = String::from_utf8(metrics.body).unwrap();
+    assert!(text.contains(r#"cosmic_blob_bytes_total{direction="in"} 300000"#), "{text}");
     fixture.node.shutdown().await.unwrap();
 }

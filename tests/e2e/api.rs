@@ -1,0 +1,357 @@
+//! The HTTP API of real `cosmic-node run` processes on loopback: tokens, bad input,
+//! resumable event streams, and blobs moving between two nodes.
+
+use std::time::{Duration, Instant};
+
+use futures::StreamExt as _;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::harness::TestNode;
+
+/// How long one HTTP call may take (a blob fetch between nodes included).
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a scenario waits for something to happen on another node.
+pub(crate) const SYNC_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A client of one node's API.
+pub(crate) struct Api {
+    base: String,
+    token: String,
+    http: reqwest::Client,
+}
+
+/// A JSON answer.
+pub(crate) struct Answer {
+    pub(crate) status: StatusCode,
+    pub(crate) body: Value,
+    pub(crate) text: String,
+}
+
+impl Answer {
+    /// Asserts a 4xx JSON error and returns its code.
+    pub(crate) fn client_error(&self, what: &str) -> String {
+        assert!(
+            self.status.is_client_error(),
+            "{what}: expected a 4xx, got {} {}",
+            self.status,
+            self.text
+        );
+        let code = self.body["error"]["code"].as_str();
+        let message = self.body["error"]["message"].as_str();
+        assert!(message.is_some_and(|m| !m.is_empty()), "{what}: no message in {}", self.text);
+        code.unwrap_or_else(|| panic!("{what}: no error code in {}", self.text)).to_owned()
+    }
+}
+
+impl Api {
+    pub(crate) fn new(node: &TestNode) -> Self {
+        Self::with_token(node, &node.token())
+    }
+
+    pub(crate) fn with_token(node: &TestNode, token: &str) -> Self {
+        let http = reqwest::Client::builder().timeout(CALL_TIMEOUT).build().expect("client");
+        Self { base: node.api_url().to_owned(), token: token.to_owned(), http }
+    }
+
+    pub(crate) fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub(crate) fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+        self.http.request(method, self.url(path)).bearer_auth(&self.token)
+    }
+
+    pub(crate) async fn send(&self, request: reqwest::RequestBuilder) -> Answer {
+        let response = request.send().await.expect("the node answers");
+        let status = response.status();
+        let text = response.text().await.expect("read the body");
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Answer { status, body, text }
+    }
+
+    pub(crate) async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Answer {
+        let mut request = self.request(method, path);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        self.send(request).await
+    }
+
+    pub(crate) async fn ok(&self, method: Method, path: &str, body: Option<Value>) -> Value {
+        let answer = self.call(method.clone(), path, body).await;
+        assert!(answer.status.is_success(), "{method} {path}: {} {}", answer.status, answer.text);
+        answer.body
+    }
+
+    pub(crate) async fn create_space(&self, mode: &str) -> String {
+        let created = self.call(Method::POST, "/v1/spaces", Some(json!({ "mode": mode }))).await;
+        assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+        created.body["id"].as_str().expect("an id").to_owned()
+    }
+
+    /// Opens a space's event stream, resuming after `last_event_id` if given.
+    pub(crate) async fn events(&self, space: &str, last_event_id: Option<u64>) -> EventStream {
+        let mut request = self
+            .http
+            .get(self.url(&format!("/v1/spaces/{space}/events")))
+            .bearer_auth(&self.token)
+            .timeout(Duration::from_secs(300));
+        if let Some(id) = last_event_id {
+            request = request.header("Last-Event-ID", id.to_string());
+        }
+        let response = request.send().await.expect("the node answers");
+        assert_eq!(response.status(), StatusCode::OK);
+        EventStream { stream: Box::pin(response.bytes_stream()), buffer: String::new() }
+    }
+}
+
+/// Server-Sent Events read from a response.
+pub(crate) struct EventStream {
+    stream: std::pin::Pin<Box<dyn futures::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>,
+    buffer: String,
+}
+
+impl EventStream {
+    /// The next change event, `(id, data)`, within `deadline`; `None` if none came.
+    pub(crate) async fn next(&mut self, deadline: Duration) -> Option<(u64, Value)> {
+        let started = Instant::now();
+        loop {
+            if let Some(end) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..end + 2).collect();
+                let id = block.lines().find_map(|line| line.strip_prefix("id:"));
+                let data = block.lines().find_map(|line| line.strip_prefix("data:"));
+                if let (Some(id), Some(data)) = (id, data) {
+                    let id = id.trim().parse().expect("a numeric event id");
+                    return Some((id, serde_json::from_str(data.trim()).expect("JSON data")));
+                }
+                continue;
+            }
+            let left = deadline.checked_sub(started.elapsed())?;
+            match tokio::time::timeout(left, self.stream.next()).await {
+                Ok(Some(Ok(chunk))) => {
+                    self.buffer.push_str(std::str::from_utf8(&chunk).expect("utf-8"))
+                }
+                Ok(Some(Err(error))) => panic!("event stream failed: {error}"),
+                Ok(None) => panic!("event stream ended"),
+                Err(_) => return None,
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn requests_without_or_with_a_wrong_token_get_401() {
+    let node = TestNode::start();
+    let space = Api::new(&node).create_space("open").await;
+    let anonymous = reqwest::Client::builder().timeout(CALL_TIMEOUT).build().unwrap();
+    let wrong = Api::with_token(&node, "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA");
+    let routes = [
+        (Method::GET, "/v1/status".to_owned()),
+        (Method::GET, "/v1/identity".to_owned()),
+        (Method::GET, "/v1/peers".to_owned()),
+        (Method::POST, "/v1/peers".to_owned()),
+        (Method::GET, "/v1/spaces".to_owned()),
+        (Method::POST, "/v1/spaces".to_owned()),
+        (Method::POST, format!("/v1/spaces/{space}/join")),
+        (Method::POST, format!("/v1/spaces/{space}/leave")),
+        (Method::POST, format!("/v1/spaces/{space}/grants")),
+        (Method::GET, format!("/v1/spaces/{space}/docs")),
+        (Method::GET, format!("/v1/spaces/{space}/docs/a/b")),
+        (Method::PUT, format!("/v1/spaces/{space}/docs/a/b")),
+        (Method::DELETE, format!("/v1/spaces/{space}/docs/a/b")),
+        (Method::GET, format!("/v1/spaces/{space}/events")),
+        (Method::POST, "/v1/blobs".to_owned()),
+        (
+            Method::GET,
+            "/v1/blobs/bafkr4ifpcne3t5pzugtkaqcn5i3nzskjtpfslsnnyejlpte2spfoihzsmi".to_owned(),
+        ),
+        (
+            Method::DELETE,
+            "/v1/blobs/bafkr4ifpcne3t5pzugtkaqcn5i3nzskjtpfslsnnyejlpte2spfoihzsmi".to_owned(),
+        ),
+        (Method::GET, "/v1/openapi.json".to_owned()),
+        (Method::GET, "/metrics".to_owned()),
+    ];
+    for (method, path) in &routes {
+        let request = anonymous.request(method.clone(), wrong.url(path));
+        let answer = wrong.send(request).await;
+        assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "no token: {method} {path}");
+        assert_eq!(answer.client_error(path), "unauthorized");
+        let answer = wrong.call(method.clone(), path, None).await;
+        assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "wrong token: {method} {path}");
+        assert_eq!(answer.client_error(path), "unauthorized");
+    }
+    // Health needs no token; the right token opens everything else.
+    let health = anonymous.get(wrong.url("/v1/health")).send().await.unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+    let status = Api::new(&node).ok(Method::GET, "/v1/status", None).await;
+    assert_eq!(status["peer_id"], node.ready_field("peer_id").unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_route_answers_bad_input_with_a_json_4xx() {
+    let node = TestNode::start();
+    let api = Api::new(&node);
+    let space = api.create_space("open").await;
+    let unknown = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    let docs = format!("/v1/spaces/{space}/docs");
+    let oversized = json!({ "big": "x".repeat(5 * 1024 * 1024) });
+    let cases: Vec<(Method, String, Option<Value>, Option<&str>)> = vec![
+        (Method::POST, "/v1/peers".into(), Some(json!({"addr": "not/a/multiaddr"})), None),
+        (Method::POST, "/v1/peers".into(), Some(json!({})), None),
+        (Method::POST, "/v1/spaces".into(), Some(json!({"mode": "closed"})), None),
+        (Method::POST, "/v1/spaces/nope/join".into(), None, None),
+        (Method::POST, "/v1/spaces/nope/leave".into(), None, None),
+        (
+            Method::POST,
+            format!("/v1/spaces/{space}/grants"),
+            Some(json!({"author": "x", "rights": "read"})),
+            None,
+        ),
+        (
+            Method::POST,
+            format!("/v1/spaces/{unknown}/grants"),
+            Some(json!({"author": space, "rights": "read"})),
+            None,
+        ),
+        (Method::GET, format!("{docs}?limit=-3"), None, None),
+        (Method::GET, format!("/v1/spaces/{unknown}/docs"), None, None),
+        (Method::GET, format!("{docs}/missing"), None, None),
+        (Method::GET, format!("{docs}/x?depth=1000"), None, None),
+        (Method::PUT, format!("{docs}/x"), None, Some("{not json")),
+        (Method::PUT, format!("{docs}/x"), Some(json!("a string")), None),
+        (Method::PUT, format!("{docs}/x"), Some(json!({"link": {"/": "bafy-not-a-cid"}})), None),
+        (Method::PUT, format!("/v1/spaces/{unknown}/docs/x"), Some(json!({"a": 1})), None),
+        (Method::DELETE, format!("{docs}/missing"), None, None),
+        (Method::GET, format!("/v1/spaces/{unknown}/events"), None, None),
+        (Method::GET, "/v1/blobs/not-a-cid".into(), None, None),
+        (
+            Method::GET,
+            "/v1/blobs/bafkr4ibzhd2hoyisnefozwa2lvfv3xt7ss6dv3ow6bgnwtbmjzn2ezdnaq".into(),
+            None,
+            None,
+        ),
+        (Method::DELETE, "/v1/blobs/zzz".into(), None, None),
+        (Method::GET, "/v1/no-such-route".into(), None, None),
+        (Method::PATCH, "/v1/spaces".into(), None, None),
+    ];
+    for (method, path, body, raw) in cases {
+        let mut request = api.request(method.clone(), &path);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        if let Some(raw) = raw {
+            request = request.header("content-type", "application/json").body(raw.to_owned());
+        }
+        let answer = api.send(request).await;
+        answer.client_error(&format!("{method} {path}"));
+    }
+    // A body over `api.max_request_size` (4 MiB): the node answers 413 before reading it
+    // all and closes the connection, so this one goes on a connection of its own.
+    let own = Api::new(&node);
+    let answer = own.call(Method::PUT, &format!("{docs}/x"), Some(oversized)).await;
+    assert_eq!(answer.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(answer.client_error("oversized"), "payload_too_large");
+    // The node is unharmed by all of that.
+    api.ok(Method::PUT, &format!("{docs}/x"), Some(json!({"ok": true}))).await;
+    assert_eq!(api.ok(Method::GET, &format!("{docs}/x"), None).await["ok"], true);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn last_event_id_resume_loses_nothing_across_a_reconnect() {
+    let node = TestNode::start();
+    let api = Api::new(&node);
+    let space = api.create_space("open").await;
+    let docs = format!("/v1/spaces/{space}/docs");
+    let mut events = api.events(&space, None).await;
+    for n in 0..3 {
+        api.ok(Method::PUT, &format!("{docs}/before/{n}"), Some(json!({"n": n}))).await;
+    }
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        seen.push(events.next(SYNC_TIMEOUT).await.expect("an event"));
+    }
+    let last_id = seen.last().unwrap().0;
+    drop(events);
+    // Written while nobody listens.
+    for n in 0..4 {
+        api.ok(Method::PUT, &format!("{docs}/during/{n}"), Some(json!({"n": n}))).await;
+    }
+    let mut resumed = api.events(&space, Some(last_id)).await;
+    api.ok(Method::PUT, &format!("{docs}/after/0"), Some(json!({"n": 0}))).await;
+    let mut docs_seen = Vec::new();
+    for _ in 0..5 {
+        let (id, data) = resumed.next(SYNC_TIMEOUT).await.expect("an event after resuming");
+        assert!(id > last_id, "event {id} repeats one seen before {last_id}");
+        docs_seen.push(data["doc"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(docs_seen, ["during/0", "during/1", "during/2", "during/3", "after/0"]);
+    assert!(resumed.next(Duration::from_millis(500)).await.is_none(), "a duplicate arrived");
+    // `?since=` works like the header.
+    let mut since = api.events(&space, None).await;
+    let first = since.next(SYNC_TIMEOUT).await.unwrap();
+    assert_eq!(first.1["doc"], "before/0");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_file_added_on_a_downloads_byte_for_byte_from_b() {
+    let a = TestNode::start();
+    let b = TestNode::start_with_args(&["--bootstrap", &a.p2p_addr()]);
+    let (api_a, api_b) = (Api::new(&a), Api::new(&b));
+    let data: Vec<u8> =
+        (0..3_000_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
+    let added = api_a.send(api_a.request(Method::POST, "/v1/blobs").body(data.clone())).await;
+    assert_eq!(added.status, StatusCode::CREATED, "{}", added.text);
+    let cid = added.body["cid"].as_str().unwrap().to_owned();
+    assert_eq!(added.body["size"], data.len());
+    // B does not hold it yet.
+    let head = api_b.request(Method::HEAD, &format!("/v1/blobs/{cid}")).send().await.unwrap();
+    assert_eq!(head.status(), StatusCode::NOT_FOUND);
+    // Wait until B is connected to A (bootstrap dial), then download through B.
+    let started = Instant::now();
+    loop {
+        let peers = api_b.ok(Method::GET, "/v1/peers", None).await;
+        let connected = peers.as_array().unwrap().iter().any(|peer| {
+            peer["peer_id"] == a.ready_field("peer_id").unwrap() && peer["state"] == "connected"
+        });
+        if connected {
+            break;
+        }
+        assert!(started.elapsed() < SYNC_TIMEOUT, "B never connected to A: {peers}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let response = api_b.request(Method::GET, &format!("/v1/blobs/{cid}")).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.content_length(), Some(data.len() as u64));
+    let downloaded = response.bytes().await.unwrap();
+    assert!(downloaded[..] == data[..], "B's copy differs from A's");
+    // Now B holds it and serves ranges itself.
+    let head = api_b.request(Method::HEAD, &format!("/v1/blobs/{cid}")).send().await.unwrap();
+    assert_eq!(head.status(), StatusCode::OK);
+    let range = api_b
+        .request(Method::GET, &format!("/v1/blobs/{cid}"))
+        .header("Range", "bytes=-1000")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(range.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(range.bytes().await.unwrap()[..], data[data.len() - 1000..]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ready_line_names_the_bound_api_and_the_real_listen_addresses() {
+    let node = TestNode::start();
+    let api = node.api_url();
+    assert!(api.starts_with("http://127.0.0.1:") && !api.ends_with(":0"), "api={api}");
+    let listen = node.listen_addrs();
+    assert!(!listen.is_empty());
+    for addr in &listen {
+        assert!(addr.starts_with("/ip4/127.0.0.1/tcp/") && !addr.ends_with("/tcp/0"), "{addr}");
+    }
+    // The status route agrees, and the CLI client finds the API in the data dir.
+    let status = Api::new(&node).ok(Method::GET, "/v1/status", None).await;
+    assert_eq!(status["listen"], json!(listen));
+    let recorded = std::fs::read_to_string(node.data_dir().join("api.url")).unwrap();
+    assert_eq!(recorded.trim(), api);
+}
