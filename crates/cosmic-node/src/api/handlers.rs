@@ -13,7 +13,7 @@ use utoipa::{IntoParams, OpenApi as _, ToSchema};
 
 use cosmic_auth::{Right, SpaceId, SpaceMode, Timestamp};
 use cosmic_net::{Multiaddr, PeerState};
-use cosmic_store::Change;
+use cosmic_store::{Change, Origin};
 
 use super::error::{ApiError, ApiResult, ErrorBody, Json, Path, Query};
 use super::{ApiDoc, AppState};
@@ -591,11 +591,11 @@ pub(crate) struct ChangeEvent {
     author: String,
     /// The hybrid logical clock stamp, `millis.counter`.
     hlc: String,
-    /// `local` (written through this node) or `remote` (arrived from a peer).
-    origin: &'static str,
+    /// `local` (written on this node) or the peer id of the peer it arrived from.
+    origin: String,
 }
 
-fn change_event(change: &Change, local_author: &cosmic_auth::AuthorId) -> ChangeEvent {
+fn change_event(change: &Change) -> ChangeEvent {
     let entry = &change.entry;
     ChangeEvent {
         seq: change.seq,
@@ -604,7 +604,10 @@ fn change_event(change: &Change, local_author: &cosmic_auth::AuthorId) -> Change
         value: entry.value.to_json(),
         author: entry.author.to_string(),
         hlc: entry.hlc.to_string(),
-        origin: if entry.author == *local_author { "local" } else { "remote" },
+        origin: match &change.origin {
+            Origin::Peer(peer_id) => peer_id.clone(),
+            _ => "local".to_owned(),
+        },
     }
 }
 
@@ -639,12 +642,11 @@ pub(crate) async fn events(
     };
     let after = last_event_id.or(query.since).unwrap_or(0);
     let subscription = state.docs.subscribe(space, after).await?;
-    let author = state.shared.author.public();
     let stream = subscription
         .map(move |item| {
             let event = match item {
                 Ok(change) => {
-                    let data = change_event(&change, &author);
+                    let data = change_event(&change);
                     Event::default()
                         .id(change.seq.to_string())
                         .json_data(&data)

@@ -222,6 +222,8 @@ mod tests {
 
     #[test]
     fn segments_are_percent_encoded_and_keep_slashes_apart() {
+        // As `main` does: iroh leaves reqwest without a TLS crypto provider.
+        cosmic_node::install_crypto_provider();
         let client = Client {
             base: parse_base("127.0.0.1:1").expect("base"),
             token: "t".to_owned(),
