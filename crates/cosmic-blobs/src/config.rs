@@ -34,3 +34,16 @@ impl Config {
         Self { bind_addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)), ..Self::default() }
     }
 }
+
+impl Config {
+    /// Settings from the node's `[blobs]` configuration section; the endpoint binds to
+    /// `bind_addr` (not part of that section: peers learn it through libp2p).
+    pub fn from_section(section: &cosmic_config::BlobsConfig, bind_addr: SocketAddr) -> Self {
+        Self {
+            bind_addr,
+            max_blob_size: section.max_blob_size,
+            fetch_timeout: section.fetch_timeout,
+            gc_interval: section.gc_interval,
+        }
+    }
+}

@@ -8,8 +8,9 @@
 //! until its deadline.
 //!
 //! While a fetch is unfinished, the tag `fetch/<cid>` keeps the verified part from
-//! garbage collection; it is replaced by a pin when the blob is complete and kept after
-//! a timeout or cancellation, so that a later fetch resumes. [`Blobs::unpin`] drops it.
+//! garbage collection; it is replaced by a pin when the blob is complete, and kept after
+//! a timeout or cancellation if any verified bytes arrived, so that a later fetch
+//! resumes. [`Blobs::unpin`] drops it.
 
 use std::time::Duration;
 
@@ -110,6 +111,18 @@ impl Blobs {
     ///
     /// Cancel-safe: dropping the future stops the transfer and keeps what was verified.
     pub async fn fetch(&self, cid: &Cid, options: FetchOptions) -> Result<Fetched> {
+        let result = self.fetch_inner(cid, options).await;
+        if result.is_err() {
+            // A hold on nothing (every provider refused or lacked the blob) would only
+            // pile up tags; a hold on verified bytes stays for a later resume.
+            if let Ok(0) = self.present_bytes(cid).await {
+                self.delete_tag(fetch_tag(cid)).await.ok();
+            }
+        }
+        result
+    }
+
+    async fn fetch_inner(&self, cid: &Cid, options: FetchOptions) -> Result<Fetched> {
         let timeout = options.timeout.unwrap_or(self.inner.config.fetch_timeout);
         let cancel = options.cancel.clone().unwrap_or_default();
         let pin = options.pin.unwrap_or(Visibility::Private);

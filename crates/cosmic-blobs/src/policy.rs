@@ -3,8 +3,9 @@
 //! Before the provider sends any byte of a blob it asks the policy, with the requesting
 //! peer's node key (authenticated by the QUIC handshake) and the blob's CID. A refusal
 //! closes the request with a permission error; the requester sees a failed provider.
-//! Requests for several blobs at once (get-many) and pushes are disabled outright, so
-//! every served byte goes through this check.
+//! Requests for several blobs at once (get-many) and pushes are disabled outright, and
+//! observe requests (which ranges of a blob does this node have) get the same check as
+//! reads, so every served byte and every answer about a blob goes through the policy.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -12,9 +13,10 @@ use std::sync::Arc;
 
 use cosmic_auth::PublicKey;
 use cosmic_events::Bus;
+use iroh_blobs::Hash;
 use iroh_blobs::api::Store;
 use iroh_blobs::provider::events::{
-    AbortReason, ConnectMode, EventMask, EventSender, ProviderMessage, RequestMode,
+    AbortReason, ConnectMode, EventMask, EventSender, ObserveMode, ProviderMessage, RequestMode,
 };
 use tracing::{debug, warn};
 
@@ -92,6 +94,7 @@ pub(crate) fn spawn_policy_task(
         get: RequestMode::Intercept,
         get_many: RequestMode::Disabled,
         push: RequestMode::Disabled,
+        observe: ObserveMode::Intercept,
         ..EventMask::DEFAULT
     };
     let (sender, mut receiver) = EventSender::channel(EVENT_CAPACITY, mask);
@@ -118,28 +121,23 @@ pub(crate) fn spawn_policy_task(
                     peers.remove(&message.inner.connection_id);
                 }
                 ProviderMessage::GetRequestReceived(message) => {
-                    let cid = Cid::from_hash(message.inner.request.hash);
                     let peer = peers.get(&message.inner.connection_id).copied();
                     // A request for the blob's children (a hash sequence) is not a plain
                     // blob read: refuse it.
                     let is_blob = message.inner.request.ranges.is_blob();
-                    let (policy, pins, bus) = (policy.clone(), pins.clone(), bus.clone());
-                    // One task per request, so that a slow policy answer does not hold up
-                    // other peers' requests.
+                    let check = Check::new(&policy, &pins, &bus, peer, message.inner.request.hash);
                     tokio::spawn(async move {
-                        let allowed = match peer {
-                            Some(peer) if is_blob => policy.may_fetch(&peer, &cid, &pins).await,
-                            _ => false,
-                        };
-                        debug!(%cid, ?peer, allowed, "blob request");
-                        let answer = if allowed {
-                            Ok(())
-                        } else {
-                            if let Some(peer) = peer {
-                                bus.publish(BlobEvent::ServeDenied { cid, peer });
-                            }
-                            Err(AbortReason::Permission)
-                        };
+                        let answer = check.answer(is_blob).await;
+                        message.tx.send(answer).await.ok();
+                    });
+                }
+                ProviderMessage::ObserveRequestReceived(message) => {
+                    // Observing tells which ranges of a blob this node has: the same
+                    // question as reading it.
+                    let peer = peers.get(&message.inner.connection_id).copied();
+                    let check = Check::new(&policy, &pins, &bus, peer, message.inner.request.hash);
+                    tokio::spawn(async move {
+                        let answer = check.answer(true).await;
                         message.tx.send(answer).await.ok();
                     });
                 }
@@ -148,4 +146,47 @@ pub(crate) fn spawn_policy_task(
         }
     });
     sender
+}
+
+/// One access question, moved into its own task so that a slow policy answer does not
+/// hold up other peers' requests.
+struct Check {
+    policy: Arc<dyn AccessPolicy>,
+    pins: Arc<Pins>,
+    bus: Bus,
+    peer: Option<PublicKey>,
+    cid: Cid,
+}
+
+impl Check {
+    fn new(
+        policy: &Arc<dyn AccessPolicy>,
+        pins: &Arc<Pins>,
+        bus: &Bus,
+        peer: Option<PublicKey>,
+        hash: Hash,
+    ) -> Self {
+        Self {
+            policy: policy.clone(),
+            pins: pins.clone(),
+            bus: bus.clone(),
+            peer,
+            cid: Cid::from_hash(hash),
+        }
+    }
+
+    async fn answer(self, is_blob: bool) -> Result<(), AbortReason> {
+        let allowed = match self.peer {
+            Some(peer) if is_blob => self.policy.may_fetch(&peer, &self.cid, &self.pins).await,
+            _ => false,
+        };
+        debug!(cid = %self.cid, peer = ?self.peer, allowed, "blob request");
+        if allowed {
+            return Ok(());
+        }
+        if let Some(peer) = self.peer {
+            self.bus.publish(BlobEvent::ServeDenied { cid: self.cid, peer });
+        }
+        Err(AbortReason::Permission)
+    }
 }

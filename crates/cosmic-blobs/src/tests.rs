@@ -51,3 +51,66 @@ fn tag_names_follow_the_documented_scheme() {
     assert_eq!(pin_tag(&cid, Visibility::Private), format!("pin/private/{EMPTY_CID}"));
     assert_eq!(fetch_tag(&cid), format!("fetch/{EMPTY_CID}"));
 }
+
+/// Observe requests (which ranges does a node have) get the same policy answer as reads.
+#[tokio::test]
+async fn observe_requests_go_through_the_policy() {
+    use futures::StreamExt;
+    use iroh::EndpointAddr;
+    use iroh_blobs::protocol::{ObserveRequest, RangeSpec};
+
+    use crate::{Blobs, Config};
+
+    let alice = Blobs::builder(&cosmic_auth::NodeKey::generate())
+        .config(Config::loopback())
+        .open_in_memory()
+        .await
+        .unwrap();
+    let bob = Blobs::builder(&cosmic_auth::NodeKey::generate())
+        .config(Config::loopback())
+        .open_in_memory()
+        .await
+        .unwrap();
+    let public = alice.add_bytes(vec![1u8; 50_000], Visibility::Public).await.unwrap();
+    let private = alice.add_bytes(vec![2u8; 50_000], Visibility::Private).await.unwrap();
+    let addr = alice.peer_addr();
+    let endpoint_addr = EndpointAddr::from_parts(
+        iroh::EndpointId::from_bytes(addr.node.as_bytes()).unwrap(),
+        addr.addrs.iter().copied().map(iroh::TransportAddr::Ip),
+    );
+    let observe = |cid: Cid| {
+        let bob = bob.clone();
+        let endpoint_addr = endpoint_addr.clone();
+        async move {
+            let connection =
+                bob.inner.endpoint.connect(endpoint_addr, iroh_blobs::ALPN).await.unwrap();
+            let request = ObserveRequest { hash: cid.hash(), ranges: RangeSpec::all() };
+            let mut stream = Box::pin(bob.inner.store.remote().observe(connection, request));
+            tokio::time::timeout(std::time::Duration::from_secs(10), stream.next()).await.unwrap()
+        }
+    };
+    let seen = observe(public.cid).await.unwrap().unwrap();
+    assert!(seen.is_complete());
+    match observe(private.cid).await {
+        None | Some(Err(_)) => {}
+        Some(Ok(bitfield)) => panic!("a private blob was observed: {bitfield:?}"),
+    }
+    alice.shutdown().await.unwrap();
+    bob.shutdown().await.unwrap();
+}
+
+#[test]
+fn config_takes_the_blobs_section() {
+    let section = cosmic_config::Config::default().blobs;
+    let bind_addr = std::net::SocketAddr::from(([127, 0, 0, 1], 4748));
+    let config = crate::Config::from_section(&section, bind_addr);
+    assert_eq!(config.bind_addr, bind_addr);
+    assert_eq!(config.max_blob_size, section.max_blob_size);
+    assert_eq!(config.fetch_timeout, section.fetch_timeout);
+    assert_eq!(config.gc_interval, section.gc_interval);
+    // The crate's own defaults agree with the configuration's.
+    let defaults = crate::Config::default();
+    assert_eq!(defaults.max_blob_size, section.max_blob_size);
+    assert_eq!(defaults.fetch_timeout, section.fetch_timeout);
+    assert_eq!(defaults.gc_interval, section.gc_interval);
+}

@@ -69,6 +69,8 @@ async fn private_blob_is_refused_by_default_policy() {
         denied.recv().await.unwrap(),
         BlobEvent::ServeDenied { cid: added.cid, peer: bob.node() }
     );
+    // Nothing arrived, so nothing is held for a resume.
+    assert!(!bob.unpin(&added.cid).await.unwrap());
     // Once public, the same request is served.
     alice.pin(&added.cid, Visibility::Public).await.unwrap();
     bob.fetch_from(&added.cid, alice.peer_addr()).await.unwrap();
