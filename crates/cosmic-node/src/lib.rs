@@ -5,20 +5,39 @@
 //! embeds, and the `cosmic-node` binary with its CLI. It is the only crate that uses
 //! `anyhow`, installs the `tracing` subscriber or writes to stdout (in the binary).
 //!
-//! A node is built from a [`cosmic_config::Config`]:
+//! A node is built from a [`cosmic_config::Config`]. An application embeds one without
+//! HTTP by turning the API off and using the handles:
 //!
 //! ```no_run
+//! use cosmic_auth::SpaceMode;
+//! use cosmic_node::{GetOptions, Node};
+//!
 //! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
-//! let loaded = cosmic_config::load(&cosmic_config::LoadOptions::default())?;
-//! let node = cosmic_node::Node::start(loaded.config).await?;
-//! println!("node {} is up", node.peer_id());
+//! let mut config = cosmic_config::load(&cosmic_config::LoadOptions::default())?.config;
+//! config.api.enabled = false;
+//! let node = Node::start(config).await?;
+//! println!("node {} listens on {:?}", node.peer_id(), node.listen_addrs().await?);
+//!
+//! let space = node.spaces().create(SpaceMode::Open).await?.id;
+//! let docs = node.docs();
+//! docs.put(space, "users/alice", serde_json::json!({"name": "Alice"})).await?;
+//! let alice = docs.get(space, "users/alice", GetOptions::default()).await?;
+//! assert_eq!(alice["name"], "Alice");
+//!
+//! let added = node.blobs().add_bytes("hello", cosmic_blobs::Visibility::Public).await?;
+//! println!("blob {}", added.cid);
+//!
+//! drop(docs);
 //! node.shutdown().await?;
 //! # Ok(())
 //! # }
 //! ```
 //!
-//! Networking, storage, blobs, sync and the HTTP API join the node as their crates land;
-//! see `docs/ARCHITECTURE.md`.
+//! Background tasks (the HTTP API, the blob lookup responder) run under a
+//! [`supervisor::Supervisor`]: a failed task is logged, published as a [`TaskFailed`]
+//! event on the node's bus and restarted with backoff. The HTTP API (axum) serves the
+//! same operations under `/v1` with a bearer token, Server-Sent Events, an OpenAPI
+//! document at `/v1/openapi.json` and Prometheus metrics at `/metrics`.
 
 mod api;
 mod blob_peers;

@@ -496,10 +496,15 @@ impl Docs {
         .await
     }
 
-    /// The changes of a space after sequence number `after`, stored then live.
+    /// The changes of a space after sequence number `after`, stored then live. A space
+    /// the node joined can be followed before its record has arrived from a peer.
     pub async fn subscribe(&self, space: SpaceId, after: u64) -> Result<Subscription> {
-        let shared = self.shared.clone();
-        blocking(move || require_space(&shared, &space)).await?;
+        let joined =
+            self.shared.joined.lock().unwrap_or_else(PoisonError::into_inner).contains(&space);
+        if !joined {
+            let shared = self.shared.clone();
+            blocking(move || require_space(&shared, &space)).await?;
+        }
         Ok(self.shared.store.subscribe(&space, after)?)
     }
 
