@@ -169,8 +169,14 @@ impl Store {
         Store::from_database(db, path.to_owned(), options)
     }
 
+    /// Opens a fresh store held in memory, named `label` in errors: the same merge,
+    /// change log and fingerprints as a file, without durability. For simulations and
+    /// tests that run many stores.
+    pub fn open_in_memory(label: impl AsRef<Path>, options: Options) -> Result<Store> {
+        Store::open_with_backend(redb::backends::InMemoryBackend::new(), label.as_ref(), options)
+    }
+
     /// Opens a store on any redb storage backend; `label` names it in errors.
-    #[cfg(test)]
     pub(crate) fn open_with_backend(
         backend: impl redb::StorageBackend,
         label: &Path,

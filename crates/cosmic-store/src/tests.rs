@@ -982,3 +982,18 @@ fn changes_record_their_origin() {
     assert!(error.to_string().contains("origin peer id"), "{error}");
     assert!(store.get_doc(&space, "d").unwrap().is_none());
 }
+
+#[test]
+fn an_in_memory_store_merges_like_a_file() {
+    let store = Store::open_in_memory("memory", options_at(NOW).0).unwrap();
+    let space = open_space(&store, SpaceMode::Open);
+    store.write(&key(2), &space, "a", vec![("x".into(), Value::Int(1))]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = open(dir.path());
+    open_space(&file, SpaceMode::Open);
+    for change in store.changes_since(&space, 0, 10).unwrap() {
+        file.insert(change.entry).unwrap();
+    }
+    assert_eq!(store.state_hash(&space).unwrap(), file.state_hash(&space).unwrap());
+    assert_eq!(store.path(), Path::new("memory"));
+}
