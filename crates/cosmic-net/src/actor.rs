@@ -97,6 +97,10 @@ pub(crate) enum Command {
         key: Vec<u8>,
         reply: oneshot::Sender<Result<()>>,
     },
+    StopProviding {
+        key: Vec<u8>,
+        reply: oneshot::Sender<()>,
+    },
     FindProviders {
         key: Vec<u8>,
         reply: oneshot::Sender<Result<Vec<PeerId>>>,
@@ -477,6 +481,10 @@ impl Actor {
                         }));
                     }
                 }
+            }
+            Command::StopProviding { key, reply } => {
+                self.swarm.behaviour_mut().kad.stop_providing(&kad::RecordKey::new(&key));
+                let _ = reply.send(());
             }
             Command::FindProviders { key, reply } => {
                 let query_id =

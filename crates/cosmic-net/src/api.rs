@@ -279,6 +279,13 @@ impl Net {
         self.call(|reply| Command::Provide { key, reply }).await?
     }
 
+    /// Stops announcing `key` (the local provider record is removed at once; copies held
+    /// by other peers expire with their TTL).
+    pub async fn stop_providing(&self, key: impl Into<Vec<u8>>) -> Result<()> {
+        let key = key.into();
+        self.call(|reply| Command::StopProviding { key, reply }).await
+    }
+
     /// Asks the DHT which peers provide `key`.
     pub async fn find_providers(&self, key: impl Into<Vec<u8>>) -> Result<Vec<PeerId>> {
         let key = key.into();
