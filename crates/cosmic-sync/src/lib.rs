@@ -1,7 +1,46 @@
 //! The replication engine of CosmicSyncCore (level 4).
 //!
-//! This crate will wire `cosmic-net`, `cosmic-store` and `cosmic-blobs` together: live
-//! push of signed entries over one gossipsub topic per space, catch-up by range-based set
-//! reconciliation over request-response, and automatic fetching of linked blobs.
+//! A [`Replicator`] wires `cosmic-net` and `cosmic-store` together:
 //!
-//! Nothing is implemented here yet; see the project's issue on cosmic-sync.
+//! - **Spaces on the network.** [`Replicator::join`] subscribes the space's gossip topic
+//!   ([`space_topic`]), provides the space on Kademlia, looks up its providers and
+//!   reconciles with them; [`Replicator::leave`] undoes it. The joined spaces and their blob
+//!   policies survive restarts in a small file of the state directory
+//!   ([`STATE_FILE`], replaced atomically).
+//! - **Live push.** Local writes go to the store; the replicator follows the store's change
+//!   feed of each joined space and publishes each local change as its signed entry
+//!   ([`wire::encode_gossip`]). A remote entry is decoded with a size limit, and the store
+//!   checks its signature, the author's capability and its clock before merging it; the
+//!   verdict goes back to gossipsub, so an invalid entry is neither stored nor forwarded and
+//!   its sender loses score. Every applied change is a [`SyncEvent::Applied`] with its
+//!   origin, read from the store's change log (`cosmic_store::Origin`).
+//! - **Catch-up** by range-based set reconciliation ([`recon`]) over `cosmic-net`'s
+//!   request-response protocol ([`RECON_PROTOCOL`]), on the store's range fingerprints:
+//!   when a peer of a space subscribes to its topic, every `sync.reconcile_interval`, and on
+//!   [`Replicator::sync_now`]. Space records and capability statements travel with the
+//!   first round. Each session's rounds, bytes and entries are a [`SessionStats`], summed in
+//!   [`Replicator::metrics`] and reported as [`SyncEvent::SessionFinished`].
+//! - **Blob auto-fetch** through a [`BlobFetcher`]: a synced document that links a missing
+//!   blob is reported as [`SyncEvent::BlobPending`]; by the space's [`BlobPolicy`] the blob
+//!   is fetched at once (eager, with retries), on [`Replicator::fetch_blob`] (lazy), or
+//!   never by itself (none). The document reads either way ([`Replicator::blob_status`]).
+//!
+//! The reconciliation state machine is pure and transport-independent: it runs on any
+//! [`ItemSource`] (implemented by `cosmic_store::Store`), which is how the deterministic
+//! simulation tests drive the real merge and reconciliation code over a simulated network.
+
+mod error;
+pub mod recon;
+mod replicator;
+mod state;
+mod types;
+pub mod wire;
+
+pub use crate::error::{Error, Result};
+pub use crate::recon::{ItemSource, Limits, Session, Step};
+pub use crate::replicator::{PeerSession, RECON_PROTOCOL, Replicator, space_topic};
+pub use crate::state::STATE_FILE;
+pub use crate::types::{
+    BlobFetcher, BlobPolicy, BlobStatus, BoxError, BoxFuture, Metrics, SessionStats, SyncEvent,
+    SyncOptions,
+};

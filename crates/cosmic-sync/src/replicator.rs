@@ -1,0 +1,717 @@
+//! [`Replicator`]: the tasks that join spaces on the network, push local changes, judge
+//! remote ones, reconcile with peers and fetch linked blobs.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use cosmic_auth::PublicKey;
+use cosmic_events::Bus;
+use cosmic_net::{GossipMessage, InboundRequest, Net, PeerId, Response, TopicSubscribed, Verdict};
+use cosmic_store::{Change, Entry, Inserted, Origin, Store, Value};
+use tokio::task::JoinHandle;
+use tokio_stream::StreamExt as _;
+use tracing::{debug, warn};
+
+use crate::recon::{self, Session};
+use crate::state::{self, SpaceState};
+use crate::types::{
+    BlobFetcher, BlobPolicy, BlobStatus, Metrics, SessionStats, SyncEvent, SyncOptions,
+};
+use crate::wire::{self, Message};
+use crate::{Error, Result};
+
+/// The application protocol name of reconciliation requests on `cosmic-net`.
+pub const RECON_PROTOCOL: &str = "sync/recon/1";
+
+/// The gossip topic of a space.
+pub fn space_topic(space: &PublicKey) -> String {
+    format!("cosmic/space/1/{space}")
+}
+
+/// The outcome of one session started by [`Replicator::sync_now`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerSession {
+    /// The peer.
+    pub peer: PeerId,
+    /// Its counters, or why it failed.
+    pub result: std::result::Result<SessionStats, String>,
+}
+
+/// The replication engine: a cheap, cloneable handle to its background tasks.
+///
+/// It replicates the spaces it has joined: it publishes each local change of the store as a
+/// signed entry on the space's gossip topic, checks and merges the entries peers publish,
+/// reconciles with the peers of each space when they connect, every
+/// `reconcile_interval`, and on [`Replicator::sync_now`], and fetches linked blobs by the
+/// space's [`BlobPolicy`]. Every applied change is a [`SyncEvent::Applied`] on the bus.
+/// The tasks run until [`Replicator::shutdown`].
+#[derive(Clone)]
+pub struct Replicator {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    options: SyncOptions,
+    net: Net,
+    store: Store,
+    bus: Bus,
+    blobs: Option<Arc<dyn BlobFetcher>>,
+    state_dir: PathBuf,
+    spaces: Mutex<BTreeMap<PublicKey, Joined>>,
+    metrics: Mutex<Metrics>,
+    sessions: Mutex<HashSet<(PublicKey, PeerId)>>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+struct Joined {
+    state: SpaceState,
+    feed: JoinHandle<()>,
+}
+
+impl fmt::Debug for Replicator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Replicator")
+            .field("peer_id", &self.inner.net.peer_id())
+            .field("state_dir", &self.inner.state_dir)
+            .field("joined", &self.joined())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Replicator {
+    /// Starts replication on `net` and `store`, reporting on `bus`, and rejoins the spaces
+    /// recorded in `state_dir`. Must be called within a Tokio runtime.
+    pub async fn spawn(
+        options: SyncOptions,
+        net: Net,
+        store: Store,
+        bus: Bus,
+        blobs: Option<Arc<dyn BlobFetcher>>,
+        state_dir: &Path,
+    ) -> Result<Replicator> {
+        options.validate()?;
+        let saved = state::load(state_dir)?;
+        let replicator = Replicator {
+            inner: Arc::new(Inner {
+                options,
+                net,
+                store,
+                bus,
+                blobs,
+                state_dir: state_dir.to_owned(),
+                spaces: Mutex::new(BTreeMap::new()),
+                metrics: Mutex::new(Metrics::default()),
+                sessions: Mutex::new(HashSet::new()),
+                tasks: Mutex::new(Vec::new()),
+            }),
+        };
+        let tasks = vec![
+            tokio::spawn(replicator.clone().gossip_task()),
+            tokio::spawn(replicator.clone().request_task()),
+            tokio::spawn(replicator.clone().topic_task()),
+            tokio::spawn(replicator.clone().periodic_task()),
+        ];
+        replicator.lock_tasks().extend(tasks);
+        for (space, space_state) in saved {
+            replicator.start_space(space, space_state).await?;
+        }
+        Ok(replicator)
+    }
+
+    fn lock_tasks(&self) -> std::sync::MutexGuard<'_, Vec<JoinHandle<()>>> {
+        self.inner.tasks.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn lock_spaces(&self) -> std::sync::MutexGuard<'_, BTreeMap<PublicKey, Joined>> {
+        self.inner.spaces.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn metrics_mut(&self, update: impl FnOnce(&mut Metrics)) {
+        update(&mut self.inner.metrics.lock().unwrap_or_else(PoisonError::into_inner));
+    }
+
+    /// This node's peer id.
+    pub fn peer_id(&self) -> PeerId {
+        self.inner.net.peer_id()
+    }
+
+    /// Joins `space` with the default blob policy (see [`Replicator::join_with`]).
+    pub async fn join(&self, space: PublicKey) -> Result<bool> {
+        self.join_with(space, self.inner.options.default_blob_policy).await
+    }
+
+    /// Joins `space`: records it in the state file, follows the store's changes of it,
+    /// subscribes its gossip topic, provides it on Kademlia, looks up its providers and
+    /// reconciles with them and with connected peers of the space. Returns false (and
+    /// changes nothing) if already joined.
+    ///
+    /// The store need not hold the space yet: its record arrives with the first
+    /// reconciliation.
+    pub async fn join_with(&self, space: PublicKey, policy: BlobPolicy) -> Result<bool> {
+        if self.lock_spaces().contains_key(&space) {
+            return Ok(false);
+        }
+        let space_state = SpaceState { blob_policy: policy };
+        self.start_space(space, space_state).await?;
+        self.save_state()?;
+        Ok(true)
+    }
+
+    async fn start_space(&self, space: PublicKey, space_state: SpaceState) -> Result<()> {
+        let store = self.inner.store.clone();
+        let after = store.last_seq();
+        let changes = store.subscribe(&space, after)?;
+        let feed = tokio::spawn(self.clone().feed_task(space, changes));
+        let previous = self.lock_spaces().insert(space, Joined { state: space_state, feed });
+        if let Some(previous) = previous {
+            previous.feed.abort();
+        }
+        self.inner.net.subscribe(&space_topic(&space)).await?;
+        let this = self.clone();
+        let discovery = tokio::spawn(async move { this.discover(space).await });
+        self.lock_tasks().push(discovery);
+        Ok(())
+    }
+
+    /// Provides the space, finds its providers and reconciles with them and with the
+    /// connected peers that share its topic.
+    async fn discover(&self, space: PublicKey) {
+        if let Err(error) = self.inner.net.provide(space.as_bytes().to_vec()).await {
+            debug!(%space, %error, "providing the space failed (no DHT peers yet?)");
+        }
+        let mut peers: HashSet<PeerId> = self.space_peers(&space).await.into_iter().collect();
+        match self.inner.net.find_providers(space.as_bytes().to_vec()).await {
+            Ok(found) => peers.extend(found),
+            Err(error) => debug!(%space, %error, "looking up the space's providers failed"),
+        }
+        peers.remove(&self.peer_id());
+        for peer in peers {
+            let this = self.clone();
+            tokio::spawn(async move { this.session_logged(space, peer).await });
+        }
+    }
+
+    /// Leaves `space`: forgets it in the state file, stops following its changes,
+    /// unsubscribes its topic and stops providing it. Returns false if it was not joined.
+    /// The store keeps its data.
+    pub async fn leave(&self, space: PublicKey) -> Result<bool> {
+        let Some(joined) = self.lock_spaces().remove(&space) else { return Ok(false) };
+        joined.feed.abort();
+        self.save_state()?;
+        self.inner.net.unsubscribe(&space_topic(&space)).await?;
+        self.inner.net.stop_providing(space.as_bytes().to_vec()).await?;
+        Ok(true)
+    }
+
+    /// The joined spaces, ordered by id.
+    pub fn joined(&self) -> Vec<PublicKey> {
+        self.lock_spaces().keys().copied().collect()
+    }
+
+    /// The blob policy of a joined space.
+    pub fn blob_policy(&self, space: &PublicKey) -> Option<BlobPolicy> {
+        self.lock_spaces().get(space).map(|joined| joined.state.blob_policy)
+    }
+
+    /// Sets the blob policy of a joined space (kept in the state file).
+    pub fn set_blob_policy(&self, space: &PublicKey, policy: BlobPolicy) -> Result<()> {
+        {
+            let mut spaces = self.lock_spaces();
+            let joined = spaces.get_mut(space).ok_or(Error::NotJoined { space: *space })?;
+            joined.state.blob_policy = policy;
+        }
+        self.save_state()
+    }
+
+    fn save_state(&self) -> Result<()> {
+        let states: BTreeMap<PublicKey, SpaceState> =
+            self.lock_spaces().iter().map(|(space, joined)| (*space, joined.state)).collect();
+        state::save(&self.inner.state_dir, &states)
+    }
+
+    /// The totals since start.
+    pub fn metrics(&self) -> Metrics {
+        *self.inner.metrics.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Same as [`Replicator::metrics`].
+    pub fn stats(&self) -> Metrics {
+        self.metrics()
+    }
+
+    /// The connected peers that subscribe to the space's topic.
+    async fn space_peers(&self, space: &PublicKey) -> Vec<PeerId> {
+        let topic = space_topic(space);
+        match self.inner.net.peers().await {
+            Ok(peers) => peers
+                .into_iter()
+                .filter(|peer| peer.state == cosmic_net::PeerState::Connected)
+                .filter(|peer| peer.topics.contains(&topic))
+                .map(|peer| peer.peer_id)
+                .collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    /// Reconciles `space` now with every connected peer of the space; returns each
+    /// session's outcome (empty when no peer of the space is connected).
+    pub async fn sync_now(&self, space: PublicKey) -> Result<Vec<PeerSession>> {
+        if !self.lock_spaces().contains_key(&space) {
+            return Err(Error::NotJoined { space });
+        }
+        let peers = self.space_peers(&space).await;
+        let mut handles = Vec::new();
+        for peer in peers {
+            let this = self.clone();
+            handles.push((peer, tokio::spawn(async move { this.sync_with(space, peer).await })));
+        }
+        let mut out = Vec::new();
+        for (peer, handle) in handles {
+            let result = match handle.await {
+                Ok(result) => result.map_err(|error| error.to_string()),
+                Err(error) => Err(error.to_string()),
+            };
+            out.push(PeerSession { peer, result });
+        }
+        Ok(out)
+    }
+
+    async fn session_logged(&self, space: PublicKey, peer: PeerId) {
+        if let Err(error) = self.sync_with(space, peer).await {
+            debug!(%space, %peer, %error, "reconciliation failed");
+        }
+    }
+
+    /// Reconciles `space` with one peer (dialling it if needed), and waits for the end.
+    /// When a session with that peer on that space is already running, returns at once
+    /// with empty stats.
+    pub async fn sync_with(&self, space: PublicKey, peer: PeerId) -> Result<SessionStats> {
+        if !self.lock_spaces().contains_key(&space) {
+            return Err(Error::NotJoined { space });
+        }
+        {
+            let mut sessions = self.inner.sessions.lock().unwrap_or_else(PoisonError::into_inner);
+            if !sessions.insert((space, peer)) {
+                return Ok(SessionStats::default());
+            }
+        }
+        let result = self.run_session(space, peer).await;
+        self.inner.sessions.lock().unwrap_or_else(PoisonError::into_inner).remove(&(space, peer));
+        match &result {
+            Ok(stats) => {
+                self.metrics_mut(|metrics| {
+                    metrics.sessions += 1;
+                    metrics.recon.add(stats);
+                });
+                self.inner.bus.publish(SyncEvent::SessionFinished { space, peer, stats: *stats });
+            }
+            Err(error) => {
+                self.metrics_mut(|metrics| metrics.sessions_failed += 1);
+                let reason = error.to_string();
+                self.inner.bus.publish(SyncEvent::SessionFailed { space, peer, reason });
+            }
+        }
+        result
+    }
+
+    async fn run_session(&self, space: PublicKey, peer: PeerId) -> Result<SessionStats> {
+        let started = Instant::now();
+        let options = &self.inner.options;
+        let limits = options.recon;
+        let max_rounds = options.max_rounds;
+        let (mut session, mut message) = self
+            .blocking(move |store| Ok(Session::start(&store, space, limits, max_rounds)?))
+            .await?;
+        let origin = Origin::Peer(peer.to_string());
+        let mut stats = SessionStats::default();
+        loop {
+            let bytes = message.encode(options.max_message_size).map_err(Error::Outgoing)?;
+            stats.bytes_sent += bytes.len() as u64;
+            stats.entries_sent += count_entries(&message);
+            let reply = self.inner.net.request(peer, RECON_PROTOCOL, bytes).await?;
+            stats.bytes_received += reply.len() as u64;
+            let reply = Message::decode(&reply, options.max_message_size)
+                .map_err(|source| Error::Wire { peer: peer.to_string(), source })?;
+            if reply.space != space {
+                let reason = format!("answered for space {}", reply.space);
+                return Err(Error::Refused { peer: peer.to_string(), reason });
+            }
+            let origin = origin.clone();
+            let (back, next, step) = self
+                .blocking(move |store| {
+                    let (next, step) = session.on_reply(&store, &reply, &origin)?;
+                    Ok((session, next, step))
+                })
+                .await?;
+            session = back;
+            stats.entries_received += step.entries_received;
+            stats.entries_applied += step.entries_applied;
+            self.report_rejected(space, peer, step.rejected, &mut stats);
+            match next {
+                Some(next) => message = next,
+                None => break,
+            }
+        }
+        stats.rounds = session.rounds();
+        stats.converged = session.converged();
+        stats.duration_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        Ok(stats)
+    }
+
+    fn report_rejected(
+        &self,
+        space: PublicKey,
+        peer: PeerId,
+        rejected: Vec<String>,
+        stats: &mut SessionStats,
+    ) {
+        stats.rejected += rejected.len() as u64;
+        for reason in rejected {
+            self.inner.bus.publish(SyncEvent::EntryRejected { space, peer, reason });
+        }
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(Store) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let store = self.inner.store.clone();
+        tokio::task::spawn_blocking(move || work(store))
+            .await
+            .map_err(|error| Error::Task(error.to_string()))?
+    }
+
+    // ---- background tasks ----
+
+    /// Publishes local changes and reports every change of a joined space.
+    async fn feed_task(self, space: PublicKey, mut changes: cosmic_store::Subscription) {
+        let topic = space_topic(&space);
+        while let Some(change) = changes.next().await {
+            let change = match change {
+                Ok(change) => change,
+                Err(error) => {
+                    warn!(%space, %error, "following the store's changes failed");
+                    return;
+                }
+            };
+            let Change { seq, entry, origin } = change;
+            if origin == Origin::Local {
+                match self.inner.net.publish(&topic, wire::encode_gossip(&entry)).await {
+                    Ok(_) => self.metrics_mut(|metrics| metrics.gossip_published += 1),
+                    // No peer yet, or a duplicate: reconciliation carries it later.
+                    Err(error) => debug!(%space, %error, "publishing a change failed"),
+                }
+            }
+            if let Value::BlobLink(cid) = &entry.value {
+                self.on_blob_link(space, cid.clone(), &origin);
+            }
+            self.inner.bus.publish(SyncEvent::Applied {
+                space,
+                doc: entry.doc,
+                field: entry.field,
+                seq,
+                origin,
+            });
+        }
+    }
+
+    /// Judges gossip entries of joined spaces and merges the valid ones, in batches.
+    async fn gossip_task(self) {
+        let mut messages = self.inner.bus.subscribe::<GossipMessage>();
+        loop {
+            let first = match messages.recv().await {
+                Ok(message) => message,
+                Err(cosmic_events::RecvError::Lagged { missed }) => {
+                    debug!(missed, "gossip messages missed; reconciliation will bring them");
+                    continue;
+                }
+                Err(_) => return,
+            };
+            let mut batch = vec![first];
+            while batch.len() < 512 {
+                match messages.try_recv() {
+                    Ok(Some(message)) => batch.push(message),
+                    Ok(None) => break,
+                    Err(cosmic_events::RecvError::Lagged { .. }) => continue,
+                    Err(_) => break,
+                }
+            }
+            self.judge_gossip(batch).await;
+        }
+    }
+
+    async fn judge_gossip(&self, batch: Vec<GossipMessage>) {
+        let mut verdicts: Vec<(GossipMessage, Verdict, Option<String>)> = Vec::new();
+        let mut to_insert: Vec<(GossipMessage, Entry)> = Vec::new();
+        for message in batch {
+            let Some(space) = self.topic_space(&message.topic) else {
+                if message.topic.starts_with("cosmic/space/") {
+                    verdicts.push((message, Verdict::Ignore, None));
+                }
+                continue;
+            };
+            match wire::decode_gossip(&message.data, self.inner.options.max_gossip_size) {
+                Ok(entry) if entry.space == space => to_insert.push((message, entry)),
+                Ok(entry) => {
+                    let reason =
+                        format!("an entry of space {} on the topic of {space}", entry.space);
+                    verdicts.push((message, Verdict::Reject, Some(reason)));
+                }
+                Err(error) => verdicts.push((message, Verdict::Reject, Some(error.to_string()))),
+            }
+        }
+        // One store transaction per origin.
+        let mut by_origin: BTreeMap<String, Vec<(GossipMessage, Entry)>> = BTreeMap::new();
+        for (message, entry) in to_insert {
+            let origin = message.source.unwrap_or(message.propagation_source).to_string();
+            by_origin.entry(origin).or_default().push((message, entry));
+        }
+        for (origin, group) in by_origin {
+            let entries: Vec<Entry> = group.iter().map(|(_, entry)| entry.clone()).collect();
+            let origin = Origin::Peer(origin);
+            let results =
+                self.blocking(move |store| Ok(store.insert_batch_from(entries, origin)?)).await;
+            match results {
+                Ok(results) => {
+                    for ((message, _), result) in group.into_iter().zip(results) {
+                        let (verdict, reason) = verdict_of(result);
+                        verdicts.push((message, verdict, reason));
+                    }
+                }
+                Err(error) => {
+                    warn!(%error, "storing gossip entries failed");
+                    for (message, _) in group {
+                        verdicts.push((message, Verdict::Ignore, None));
+                    }
+                }
+            }
+        }
+        for (message, verdict, reason) in verdicts {
+            self.metrics_mut(|metrics| match verdict {
+                Verdict::Accept => metrics.gossip_accepted += 1,
+                Verdict::Reject => metrics.gossip_rejected += 1,
+                Verdict::Ignore => metrics.gossip_ignored += 1,
+            });
+            if verdict == Verdict::Reject
+                && let Some(space) = self.topic_space(&message.topic)
+            {
+                let peer = message.propagation_source;
+                let reason = reason.unwrap_or_default();
+                self.inner.bus.publish(SyncEvent::EntryRejected { space, peer, reason });
+            }
+            let _ = self
+                .inner
+                .net
+                .report_validation(message.message_id, message.propagation_source, verdict)
+                .await;
+        }
+    }
+
+    fn topic_space(&self, topic: &str) -> Option<PublicKey> {
+        let space: PublicKey = topic.strip_prefix("cosmic/space/1/")?.parse().ok()?;
+        self.lock_spaces().contains_key(&space).then_some(space)
+    }
+
+    /// Answers reconciliation requests.
+    async fn request_task(self) {
+        let mut requests = self.inner.bus.subscribe::<InboundRequest>();
+        loop {
+            let request = match requests.recv().await {
+                Ok(request) => request,
+                Err(cosmic_events::RecvError::Lagged { .. }) => continue,
+                Err(_) => return,
+            };
+            if request.protocol != RECON_PROTOCOL {
+                continue;
+            }
+            let this = self.clone();
+            tokio::spawn(async move { this.serve(request).await });
+        }
+    }
+
+    async fn serve(&self, request: InboundRequest) {
+        let peer = request.peer_id;
+        let response = match self.answer(&request).await {
+            Ok(bytes) => Response::Ok(bytes.into()),
+            Err(error) => Response::Error(error.to_string()),
+        };
+        if let Err(error) = self.inner.net.respond(request.request_id, response).await {
+            debug!(%peer, %error, "answering a reconciliation request failed");
+        }
+    }
+
+    async fn answer(&self, request: &InboundRequest) -> Result<Vec<u8>> {
+        let options = &self.inner.options;
+        let peer = request.peer_id;
+        let message = Message::decode(&request.body, options.max_message_size)
+            .map_err(|source| Error::Wire { peer: peer.to_string(), source })?;
+        let space = message.space;
+        if !self.lock_spaces().contains_key(&space) {
+            return Err(Error::NotJoined { space });
+        }
+        let limits = options.recon;
+        let origin = Origin::Peer(peer.to_string());
+        let (reply, step) = self
+            .blocking(move |store| Ok(recon::respond(&store, &message, &origin, &limits)?))
+            .await?;
+        let mut ignored = SessionStats::default();
+        self.report_rejected(space, peer, step.rejected, &mut ignored);
+        let bytes = reply.encode(options.max_message_size).map_err(Error::Outgoing)?;
+        self.metrics_mut(|metrics| {
+            metrics.requests_served += 1;
+            metrics.served_bytes_received += request.body.len() as u64;
+            metrics.served_bytes_sent += bytes.len() as u64;
+        });
+        Ok(bytes)
+    }
+
+    /// Reconciles with a peer as soon as it subscribes to a joined space's topic.
+    async fn topic_task(self) {
+        let mut subscribed = self.inner.bus.subscribe::<TopicSubscribed>();
+        loop {
+            let event = match subscribed.recv().await {
+                Ok(event) => event,
+                Err(cosmic_events::RecvError::Lagged { .. }) => continue,
+                Err(_) => return,
+            };
+            if let Some(space) = self.topic_space(&event.topic) {
+                let this = self.clone();
+                tokio::spawn(async move { this.session_logged(space, event.peer_id).await });
+            }
+        }
+    }
+
+    /// Reconciles every joined space with its peers every `reconcile_interval`, and looks
+    /// its providers up again (which redials them).
+    async fn periodic_task(self) {
+        let mut ticks = tokio::time::interval(self.inner.options.reconcile_interval);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticks.tick().await;
+        loop {
+            ticks.tick().await;
+            for space in self.joined() {
+                self.discover(space).await;
+            }
+        }
+    }
+
+    // ---- blobs ----
+
+    fn on_blob_link(&self, space: PublicKey, cid: Vec<u8>, origin: &Origin) {
+        let Some(blobs) = self.inner.blobs.clone() else { return };
+        let policy = self.blob_policy(&space).unwrap_or(BlobPolicy::None);
+        let author = match origin {
+            Origin::Peer(peer) => peer.parse::<PeerId>().ok(),
+            Origin::Local => None,
+        };
+        let this = self.clone();
+        tokio::spawn(async move {
+            if blobs.has(&cid).await.unwrap_or(false) {
+                return;
+            }
+            this.inner.bus.publish(SyncEvent::BlobPending { space, cid: cid.clone() });
+            if policy == BlobPolicy::Eager {
+                let _ = this.fetch_with_retries(space, &cid, author).await;
+            }
+        });
+    }
+
+    /// Fetches a linked blob now (the lazy policy's "when first read"), trying the
+    /// providers of the blob, with retries; returns when it is complete locally.
+    pub async fn fetch_blob(&self, space: PublicKey, cid: &[u8]) -> Result<()> {
+        self.fetch_with_retries(space, cid, None).await
+    }
+
+    /// Whether a linked blob is here: a document that links a missing blob still reads,
+    /// and this says its blob is pending.
+    pub async fn blob_status(&self, cid: &[u8]) -> BlobStatus {
+        match &self.inner.blobs {
+            None => BlobStatus::Unavailable,
+            Some(blobs) => match blobs.has(cid).await {
+                Ok(true) => BlobStatus::Present,
+                _ => BlobStatus::Pending,
+            },
+        }
+    }
+
+    async fn fetch_with_retries(
+        &self,
+        space: PublicKey,
+        cid: &[u8],
+        author: Option<PeerId>,
+    ) -> Result<()> {
+        let cid_text = data_text(cid);
+        let Some(blobs) = self.inner.blobs.clone() else {
+            return Err(Error::Blob { cid: cid_text, reason: "no blob store".into() });
+        };
+        let options = &self.inner.options;
+        let mut delay = options.blob_retry_delay;
+        let mut last = String::new();
+        for attempt in 0..options.blob_fetch_attempts.max(1) {
+            if attempt > 0 {
+                tokio::time::sleep(delay).await;
+                delay = delay.saturating_mul(2).min(Duration::from_secs(60));
+            }
+            let mut candidates: Vec<PeerId> = author.into_iter().collect();
+            if let Ok(found) = self.inner.net.find_providers(cid.to_vec()).await {
+                candidates.extend(found.into_iter().filter(|peer| Some(*peer) != author));
+            }
+            candidates.extend(self.space_peers(&space).await);
+            candidates.dedup();
+            match blobs.fetch(cid, candidates).await {
+                Ok(()) => {
+                    self.metrics_mut(|metrics| metrics.blobs_fetched += 1);
+                    self.inner.bus.publish(SyncEvent::BlobFetched { space, cid: cid.to_vec() });
+                    return Ok(());
+                }
+                Err(error) => last = error.to_string(),
+            }
+        }
+        self.metrics_mut(|metrics| metrics.blobs_failed += 1);
+        let event = SyncEvent::BlobFailed { space, cid: cid.to_vec(), reason: last.clone() };
+        self.inner.bus.publish(event);
+        Err(Error::Blob { cid: cid_text, reason: last })
+    }
+
+    /// Stops every task of the replicator (the network and the store keep running).
+    pub async fn shutdown(&self) {
+        let tasks: Vec<JoinHandle<()>> = self.lock_tasks().drain(..).collect();
+        let feeds: Vec<JoinHandle<()>> =
+            std::mem::take(&mut *self.lock_spaces()).into_values().map(|j| j.feed).collect();
+        for task in tasks.iter().chain(feeds.iter()) {
+            task.abort();
+        }
+        for task in tasks.into_iter().chain(feeds) {
+            let _ = task.await;
+        }
+    }
+}
+
+fn data_text(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+fn count_entries(message: &Message) -> u64 {
+    message.parts.iter().filter(|part| matches!(part, wire::Part::Entry(_))).count() as u64
+}
+
+/// The gossipsub verdict on an entry the store was asked to insert.
+fn verdict_of(result: cosmic_store::Result<Inserted>) -> (Verdict, Option<String>) {
+    use cosmic_store::Error as E;
+    match result {
+        Ok(_) => (Verdict::Accept, None),
+        // Not malicious: we lack the space record yet, or the clocks disagree; the entry
+        // comes back with reconciliation.
+        Err(E::UnknownSpace { .. } | E::ClockDrift { .. }) => (Verdict::Ignore, None),
+        Err(
+            error @ (E::Io { .. } | E::Corrupted { .. } | E::Task { .. } | E::AlreadyOpen { .. }),
+        ) => {
+            warn!(%error, "storing a gossip entry failed");
+            (Verdict::Ignore, None)
+        }
+        Err(error) => (Verdict::Reject, Some(error.to_string())),
+    }
+}

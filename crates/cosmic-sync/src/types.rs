@@ -1,0 +1,285 @@
+//! The replicator's options, events, statistics and the blob fetcher it drives.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use cosmic_auth::PublicKey;
+use cosmic_net::PeerId;
+use cosmic_store::Origin;
+use serde::{Deserialize, Serialize};
+
+use crate::recon::Limits;
+use crate::{Error, Result};
+
+/// Which linked blobs of a space's documents to fetch.
+///
+/// Kept per space in the replicator's local state file (set with
+/// [`Replicator::set_blob_policy`](crate::Replicator::set_blob_policy)), not synced: how much
+/// of a space's data a node downloads is that node's choice.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BlobPolicy {
+    /// Fetch as soon as a synced document links a blob.
+    Eager,
+    /// Fetch when first read ([`Replicator::fetch_blob`](crate::Replicator::fetch_blob)).
+    Lazy,
+    /// Only when asked.
+    None,
+}
+
+impl From<cosmic_config::FetchPolicy> for BlobPolicy {
+    fn from(policy: cosmic_config::FetchPolicy) -> BlobPolicy {
+        match policy {
+            cosmic_config::FetchPolicy::Eager => BlobPolicy::Eager,
+            cosmic_config::FetchPolicy::None => BlobPolicy::None,
+            _ => BlobPolicy::Lazy,
+        }
+    }
+}
+
+/// How a [`Replicator`](crate::Replicator) runs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SyncOptions {
+    /// How often each joined space is reconciled with each connected peer of the space
+    /// (config `sync.reconcile_interval`).
+    pub reconcile_interval: Duration,
+    /// The largest reconciliation message, in bytes: at most the network's
+    /// `max_message_size`, and larger than the store's largest entry.
+    pub max_message_size: usize,
+    /// The largest gossip message, in bytes.
+    pub max_gossip_size: usize,
+    /// The shape of reconciliation; its budget must be below `max_message_size`.
+    pub recon: Limits,
+    /// Request-response rounds after which a session gives up (the next one goes on).
+    pub max_rounds: u64,
+    /// The blob policy of a newly joined space (config `blobs.default_fetch_policy`).
+    pub default_blob_policy: BlobPolicy,
+    /// Attempts to fetch a blob before giving up (until the next change that links it).
+    pub blob_fetch_attempts: u32,
+    /// The delay before the first retry of a blob fetch; it doubles at each attempt.
+    pub blob_retry_delay: Duration,
+}
+
+impl Default for SyncOptions {
+    fn default() -> SyncOptions {
+        SyncOptions {
+            reconcile_interval: Duration::from_secs(60),
+            max_message_size: 4 * 1024 * 1024,
+            max_gossip_size: 2 * 1024 * 1024,
+            recon: Limits { budget: 1024 * 1024, ..Limits::default() },
+            max_rounds: 10_000,
+            default_blob_policy: BlobPolicy::Lazy,
+            blob_fetch_attempts: 5,
+            blob_retry_delay: Duration::from_millis(500),
+        }
+    }
+}
+
+impl SyncOptions {
+    /// The options from the node's configuration sections.
+    pub fn from_config(
+        sync: &cosmic_config::SyncConfig,
+        net: &cosmic_config::NetConfig,
+        blobs: &cosmic_config::BlobsConfig,
+    ) -> SyncOptions {
+        let max_message_size = usize::try_from(net.max_message_size).unwrap_or(usize::MAX);
+        SyncOptions {
+            reconcile_interval: sync.reconcile_interval,
+            max_message_size,
+            max_gossip_size: usize::try_from(net.max_gossip_size).unwrap_or(usize::MAX),
+            recon: Limits { budget: max_message_size / 4, ..Limits::default() },
+            default_blob_policy: blobs.default_fetch_policy.into(),
+            ..SyncOptions::default()
+        }
+    }
+
+    /// Checks the options.
+    pub fn validate(&self) -> Result<()> {
+        let invalid =
+            |name, reason: &str| Err(Error::InvalidOption { name, reason: reason.into() });
+        if self.reconcile_interval < Duration::from_millis(10) {
+            return invalid("reconcile_interval", "must be at least 10 ms");
+        }
+        if self.max_message_size < 4096 {
+            return invalid("max_message_size", "must be at least 4096 bytes");
+        }
+        if self.recon.budget == 0 || self.recon.budget > self.max_message_size / 2 {
+            return invalid("recon.budget", "must be between 1 and half of max_message_size");
+        }
+        if self.recon.max_items == 0 || self.recon.branches < 2 {
+            return invalid("recon", "max_items must be at least 1 and branches at least 2");
+        }
+        if self.max_rounds == 0 {
+            return invalid("max_rounds", "must be at least 1");
+        }
+        Ok(())
+    }
+}
+
+/// Counters of one reconciliation session.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct SessionStats {
+    /// Request-response rounds.
+    pub rounds: u64,
+    /// Bytes of reconciliation messages sent.
+    pub bytes_sent: u64,
+    /// Bytes of reconciliation messages received.
+    pub bytes_received: u64,
+    /// Entries sent.
+    pub entries_sent: u64,
+    /// Entries received.
+    pub entries_received: u64,
+    /// Received entries that became winners here.
+    pub entries_applied: u64,
+    /// Received entries, records or statements refused.
+    pub rejected: u64,
+    /// Whether the session ran until nothing was left to exchange.
+    pub converged: bool,
+    /// How long it took, in microseconds.
+    pub duration_us: u64,
+}
+
+impl SessionStats {
+    /// Adds another session's counters (for totals).
+    pub fn add(&mut self, other: &SessionStats) {
+        self.rounds += other.rounds;
+        self.bytes_sent += other.bytes_sent;
+        self.bytes_received += other.bytes_received;
+        self.entries_sent += other.entries_sent;
+        self.entries_received += other.entries_received;
+        self.entries_applied += other.entries_applied;
+        self.rejected += other.rejected;
+        self.duration_us += other.duration_us;
+    }
+}
+
+/// Totals since the replicator started, from [`Replicator::metrics`](crate::Replicator::metrics).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Metrics {
+    /// Reconciliation sessions this node started that finished.
+    pub sessions: u64,
+    /// Sessions that failed (the peer was unreachable, refused, or sent garbage).
+    pub sessions_failed: u64,
+    /// Reconciliation requests answered for peers.
+    pub requests_served: u64,
+    /// The sums over initiated sessions (`converged` unused).
+    pub recon: SessionStats,
+    /// Bytes of reconciliation answers sent to peers.
+    pub served_bytes_sent: u64,
+    /// Bytes of reconciliation requests received from peers.
+    pub served_bytes_received: u64,
+    /// Local changes published on gossip.
+    pub gossip_published: u64,
+    /// Gossip entries accepted.
+    pub gossip_accepted: u64,
+    /// Gossip entries rejected as invalid (the sender lost score).
+    pub gossip_rejected: u64,
+    /// Gossip entries ignored (an unjoined or unknown space, a clock too far ahead).
+    pub gossip_ignored: u64,
+    /// Blobs fetched.
+    pub blobs_fetched: u64,
+    /// Blob fetches that gave up after every attempt.
+    pub blobs_failed: u64,
+}
+
+/// What the replicator reports on the bus.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum SyncEvent {
+    /// A change became the winner of its field in a joined space.
+    Applied {
+        /// The space.
+        space: PublicKey,
+        /// The document.
+        doc: String,
+        /// The field.
+        field: String,
+        /// The store's change sequence number.
+        seq: u64,
+        /// Local, or the peer it came from.
+        origin: Origin,
+    },
+    /// A reconciliation session ended.
+    SessionFinished {
+        /// The space.
+        space: PublicKey,
+        /// The other peer.
+        peer: PeerId,
+        /// Its counters.
+        stats: SessionStats,
+    },
+    /// A reconciliation session failed.
+    SessionFailed {
+        /// The space.
+        space: PublicKey,
+        /// The other peer.
+        peer: PeerId,
+        /// Why.
+        reason: String,
+    },
+    /// An entry, record or statement from a peer was refused.
+    EntryRejected {
+        /// The space.
+        space: PublicKey,
+        /// The peer it came from.
+        peer: PeerId,
+        /// Why.
+        reason: String,
+    },
+    /// A synced document links a blob that is not here yet.
+    BlobPending {
+        /// The space.
+        space: PublicKey,
+        /// The blob's CID bytes.
+        cid: Vec<u8>,
+    },
+    /// A linked blob was fetched.
+    BlobFetched {
+        /// The space.
+        space: PublicKey,
+        /// The blob's CID bytes.
+        cid: Vec<u8>,
+    },
+    /// A linked blob could not be fetched after every attempt.
+    BlobFailed {
+        /// The space.
+        space: PublicKey,
+        /// The blob's CID bytes.
+        cid: Vec<u8>,
+        /// The last error.
+        reason: String,
+    },
+}
+
+/// A boxed error from a [`BlobFetcher`].
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A boxed future from a [`BlobFetcher`].
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// What the replicator needs from a blob store to fetch linked blobs.
+pub trait BlobFetcher: Send + Sync + fmt::Debug {
+    /// Whether the blob with these CID bytes is complete locally.
+    fn has<'a>(&'a self, cid: &'a [u8]) -> BoxFuture<'a, Result<bool, BoxError>>;
+    /// Fetches the blob from any of `candidates` (the author's node first), or from any
+    /// provider the fetcher knows; returns when it is complete locally.
+    fn fetch<'a>(
+        &'a self,
+        cid: &'a [u8],
+        candidates: Vec<PeerId>,
+    ) -> BoxFuture<'a, Result<(), BoxError>>;
+}
+
+/// Whether a linked blob is here, from [`Replicator::blob_status`](crate::Replicator::blob_status).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BlobStatus {
+    /// Complete locally.
+    Present,
+    /// Not here yet: the document reads, its blob is pending.
+    Pending,
+    /// This replicator has no blob store.
+    Unavailable,
+}
