@@ -7,3 +7,4 @@ mod api;
 mod harness;
 mod identity;
 mod lifecycle;
+mod sync;

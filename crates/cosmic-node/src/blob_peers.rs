@@ -95,6 +95,51 @@ impl AddressLookup for NetLookup {
     }
 }
 
+/// cosmic-sync's [`cosmic_sync::BlobFetcher`]: fetches the blobs synced documents link,
+/// from the candidates replication names (the author's node first) that say they hold it,
+/// then from any connected peer that does.
+#[derive(Debug, Clone)]
+pub(crate) struct NodeBlobFetcher {
+    lookup: NetLookup,
+    blobs: Blobs,
+}
+
+impl NodeBlobFetcher {
+    pub(crate) fn new(net: Net, blobs: Blobs) -> Self {
+        Self { lookup: NetLookup::new(net), blobs }
+    }
+}
+
+impl cosmic_sync::BlobFetcher for NodeBlobFetcher {
+    fn has<'a>(
+        &'a self,
+        cid: &'a [u8],
+    ) -> cosmic_sync::BoxFuture<'a, Result<bool, cosmic_sync::BoxError>> {
+        Box::pin(async move {
+            let cid = Cid::from_bytes(cid)?;
+            Ok(self.blobs.has(&cid).await?)
+        })
+    }
+
+    fn fetch<'a>(
+        &'a self,
+        cid: &'a [u8],
+        candidates: Vec<PeerId>,
+    ) -> cosmic_sync::BoxFuture<'a, Result<(), cosmic_sync::BoxError>> {
+        Box::pin(async move {
+            let cid = Cid::from_bytes(cid)?;
+            let asks = candidates.into_iter().map(|peer_id| self.lookup.ask(peer_id, cid));
+            let mut options = cosmic_blobs::FetchOptions::new();
+            for provider in futures::future::join_all(asks).await.into_iter().flatten() {
+                options = options.provider(provider);
+            }
+            // With no candidate holding it, the blob store asks the lookup (every peer).
+            self.blobs.fetch(&cid, options).await?;
+            Ok(())
+        })
+    }
+}
+
 /// Answers [`PROTOCOL`] requests until `cancel` fires.
 pub(crate) async fn serve(
     net: Net,

@@ -12,6 +12,7 @@
 //!   store.redb    the document store (cosmic-store)
 //!   blobs/        the blob store (cosmic-blobs)
 //!   peers.json    peers known to the network layer
+//!   sync-state.json  the spaces this node replicates (cosmic-sync)
 //!   spaces/       one `<space id>.key` secret (mode 0600) per space this node created
 //! ```
 //!

@@ -51,6 +51,9 @@ pub enum Error {
     /// The blob store failed or refused an operation.
     #[error("blobs")]
     Blobs(#[from] cosmic_blobs::Error),
+    /// Replication failed or refused an operation.
+    #[error("sync")]
+    Sync(#[from] cosmic_sync::Error),
     /// The space is not held by this node.
     #[error("unknown space {space}")]
     UnknownSpace {

@@ -56,9 +56,7 @@ pub(crate) struct Metrics {
     pub(crate) entries: Gauge,
     pub(crate) last_seq: Gauge<u64, AtomicU64>,
     pub(crate) gossip_verdicts: Family<VerdictLabels, Gauge<u64, AtomicU64>>,
-    #[allow(dead_code, reason = "set once the blob routes and sync statistics are wired")]
     pub(crate) sync_sessions: Gauge<u64, AtomicU64>,
-    #[allow(dead_code, reason = "set once the blob routes and sync statistics are wired")]
     pub(crate) sync_bytes: Gauge<u64, AtomicU64>,
     pub(crate) uptime_seconds: Gauge<u64, AtomicU64>,
 }
@@ -102,10 +100,12 @@ impl Metrics {
         let gossip_verdicts = Family::<VerdictLabels, Gauge<u64, AtomicU64>>::default();
         registry.register(
             "gossip_messages",
-            "Gossip messages judged so far, by verdict",
+            "Gossip entries judged by replication so far, by verdict",
             gossip_verdicts.clone(),
         );
-        let _ = gossip_verdicts.get_or_create(&VerdictLabels { verdict: "reject" });
+        for verdict in ["accept", "reject", "ignore"] {
+            let _ = gossip_verdicts.get_or_create(&VerdictLabels { verdict });
+        }
         let sync_sessions = Gauge::<u64, AtomicU64>::default();
         registry.register(
             "sync_sessions",

@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cosmic_auth::{
@@ -15,6 +15,7 @@ use cosmic_config::Config;
 use cosmic_events::Bus;
 use cosmic_net::{Multiaddr, Net, PeerInfo};
 use cosmic_store::{Document, Store, Subscription, Value};
+use cosmic_sync::{Replicator, SyncOptions};
 use libp2p_identity::PeerId;
 use tokio_util::sync::CancellationToken;
 
@@ -54,9 +55,8 @@ pub(crate) struct Shared {
     pub(crate) blobs: Blobs,
     pub(crate) bus: Bus,
     pub(crate) metrics: Metrics,
+    pub(crate) replicator: Replicator,
     pub(crate) started_at: Instant,
-    /// Spaces this node takes part in.
-    pub(crate) joined: Mutex<BTreeSet<SpaceId>>,
 }
 
 /// A running node: its locked data dir, identity, store, network, event bus and
@@ -105,10 +105,15 @@ impl Node {
             .address_lookup(crate::blob_peers::NetLookup::new(net.clone()))
             .open(data_dir.path().join(BLOBS_DIR))
             .await?;
-        let joined = blocking({
-            let store = store.clone();
-            move || Ok(store.list_spaces()?.into_iter().map(|info| info.space).collect())
-        })
+        let fetcher = crate::blob_peers::NodeBlobFetcher::new(net.clone(), blobs.clone());
+        let replicator = Replicator::spawn(
+            SyncOptions::from_config(&config.sync, &config.net, &config.blobs),
+            net.clone(),
+            store.clone(),
+            bus.clone(),
+            Some(Arc::new(fetcher)),
+            data_dir.path(),
+        )
         .await?;
         let shared = Arc::new(Shared {
             config,
@@ -120,8 +125,8 @@ impl Node {
             blobs,
             bus: bus.clone(),
             metrics: Metrics::new(),
+            replicator,
             started_at: Instant::now(),
-            joined: Mutex::new(joined),
         });
         let mut supervisor = Supervisor::new(bus, CancellationToken::new(), Backoff::default());
         {
@@ -217,6 +222,11 @@ impl Node {
         &self.shared.blobs
     }
 
+    /// The replicator: joined spaces, sync sessions and their statistics.
+    pub fn replicator(&self) -> &Replicator {
+        &self.shared.replicator
+    }
+
     /// The network handle itself, for what the handles do not cover.
     pub fn net(&self) -> &Net {
         &self.shared.net
@@ -230,6 +240,7 @@ impl Node {
         if self.api_addr.is_some() {
             self.shared.data_dir.remove_api_url();
         }
+        self.shared.replicator.shutdown().await;
         if let Err(error) = self.shared.blobs.shutdown().await {
             tracing::warn!(%error, "blob store did not shut down cleanly");
         }
@@ -321,15 +332,15 @@ impl Spaces {
             })
         })
         .await?;
-        self.shared.joined.lock().unwrap_or_else(PoisonError::into_inner).insert(summary.id);
+        self.shared.replicator.join(summary.id).await?;
         Ok(summary)
     }
 
     /// Every space the store holds or the node joined, ordered by id.
     pub async fn list(&self) -> Result<Vec<SpaceSummary>> {
         let shared = self.shared.clone();
+        let joined: BTreeSet<SpaceId> = shared.replicator.joined().into_iter().collect();
         blocking(move || {
-            let joined = shared.joined.lock().unwrap_or_else(PoisonError::into_inner).clone();
             let mut out = Vec::new();
             let mut seen = BTreeSet::new();
             for info in shared.store.list_spaces()? {
@@ -360,15 +371,22 @@ impl Spaces {
     }
 
     /// Takes part in a space, known locally or not yet (its record and data arrive from
-    /// the peers that hold it). Returns whether it was newly joined.
-    pub fn join(&self, space: SpaceId) -> bool {
-        self.shared.joined.lock().unwrap_or_else(PoisonError::into_inner).insert(space)
+    /// the peers that hold it): replicates it from now on, also after restarts. Returns
+    /// whether it was newly joined.
+    pub async fn join(&self, space: SpaceId) -> Result<bool> {
+        Ok(self.shared.replicator.join(space).await?)
     }
 
     /// Stops taking part in a space; its data stays in the store. Returns whether it was
     /// joined.
-    pub fn leave(&self, space: &SpaceId) -> bool {
-        self.shared.joined.lock().unwrap_or_else(PoisonError::into_inner).remove(space)
+    pub async fn leave(&self, space: SpaceId) -> Result<bool> {
+        Ok(self.shared.replicator.leave(space).await?)
+    }
+
+    /// Reconciles a joined space now with every connected peer of the space.
+    pub async fn sync_now(&self, space: SpaceId) -> Result<()> {
+        self.shared.replicator.sync_now(space).await?;
+        Ok(())
     }
 
     /// Grants `right` on `space` to `subject` until `not_after` (if any), signed with the
@@ -499,9 +517,7 @@ impl Docs {
     /// The changes of a space after sequence number `after`, stored then live. A space
     /// the node joined can be followed before its record has arrived from a peer.
     pub async fn subscribe(&self, space: SpaceId, after: u64) -> Result<Subscription> {
-        let joined =
-            self.shared.joined.lock().unwrap_or_else(PoisonError::into_inner).contains(&space);
-        if !joined {
+        if !self.shared.replicator.joined().contains(&space) {
             let shared = self.shared.clone();
             blocking(move || require_space(&shared, &space)).await?;
         }

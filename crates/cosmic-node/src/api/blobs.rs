@@ -36,8 +36,12 @@ pub(crate) struct AddedBlob {
 }
 
 pub(crate) fn blob_error(error: cosmic_blobs::Error) -> ApiError {
-    use cosmic_blobs::Error as E;
     let message = chain(&error);
+    blob_error_ref(&error, message)
+}
+
+pub(crate) fn blob_error_ref(error: &cosmic_blobs::Error, message: String) -> ApiError {
+    use cosmic_blobs::Error as E;
     match error {
         E::Cid(_) => ApiError::bad_request("invalid_cid", message),
         E::NotFound { .. } | E::Incomplete { .. } | E::NoProviders { .. } | E::Timeout { .. } => {

@@ -100,6 +100,12 @@ impl From<Error> for ApiError {
             Error::NotAdmin { .. } => Self::new(StatusCode::FORBIDDEN, "forbidden", message),
             Error::Store(store) => from_store(store, message),
             Error::Net(net) => from_net(net, message),
+            Error::Blobs(blobs) => super::blobs::blob_error_ref(blobs, message),
+            Error::Sync(cosmic_sync::Error::Store(store)) => from_store(store, message),
+            Error::Sync(cosmic_sync::Error::Net(net)) => from_net(net, message),
+            Error::Sync(cosmic_sync::Error::NotJoined { .. }) => {
+                Self::not_found("not_joined", message)
+            }
             _ => Self::internal(message),
         }
     }

@@ -17,6 +17,7 @@ use cosmic_store::{Change, Origin};
 
 use super::error::{ApiError, ApiResult, ErrorBody, Json, Path, Query};
 use super::{ApiDoc, AppState};
+use crate::metrics::VerdictLabels;
 use crate::node::{GetOptions, SpaceSummary, blocking};
 
 /// Most document keys one list answer holds.
@@ -295,7 +296,7 @@ pub(crate) async fn join_space(
     Path(space): Path<String>,
 ) -> ApiResult<axum::Json<Membership>> {
     let space = parse_space(&space)?;
-    let changed = state.spaces.join(space);
+    let changed = state.spaces.join(space).await?;
     Ok(axum::Json(Membership { id: space.to_string(), joined: true, changed }))
 }
 
@@ -308,7 +309,7 @@ pub(crate) async fn leave_space(
     Path(space): Path<String>,
 ) -> ApiResult<axum::Json<Membership>> {
     let space = parse_space(&space)?;
-    let changed = state.spaces.leave(&space);
+    let changed = state.spaces.leave(space).await?;
     Ok(axum::Json(Membership { id: space.to_string(), joined: false, changed }))
 }
 
@@ -679,11 +680,22 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
     if let Ok(stats) = shared.net.stats().await {
         metrics.peers_connected.set(i64::try_from(stats.connected_peers).unwrap_or(i64::MAX));
         metrics.connections.set(i64::try_from(stats.connections).unwrap_or(i64::MAX));
-        metrics
-            .gossip_verdicts
-            .get_or_create(&crate::metrics::VerdictLabels { verdict: "reject" })
-            .set(stats.gossip_rejected);
     }
+    let sync = shared.replicator.metrics();
+    for (verdict, count) in [
+        ("accept", sync.gossip_accepted),
+        ("reject", sync.gossip_rejected),
+        ("ignore", sync.gossip_ignored),
+    ] {
+        metrics.gossip_verdicts.get_or_create(&VerdictLabels { verdict }).set(count);
+    }
+    metrics.sync_sessions.set(sync.sessions);
+    metrics.sync_bytes.set(
+        sync.recon.bytes_sent
+            + sync.recon.bytes_received
+            + sync.served_bytes_sent
+            + sync.served_bytes_received,
+    );
     let store = shared.store.clone();
     if let Ok((spaces, entries)) =
         blocking(move || Ok((store.list_spaces()?.len(), store.n_entries()?))).await
