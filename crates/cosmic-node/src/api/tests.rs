@@ -195,8 +195,13 @@ async fn every_route_answers_bad_input_with_a_json_4xx() {
     let grant_soon = format!(r#"{{"author": "{space}", "rights": "read", "expires": "soon"}}"#);
     let too_big = format!(r#"{{"big": "{big}"}}"#);
     let missing_cid = cosmic_blobs::Cid::of_bytes(b"nobody has this");
+    let nobody = format!(
+        r#"{{"addr": "/ip4/127.0.0.1/tcp/1/p2p/{}"}}"#,
+        cosmic_auth::NodeKey::generate().peer_id()
+    );
     let cases: Vec<(Method, String, Option<&str>, &str)> = vec![
         (Method::POST, "/v1/peers".into(), Some("{"), "invalid_json"),
+        (Method::POST, "/v1/peers".into(), Some(nobody.as_str()), "dial_failed"),
         (
             Method::POST,
             "/v1/peers".into(),
