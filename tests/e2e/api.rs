@@ -355,3 +355,23 @@ async fn ready_line_names_the_bound_api_and_the_real_listen_addresses() {
     let recorded = std::fs::read_to_string(node.data_dir().join("api.url")).unwrap();
     assert_eq!(recorded.trim(), api);
 }
+
+#[test]
+fn a_taken_api_port_fails_the_start_with_a_clear_error() {
+    let first = TestNode::start();
+    let taken = first.api_url().trim_start_matches("http://").to_owned();
+    let temp = tempfile::tempdir().unwrap();
+    let mut second = crate::harness::node_command();
+    second.arg("--data-dir").arg(temp.path()).args([
+        "run",
+        "--listen",
+        "/ip4/127.0.0.1/tcp/0",
+        "--api",
+        &taken,
+        "--no-mdns",
+    ]);
+    let (status, stdout, stderr) = crate::harness::run_to_end(second);
+    assert_eq!(status.code(), Some(1), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(!stdout.contains("ready"), "{stdout}");
+    assert!(stderr.contains(&format!("cannot serve the HTTP API on {taken}")), "{stderr}");
+}

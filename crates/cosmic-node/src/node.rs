@@ -95,6 +95,17 @@ impl Node {
         for file in &report.created {
             tracing::info!(file, data_dir = %data_dir.path().display(), "created");
         }
+        // Bind the API first, so that a taken port fails the start before anything else runs.
+        let api_listener = if config.api.enabled {
+            let addr = config.api.addr;
+            let listener = std::net::TcpListener::bind(addr)
+                .and_then(|listener| listener.set_nonblocking(true).map(|()| listener))
+                .map_err(|source| Error::ApiBind { addr, source })?;
+            let bound = listener.local_addr().map_err(|source| Error::ApiBind { addr, source })?;
+            Some((listener, bound, data_dir.api_token()?))
+        } else {
+            None
+        };
         let bus = Bus::new();
         let mut net_config = cosmic_net::Config::from_net_config(&config.net)?;
         net_config.peers_file = Some(data_dir.path().join(PEERS_FILE));
@@ -135,22 +146,15 @@ impl Node {
                 crate::blob_peers::serve(net.clone(), blobs.clone(), cancel)
             });
         }
-        let api_addr = if shared.config.api.enabled {
-            let addr = shared.config.api.addr;
-            let listener = std::net::TcpListener::bind(addr)
-                .and_then(|listener| listener.set_nonblocking(true).map(|()| listener))
-                .map_err(|source| Error::ApiBind { addr, source })?;
-            let bound = listener.local_addr().map_err(|source| Error::ApiBind { addr, source })?;
-            let token = shared.data_dir.api_token()?;
-            crate::api::spawn(&mut supervisor, shared.clone(), token, listener);
-            let url = format!("http://{bound}");
-            let data_dir = &shared.data_dir;
-            if let Err(error) = data_dir.write_api_url(&url) {
-                tracing::warn!(%error, "cannot record the API URL for the CLI client");
+        let api_addr = match api_listener {
+            Some((listener, bound, token)) => {
+                crate::api::spawn(&mut supervisor, shared.clone(), token, listener);
+                if let Err(error) = shared.data_dir.write_api_url(&format!("http://{bound}")) {
+                    tracing::warn!(%error, "cannot record the API URL for the CLI client");
+                }
+                Some(bound)
             }
-            Some(bound)
-        } else {
-            None
+            None => None,
         };
         let node = Self { shared, supervisor, api_addr };
         node.shared.bus.publish(NodeEvent::Started { peer_id: node.peer_id() });
