@@ -140,30 +140,42 @@ pub struct Step {
     pub rejected: Vec<String>,
 }
 
-/// Answers a message from a peer (`origin`): merges what it carries and returns the answer,
-/// which is empty when nothing is left to say.
+/// Answers a request from a peer (`origin`): merges what it carries and returns the answer,
+/// which is empty when nothing is left to say. The answer to a session's first request
+/// (the one carrying the whole-space fingerprint) also carries our space record and
+/// statements.
 pub fn respond<S: ItemSource + ?Sized>(
     source: &S,
     message: &Message,
     origin: &Origin,
     limits: &Limits,
 ) -> cosmic_store::Result<(Message, Step)> {
+    let first_round = message.parts.iter().any(|part| {
+        matches!(part, Part::Space { .. })
+            || matches!(part, Part::Fingerprint(range, _) if *range == Range::ALL)
+    });
+    answer(source, message, origin, limits, first_round)
+}
+
+fn answer<S: ItemSource + ?Sized>(
+    source: &S,
+    message: &Message,
+    origin: &Origin,
+    limits: &Limits,
+    send_space: bool,
+) -> cosmic_store::Result<(Message, Step)> {
     let space = message.space;
     let mut step = Step::default();
     let mut out = Vec::new();
     let mut used = 0usize;
 
-    let first_round = message.parts.iter().any(|part| {
-        matches!(part, Part::Space { .. })
-            || matches!(part, Part::Fingerprint(r, _) if *r == Range::ALL)
-    });
     // Space records and statements first: entries may need a grant they carry.
     for part in &message.parts {
         if let Part::Space { record, statements } = part {
             merge_space(source, &space, record, statements, &mut step);
         }
     }
-    if first_round && let Some(part) = source.space_part(&space)? {
+    if send_space && let Some(part) = source.space_part(&space)? {
         used += part_len(&part);
         out.push(part);
     }
@@ -395,7 +407,7 @@ impl Session {
         reply: &Message,
         origin: &Origin,
     ) -> cosmic_store::Result<(Option<Message>, Step)> {
-        let (next, step) = respond(source, reply, origin, &self.limits)?;
+        let (next, step) = answer(source, reply, origin, &self.limits, false)?;
         if next.parts.is_empty() || self.rounds >= self.max_rounds {
             self.cut_short = !next.parts.is_empty();
             return Ok((None, step));
