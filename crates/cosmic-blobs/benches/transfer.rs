@@ -3,13 +3,14 @@
 //! In one process and one run:
 //! 1. **add**: [`Blobs::add_file`] of a 1 GiB file into a persistent store (hashing,
 //!    outboard, copy into the store);
-//! 2. **iroh-blobs fetch**: [`Blobs::fetch_from`] of that blob between two persistent
-//!    stores over iroh endpoints on 127.0.0.1 (verified streaming, written to disk);
+//! 2. **iroh-blobs fetch**: [`Blobs::fetch_from`] of that blob over iroh endpoints on
+//!    127.0.0.1 (verified streaming), into a fresh persistent store (written to disk)
+//!    and into a fresh memory store;
 //! 3. **raw QUIC**: the same bytes from memory over one quinn stream on 127.0.0.1, read
 //!    and dropped (quinn defaults, a self-signed certificate);
 //! 4. **TCP**: the same bytes from memory over one tokio TCP stream on 127.0.0.1.
 //!
-//! Each transfer runs [`ROUNDS`] times (a fresh receiving store each time) and reports
+//! Each transfer runs [`ROUNDS`] times, interleaved, and reports
 //! its best and median; the ratio compares medians. Sizes are MB/s (10^6 bytes).
 //! Run with `cargo bench -p cosmic-blobs --bench transfer`; `BLOBS_BENCH_MIB` changes
 //! the size. Without `--bench` (under `cargo test --benches`) it runs 8 MiB once, as a
@@ -27,7 +28,7 @@ use cosmic_auth::NodeKey;
 use cosmic_blobs::{Blobs, Config, Visibility};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-const ROUNDS: usize = 3;
+const ROUNDS: usize = 5;
 const MIB: usize = 1 << 20;
 
 fn data(len: usize) -> Vec<u8> {
@@ -51,9 +52,19 @@ fn mbps(bytes: usize, elapsed: Duration) -> f64 {
     bytes as f64 / 1e6 / elapsed.as_secs_f64()
 }
 
-async fn iroh_blobs_fetch(dir: &Path, provider: &Blobs, cid: &cosmic_blobs::Cid) -> Duration {
+async fn iroh_blobs_fetch(
+    dir: &Path,
+    provider: &Blobs,
+    cid: &cosmic_blobs::Cid,
+    in_memory: bool,
+) -> Duration {
     let receiver_dir = tempfile::tempdir_in(dir).unwrap();
-    let receiver = open(receiver_dir.path()).await;
+    let receiver = if in_memory {
+        let config = Config { max_blob_size: u64::MAX, ..Config::loopback() };
+        Blobs::builder(&NodeKey::generate()).config(config).open_in_memory().await.unwrap()
+    } else {
+        open(receiver_dir.path()).await
+    };
     let started = Instant::now();
     receiver.fetch_from(cid, provider.peer_addr()).await.unwrap();
     let elapsed = started.elapsed();
@@ -157,12 +168,15 @@ fn main() {
         let add =
             Row { name: "add_file (hash + store)", samples: vec![mbps(size, started.elapsed())] };
 
-        let mut fetch = Row { name: "iroh-blobs fetch", samples: Vec::new() };
+        let mut fetch = Row { name: "iroh-blobs fetch to disk", samples: Vec::new() };
+        let mut fetch_memory = Row { name: "iroh-blobs fetch to memory", samples: Vec::new() };
         let mut quic = Row { name: "raw QUIC (quinn) stream", samples: Vec::new() };
         let mut tcp = Row { name: "TCP copy", samples: Vec::new() };
         for _ in 0..rounds {
-            let elapsed = iroh_blobs_fetch(dir.path(), &provider, &added.cid).await;
+            let elapsed = iroh_blobs_fetch(dir.path(), &provider, &added.cid, false).await;
             fetch.samples.push(mbps(size, elapsed));
+            let elapsed = iroh_blobs_fetch(dir.path(), &provider, &added.cid, true).await;
+            fetch_memory.samples.push(mbps(size, elapsed));
             quic.samples.push(mbps(size, raw_quic(payload.clone()).await));
             tcp.samples.push(mbps(size, tcp_copy(payload.clone()).await));
         }
@@ -171,7 +185,7 @@ fn main() {
         println!("cosmic-blobs transfer bench: {mib} MiB, {rounds} round(s), MB/s = 10^6 bytes/s");
         println!("{:<26} {:>10} {:>10} {:>14}", "", "median", "best", "vs raw QUIC");
         let quic_median = quic.median();
-        for row in [&add, &fetch, &quic, &tcp] {
+        for row in [&add, &fetch, &fetch_memory, &quic, &tcp] {
             println!(
                 "{:<26} {:>10.0} {:>10.0} {:>13.0}%",
                 row.name,
