@@ -116,6 +116,10 @@ impl Builder {
         let store = iroh_blobs::store::fs::FsStore::load_with_opts(dir.join("blobs.db"), options)
             .await
             .map_err(|source| Error::Open { path: dir.clone(), source: source.into() })?;
+        // iroh-blobs writes an add in progress to `temp/` and never cleans up after a
+        // crash. Once the store is open (its redb lock held, so no other process uses
+        // it) and before any add of ours can start, every file there is a leftover.
+        remove_leftover_temp_files(&dir.join("temp")).await;
         self.finish(store.into(), gc_handle, Some(dir)).await
     }
 
@@ -532,5 +536,16 @@ impl Blobs {
         self.inner.router.shutdown().await.map_err(|error| Error::store("shut down", error))?;
         self.inner.endpoint.close().await;
         Ok(())
+    }
+}
+
+async fn remove_leftover_temp_files(temp: &Path) {
+    let Ok(mut entries) = tokio::fs::read_dir(temp).await else { return };
+    while let Ok(Some(entry)) = entries.next_entry().await {
+        let path = entry.path();
+        match tokio::fs::remove_file(&path).await {
+            Ok(()) => tracing::info!(?path, "removed the temporary file of an interrupted add"),
+            Err(error) => tracing::warn!(?path, %error, "cannot remove a leftover temporary file"),
+        }
     }
 }

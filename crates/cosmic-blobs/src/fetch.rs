@@ -46,6 +46,9 @@ pub struct FetchOptions {
     pub cancel: Option<CancellationToken>,
     /// How to pin the blob once complete; default [`Visibility::Private`].
     pub pin: Option<Visibility>,
+    /// Give up on one provider after this long without a byte of progress (connecting
+    /// included) and move to the next; default [`crate::Config::fetch_timeout`].
+    pub stall_timeout: Option<Duration>,
 }
 
 impl FetchOptions {
@@ -69,6 +72,12 @@ impl FetchOptions {
     /// Sets a cancellation token.
     pub fn cancel(mut self, token: CancellationToken) -> Self {
         self.cancel = Some(token);
+        self
+    }
+
+    /// Sets how long one provider may go without progress before the next is asked.
+    pub fn stall_timeout(mut self, timeout: Duration) -> Self {
+        self.stall_timeout = Some(timeout);
         self
     }
 
@@ -126,6 +135,7 @@ impl Blobs {
         let timeout = options.timeout.unwrap_or(self.inner.config.fetch_timeout);
         let cancel = options.cancel.clone().unwrap_or_default();
         let pin = options.pin.unwrap_or(Visibility::Private);
+        let stall = options.stall_timeout.unwrap_or(self.inner.config.fetch_timeout);
         let deadline = Instant::now() + timeout;
         if let BlobState::Complete { size } = self.stat(cid).await? {
             self.finish_fetch(cid, pin).await?;
@@ -166,7 +176,7 @@ impl Blobs {
                 attempts += 1;
                 let provider = peer.node;
                 let attempt = tokio::select! {
-                    result = self.attempt(cid, &peer, deadline, &mut received) => result,
+                    result = self.attempt(cid, &peer, deadline, stall, &mut received) => result,
                     () = cancel.cancelled() => return Err(Error::Cancelled { cid: *cid }),
                 };
                 match attempt {
@@ -226,6 +236,7 @@ impl Blobs {
         cid: &Cid,
         peer: &PeerAddr,
         deadline: Instant,
+        stall: Duration,
         received: &mut u64,
     ) -> Result<(), AttemptError> {
         let provider = peer.node;
@@ -238,7 +249,6 @@ impl Blobs {
         if peer.addrs.is_empty() {
             return Err(AttemptError::Provider("no address known".into()));
         }
-        let stall = self.inner.config.fetch_timeout;
         let connect = self.inner.endpoint.connect(addr, iroh_blobs::ALPN);
         let connection =
             match tokio::time::timeout_at(deadline.min(Instant::now() + stall), connect).await {
@@ -246,7 +256,9 @@ impl Blobs {
                 Ok(Err(error)) => {
                     return Err(AttemptError::Provider(format!("cannot connect: {error}")));
                 }
-                Err(_) => return Err(AttemptError::Provider("connect timed out".into())),
+                Err(_) => {
+                    return Err(AttemptError::Provider(format!("no connection within {stall:?}")));
+                }
             };
         let present = match self.stat(cid).await.map_err(AttemptError::Fatal)? {
             BlobState::Partial { .. } => {
@@ -268,7 +280,7 @@ impl Blobs {
                     return Err(AttemptError::Provider("transfer ended without result".into()));
                 }
                 Err(_) => {
-                    return Err(AttemptError::Provider("no progress before the deadline".into()));
+                    return Err(AttemptError::Provider(format!("no progress within {stall:?}")));
                 }
             };
             match item {

@@ -28,6 +28,36 @@
 //! the node's libp2p PeerId. Pins are named tags (`pin/public/<cid>`, `pin/private/<cid>`,
 //! and `fetch/<cid>` while a fetch is unfinished); see [`Pins`].
 //!
+//! # Design
+//!
+//! - **Runtime.** A handle is opened inside a tokio runtime (it spawns the provider's
+//!   policy task and iroh's tasks). [`Blobs::shutdown`] stops the endpoint and the store;
+//!   call it before the last clone is dropped, since iroh-blobs' garbage-collection task
+//!   otherwise keeps the store's runtime alive.
+//! - **Adds.** Every add pins the blob under its CID's tag name (no automatic tags pile
+//!   up); an add in progress is protected by iroh-blobs' temporary tags. A file is copied
+//!   into the store in pieces, never read whole into memory. Blobs over
+//!   [`Config::max_blob_size`] are refused before (bytes, files) or while (streams) they
+//!   are added.
+//! - **Garbage collection.** iroh-blobs runs it only if configured at open and has no
+//!   public call to run it now; [`Blobs::gc`] drives its protect callback instead (see
+//!   `gc.rs`). Pins and unfinished fetches are tags, so they survive it.
+//! - **Fetch.** One provider at a time: first those in [`FetchOptions::providers`], then
+//!   those the [`AddressLookup`] names; rounds repeat with a growing pause until
+//!   [`FetchOptions::timeout`] (default [`Config::fetch_timeout`]). A provider that does
+//!   not connect or make progress within [`FetchOptions::stall_timeout`] (default
+//!   [`Config::fetch_timeout`]), refuses, lacks the blob, or sends data that fails
+//!   verification is dropped for the next. Only the missing ranges are requested, and
+//!   only verified 16 KiB groups are written, so a resumed fetch (after a cancel, a
+//!   timeout, a failed provider or a restart) never downloads verified bytes twice.
+//! - **Serving.** The provider intercepts each connection (to learn the peer's key from
+//!   the QUIC handshake) and each get and observe request, and asks the
+//!   [`AccessPolicy`] in a task of its own; get-many and push requests are disabled.
+//! - **Crashes.** iroh-blobs writes an add in progress to `temp/` and records it only
+//!   when complete, so a process killed mid-add leaves the store as it was (tested with
+//!   SIGKILL); its redb file recovers on open, and [`Builder::open`] removes the
+//!   leftover temporary file, which iroh-blobs would keep forever.
+//!
 //! ```no_run
 //! use cosmic_auth::NodeKey;
 //! use cosmic_blobs::{Blobs, Config, FetchOptions, Visibility};

@@ -263,7 +263,13 @@ async fn kill_during_add_leaves_a_store_that_reopens() {
     child.wait().unwrap();
     assert!(ready, "the child never started adding");
 
+    let leftover: u64 =
+        files_under(&store_dir.join("temp")).iter().map(|p| p.metadata().unwrap().len()).sum();
+    assert!(leftover >= 16 * MIB as u64, "the add was not in progress");
     let blobs = open(&store_dir, &key).await;
+    // The interrupted add's temporary file is gone, and nothing of it is in the store.
+    assert!(files_under(&store_dir.join("temp")).is_empty());
+    assert_eq!(blobs.list().await.unwrap().len(), 2);
     assert_eq!(blobs.stat(&kept.cid).await.unwrap(), BlobState::Complete { size: kept.size });
     assert!(blobs.read_to_bytes(&kept.cid).await.unwrap() == kept_data);
     assert_eq!(blobs.read_to_bytes(&small.cid).await.unwrap(), &b"small and inline"[..]);

@@ -136,3 +136,58 @@ async fn unknown_cid_times_out_cleanly() {
     alice.shutdown().await.unwrap();
     bob.shutdown().await.unwrap();
 }
+
+/// Accepts blob connections and never answers: a provider that stalls.
+#[derive(Debug, Clone)]
+struct Silent;
+
+impl iroh::protocol::ProtocolHandler for Silent {
+    async fn accept(
+        &self,
+        connection: iroh::endpoint::Connection,
+    ) -> Result<(), iroh::protocol::AcceptError> {
+        connection.closed().await;
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn stalled_provider_is_given_up_for_the_next() {
+    let silent_key = NodeKey::generate();
+    let endpoint = iroh::Endpoint::builder(iroh::endpoint::presets::Minimal)
+        .secret_key(iroh::SecretKey::from_bytes(&silent_key.secret_bytes()))
+        .clear_ip_transports()
+        .bind_addr("127.0.0.1:0")
+        .unwrap()
+        .bind()
+        .await
+        .unwrap();
+    let silent_addr = cosmic_blobs::PeerAddr::new(silent_key.public(), endpoint.bound_sockets());
+    let router = iroh::protocol::Router::builder(endpoint).accept(iroh_blobs::ALPN, Silent).spawn();
+
+    let alice = node().await;
+    let bob = node().await;
+    let added = alice.add_bytes(pattern(200_000), Visibility::Public).await.unwrap();
+    let mut events = bob.bus().subscribe::<BlobEvent>();
+    let options = FetchOptions::new()
+        .provider(silent_addr)
+        .provider(alice.peer_addr())
+        .stall_timeout(Duration::from_millis(500))
+        .timeout(Duration::from_secs(20));
+    let started = std::time::Instant::now();
+    let fetched = bob.fetch(&added.cid, options).await.unwrap();
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!(fetched.provider, Some(alice.node()));
+    let failure = loop {
+        if let BlobEvent::FetchProviderFailed { provider, reason, .. } =
+            events.recv().await.unwrap()
+        {
+            break (provider, reason);
+        }
+    };
+    assert_eq!(failure.0, silent_key.public());
+    assert!(failure.1.contains("no progress within"), "{}", failure.1);
+    router.shutdown().await.unwrap();
+    alice.shutdown().await.unwrap();
+    bob.shutdown().await.unwrap();
+}
