@@ -1,0 +1,498 @@
+//! Real nodes on loopback: real libp2p swarms, real redb stores, real replicators.
+
+#![allow(clippy::unwrap_used, reason = "a test fails loudly, helpers included")]
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use cosmic_auth::{AuthorKey, PublicKey, Right, SpaceKey, SpaceMode, Timestamp};
+use cosmic_events::Bus;
+use cosmic_net::{Config, GossipMessage, Keypair, Net, TopicSubscribed};
+use cosmic_store::{Entry, Hlc, Options, Origin, Store, Value};
+use cosmic_sync::{Replicator, SyncEvent, SyncOptions, space_topic, wire};
+
+const DEADLINE: Duration = Duration::from_secs(25);
+
+struct Node {
+    dir: PathBuf,
+    keypair: Keypair,
+    net: Net,
+    store: Store,
+    bus: Bus,
+    replicator: Replicator,
+}
+
+fn options() -> SyncOptions {
+    SyncOptions { reconcile_interval: Duration::from_millis(500), ..SyncOptions::default() }
+}
+
+async fn start(dir: &Path, keypair: Keypair) -> Node {
+    let bus = Bus::new();
+    let net = Net::spawn(keypair.clone(), Config::local(), bus.clone()).await.unwrap();
+    let store = open_store(dir).await;
+    let replicator =
+        Replicator::spawn(options(), net.clone(), store.clone(), bus.clone(), None, dir)
+            .await
+            .unwrap();
+    Node { dir: dir.to_owned(), keypair, net, store, bus, replicator }
+}
+
+impl Node {
+    async fn new(dir: &Path) -> Node {
+        start(dir, Keypair::generate_ed25519()).await
+    }
+
+    async fn stop(self) -> (PathBuf, Keypair) {
+        self.replicator.shutdown().await;
+        self.net.shutdown().await.unwrap();
+        (self.dir, self.keypair)
+    }
+
+    async fn dial(&self, other: &Node) {
+        let address = other.net.listen_addrs().await.unwrap().remove(0);
+        self.net.dial(address).await.unwrap();
+    }
+
+    fn state(&self, space: &PublicKey) -> Option<[u8; 32]> {
+        self.store.space_record(space).unwrap()?;
+        Some(self.store.state_hash(space).unwrap())
+    }
+}
+
+/// Opens the store of `dir`, waiting for the tasks of a stopped replicator to let go of it.
+async fn open_store(dir: &Path) -> Store {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        match Store::open(dir.join("store.redb"), Options::default()) {
+            Err(cosmic_store::Error::AlreadyOpen { .. })
+                if tokio::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            result => return result.unwrap(),
+        }
+    }
+}
+
+/// Polls `condition` every 50 ms until it holds, failing after the deadline.
+async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while !condition() {
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn all_equal(nodes: &[&Node], space: &PublicKey) -> bool {
+    let first = nodes[0].state(space);
+    first.is_some() && nodes.iter().all(|node| node.state(space) == first)
+}
+
+fn dirs(n: usize) -> Vec<tempfile::TempDir> {
+    (0..n).map(|_| tempfile::tempdir().unwrap()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_writing_the_same_fields_end_with_the_same_winners() {
+    let dirs = dirs(3);
+    let a = Node::new(dirs[0].path()).await;
+    let b = Node::new(dirs[1].path()).await;
+    let c = Node::new(dirs[2].path()).await;
+    let mut applied_on_b = b.bus.subscribe::<SyncEvent>();
+    let space = a.store.create_space(&SpaceKey::generate(), SpaceMode::Open).unwrap().space;
+    for node in [&a, &b, &c] {
+        assert!(node.replicator.join(space).await.unwrap());
+        assert!(!node.replicator.join(space).await.unwrap(), "joining twice changes nothing");
+    }
+    b.dial(&a).await;
+    c.dial(&b).await;
+    c.dial(&a).await;
+    eventually("every node to learn the space", || {
+        [&a, &b, &c].iter().all(|node| node.state(&space).is_some())
+    })
+    .await;
+
+    // The same fields, written concurrently by three authors.
+    let writers: Vec<_> = [&a, &b, &c]
+        .into_iter()
+        .enumerate()
+        .map(|(i, node)| {
+            let store = node.store.clone();
+            tokio::task::spawn_blocking(move || {
+                let author = AuthorKey::generate();
+                for round in 0..20 {
+                    let doc = format!("doc{}", round % 5);
+                    let fields = (0..3)
+                        .map(|f| (format!("f{f}"), Value::Int(i64::from(round * 10 + i as i32))))
+                        .collect();
+                    store.write(&author, &space, &doc, fields).unwrap();
+                }
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    eventually("the three nodes to converge", || all_equal(&[&a, &b, &c], &space)).await;
+    for doc in 0..5 {
+        let doc = format!("doc{doc}");
+        let winner = a.store.get_doc(&space, &doc).unwrap();
+        assert_eq!(winner, b.store.get_doc(&space, &doc).unwrap());
+        assert_eq!(winner, c.store.get_doc(&space, &doc).unwrap());
+    }
+
+    // B reported changes with their origin: its own, and ones from the other peers.
+    let mut local = false;
+    let mut remote = false;
+    while let Ok(Some(event)) = applied_on_b.try_recv() {
+        if let SyncEvent::Applied { origin, space: s, .. } = event {
+            assert_eq!(s, space);
+            match origin {
+                Origin::Local => local = true,
+                Origin::Peer(peer) => {
+                    assert!(
+                        peer == a.net.peer_id().to_string() || peer == c.net.peer_id().to_string()
+                    );
+                    remote = true;
+                }
+            }
+        }
+    }
+    assert!(local && remote, "B saw local {local} and remote {remote} changes");
+    let metrics = b.replicator.metrics();
+    assert!(metrics.gossip_published > 0, "{metrics:?}");
+    for node in [a, b, c] {
+        node.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_stopped_during_10000_writes_catches_up_after_restart() {
+    let dirs = dirs(2);
+    let a = Node::new(dirs[0].path()).await;
+    let b = Node::new(dirs[1].path()).await;
+    let space = a.store.create_space(&SpaceKey::generate(), SpaceMode::Open).unwrap().space;
+    a.replicator.join(space).await.unwrap();
+    b.replicator.join(space).await.unwrap();
+    b.dial(&a).await;
+    a.store
+        .write_json(&AuthorKey::generate(), &space, "before", &serde_json::json!({"x": 1}))
+        .unwrap();
+    eventually("B to sync before stopping", || all_equal(&[&a, &b], &space)).await;
+    let a_peer = a.net.listen_addrs().await.unwrap().remove(0);
+    let (b_dir, b_key) = b.stop().await;
+
+    // 10,000 writes while B is down, in batches.
+    let author = AuthorKey::generate();
+    let store = a.store.clone();
+    tokio::task::spawn_blocking(move || {
+        let millis = store.clock().millis.max(1);
+        for batch in 0..10 {
+            let entries = (0..1000)
+                .map(|i| {
+                    let n = batch * 1000 + i;
+                    let hlc = Hlc::new(millis, n);
+                    Entry::sign(
+                        &author,
+                        space,
+                        &format!("docs/{}", n / 10),
+                        &format!("f{}", n % 10),
+                        Value::Int(i64::from(n)),
+                        hlc,
+                    )
+                    .unwrap()
+                })
+                .collect();
+            for result in store.insert_batch(entries).unwrap() {
+                result.unwrap();
+            }
+        }
+    })
+    .await
+    .unwrap();
+
+    let b = start(&b_dir, b_key).await;
+    assert_eq!(b.replicator.joined(), vec![space], "the joined space survived the restart");
+    b.net.dial(a_peer).await.unwrap();
+    eventually("B to catch up", || all_equal(&[&a, &b], &space)).await;
+    assert_eq!(b.store.list_spaces().unwrap()[0].n_entries, 10_001);
+    // The catch-up was a reconciliation session, with its counters.
+    // The catch-up came by reconciliation, started by either side when they connected,
+    // and by the gossip of A's change feed if it was still draining.
+    let (ma, mb) = (a.replicator.metrics(), b.replicator.metrics());
+    let moved = ma.recon.entries_sent + mb.recon.entries_received;
+    assert!(moved > 5_000, "sessions moved {moved} entries: {ma:?} {mb:?}");
+    assert!(moved + mb.gossip_accepted >= 10_000, "{ma:?} {mb:?}");
+    assert!(ma.recon.bytes_sent + mb.recon.bytes_received > 0);
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partition_that_heals_converges() {
+    let dirs = dirs(4);
+    let mut nodes = Vec::new();
+    for dir in &dirs {
+        nodes.push(Node::new(dir.path()).await);
+    }
+    let space = nodes[0].store.create_space(&SpaceKey::generate(), SpaceMode::Open).unwrap().space;
+    // Every node holds the space from the start (as if it had synced once before).
+    let record = nodes[0].store.space_record(&space).unwrap().unwrap();
+    for node in &nodes {
+        node.store.insert_space_record(&record).unwrap();
+        node.replicator.join(space).await.unwrap();
+    }
+    // Two groups: {0, 1} and {2, 3}; both keep writing, also to the same fields.
+    nodes[1].dial(&nodes[0]).await;
+    nodes[3].dial(&nodes[2]).await;
+    for (i, node) in nodes.iter().enumerate() {
+        let author = AuthorKey::generate();
+        for round in 0..10 {
+            let object = serde_json::json!({"shared": i * 100 + round, format!("own{i}"): round});
+            node.store.write_json(&author, &space, &format!("doc{}", round % 3), &object).unwrap();
+        }
+    }
+    eventually("each group to converge", || {
+        all_equal(&[&nodes[0], &nodes[1]], &space) && all_equal(&[&nodes[2], &nodes[3]], &space)
+    })
+    .await;
+    assert_ne!(nodes[0].state(&space), nodes[2].state(&space));
+    // Heal.
+    nodes[1].dial(&nodes[2]).await;
+    let all: Vec<&Node> = nodes.iter().collect();
+    eventually("everyone to converge after healing", || all_equal(&all, &space)).await;
+    for node in nodes {
+        node.stop().await;
+    }
+}
+
+/// A restricted space held by `a`, `b` and `c` in a line (a - b - c), an authorised author,
+/// and a raw network node `mallory` connected to `b` only, subscribed to the space topic.
+struct Restricted {
+    nodes: Vec<Node>,
+    space: PublicKey,
+    writer: AuthorKey,
+    mallory: Net,
+    _dirs: Vec<tempfile::TempDir>,
+}
+
+async fn restricted() -> Restricted {
+    let dirs = dirs(3);
+    let mut nodes = Vec::new();
+    for dir in &dirs {
+        nodes.push(Node::new(dir.path()).await);
+    }
+    let space_key = SpaceKey::generate();
+    let writer = AuthorKey::generate();
+    let space = nodes[0].store.create_space(&space_key, SpaceMode::Restricted).unwrap().space;
+    nodes[0]
+        .store
+        .insert_statement(&space_key.grant(writer.public(), Right::Write, Timestamp(0), None))
+        .unwrap();
+    for node in &nodes {
+        node.replicator.join(space).await.unwrap();
+    }
+    nodes[1].dial(&nodes[0]).await;
+    nodes[2].dial(&nodes[1]).await;
+    let mallory_bus = Bus::new();
+    let mut subscribed = mallory_bus.subscribe::<TopicSubscribed>();
+    let mallory =
+        Net::spawn(Keypair::generate_ed25519(), Config::local(), mallory_bus).await.unwrap();
+    mallory.subscribe(&space_topic(&space)).await.unwrap();
+    mallory.dial(nodes[1].net.listen_addrs().await.unwrap().remove(0)).await.unwrap();
+    let b = nodes[1].net.peer_id();
+    tokio::time::timeout(DEADLINE, async {
+        loop {
+            let event = subscribed.recv().await.unwrap();
+            if event.peer_id == b {
+                break;
+            }
+        }
+    })
+    .await
+    .unwrap();
+    let all: Vec<&Node> = nodes.iter().collect();
+    eventually("the space to reach every node", || all_equal(&all, &space)).await;
+    Restricted { nodes, space, writer, mallory, _dirs: dirs }
+}
+
+impl Restricted {
+    /// Publishes `bad` from mallory, then a valid entry as a control, and checks that the
+    /// control reached every node while `bad` was stored nowhere and reached neither `a`
+    /// nor `c` (so `b` did not forward it), and that `b` counted it against mallory.
+    async fn check_rejected(self, bad: Vec<u8>) {
+        let mut seen_on_a = self.nodes[0].bus.subscribe::<GossipMessage>();
+        let mut seen_on_c = self.nodes[2].bus.subscribe::<GossipMessage>();
+        let mut rejected_on_b = self.nodes[1].bus.subscribe::<SyncEvent>();
+        let topic = space_topic(&self.space);
+        publish_until_sent(&self.mallory, &topic, bad.clone()).await;
+        let now = self.nodes[1].store.clock().millis.max(1);
+        let control = Entry::sign(
+            &self.writer,
+            self.space,
+            "control",
+            "ok",
+            Value::Bool(true),
+            Hlc::new(now, 0),
+        )
+        .unwrap();
+        publish_until_sent(&self.mallory, &topic, wire::encode_gossip(&control)).await;
+        eventually("the control entry to reach every node", || {
+            self.nodes
+                .iter()
+                .all(|node| node.store.get_doc(&self.space, "control").unwrap().is_some())
+        })
+        .await;
+        for node in &self.nodes {
+            assert!(
+                node.store.get_doc(&self.space, "bad").unwrap().is_none(),
+                "a bad entry was stored"
+            );
+        }
+        // Mallory may have found a and c through the DHT and sent it to them directly; no
+        // honest node may have forwarded it.
+        for seen in [&mut seen_on_a, &mut seen_on_c] {
+            while let Ok(Some(message)) = seen.try_recv() {
+                if message.data.as_ref() == bad.as_slice() {
+                    assert_eq!(message.propagation_source, self.mallory.peer_id(), "forwarded");
+                }
+            }
+        }
+        let b = &self.nodes[1];
+        assert!(b.replicator.metrics().gossip_rejected >= 1, "{:?}", b.replicator.metrics());
+        let mut reason = None;
+        while let Ok(Some(event)) = rejected_on_b.try_recv() {
+            if let SyncEvent::EntryRejected { peer, reason: why, .. } = event {
+                assert_eq!(peer, self.mallory.peer_id());
+                reason = Some(why);
+            }
+        }
+        let mallory = self.mallory.peer_id();
+        let info = b.net.peers().await.unwrap().into_iter().find(|p| p.peer_id == mallory).unwrap();
+        assert!(info.strikes >= 1, "{info:?}");
+        self.mallory.shutdown().await.unwrap();
+        for node in self.nodes {
+            node.stop().await;
+        }
+        let reason = reason.expect("an EntryRejected event on b");
+        eprintln!("rejected: {reason}");
+    }
+}
+
+async fn publish_until_sent(net: &Net, topic: &str, data: Vec<u8>) {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while let Err(error) = net.publish(topic, data.clone()).await {
+        assert!(tokio::time::Instant::now() < deadline, "publishing failed: {error}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_entry_from_an_author_without_capability_is_rejected_and_never_forwarded() {
+    let setup = restricted().await;
+    let intruder = AuthorKey::generate();
+    let now = setup.nodes[1].store.clock().millis.max(1);
+    let bad =
+        Entry::sign(&intruder, setup.space, "bad", "x", Value::Int(1), Hlc::new(now, 0)).unwrap();
+    // Straight into a store, it is refused too.
+    let error = setup.nodes[0].store.insert(bad.clone()).unwrap_err();
+    assert!(matches!(error, cosmic_store::Error::AccessDenied { .. }), "{error}");
+    setup.check_rejected(wire::encode_gossip(&bad)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forged_signature_is_rejected() {
+    let setup = restricted().await;
+    let now = setup.nodes[1].store.clock().millis.max(1);
+    let mut forged =
+        Entry::sign(&setup.writer, setup.space, "bad", "x", Value::Int(1), Hlc::new(now, 0))
+            .unwrap();
+    forged.value = Value::Int(666);
+    setup.check_rejected(wire::encode_gossip(&forged)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn joined_spaces_survive_a_restart_and_leaving_undoes_joining() {
+    let dirs = dirs(2);
+    let a = Node::new(dirs[0].path()).await;
+    let b = Node::new(dirs[1].path()).await;
+    let mut topics_on_a = a.bus.subscribe::<cosmic_net::TopicUnsubscribed>();
+    let space = a.store.create_space(&SpaceKey::generate(), SpaceMode::Open).unwrap().space;
+    let other = SpaceKey::generate().id();
+    a.replicator.join(space).await.unwrap();
+    b.replicator.join(space).await.unwrap();
+    b.replicator.join(other).await.unwrap();
+    b.replicator.set_blob_policy(&other, cosmic_sync::BlobPolicy::Eager).unwrap();
+    b.dial(&a).await;
+    eventually("B to get the space", || all_equal(&[&a, &b], &space)).await;
+    let topic = space_topic(&space);
+    let b_id = b.net.peer_id();
+
+    let (b_dir, b_key) = b.stop().await;
+    let b = start(&b_dir, b_key).await;
+    let mut joined = vec![space, other];
+    joined.sort();
+    assert_eq!(b.replicator.joined(), joined);
+    assert_eq!(b.replicator.blob_policy(&other), Some(cosmic_sync::BlobPolicy::Eager));
+    b.dial(&a).await;
+    // Leaving: the topic is unsubscribed (A sees it) and the choice survives a restart.
+    assert!(b.replicator.leave(space).await.unwrap());
+    assert!(!b.replicator.leave(space).await.unwrap());
+    tokio::time::timeout(DEADLINE, async {
+        loop {
+            let event = topics_on_a.recv().await.unwrap();
+            if event.peer_id == b_id && event.topic == topic {
+                break;
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert!(matches!(
+        b.replicator.sync_now(space).await,
+        Err(cosmic_sync::Error::NotJoined { .. })
+    ));
+    let (b_dir, b_key) = b.stop().await;
+    let b = start(&b_dir, b_key).await;
+    assert_eq!(b.replicator.joined(), vec![other]);
+    // A damaged state file is an error naming it, not a silent reset.
+    b.stop().await;
+    std::fs::write(b_dir.join(cosmic_sync::STATE_FILE), b"{not json").unwrap();
+    let bus = Bus::new();
+    let net = Net::spawn(Keypair::generate_ed25519(), Config::local(), bus.clone()).await.unwrap();
+    let store = open_store(&b_dir).await;
+    let error =
+        Replicator::spawn(options(), net.clone(), store, bus, None, &b_dir).await.unwrap_err();
+    assert!(error.to_string().contains(cosmic_sync::STATE_FILE), "{error}");
+    net.shutdown().await.unwrap();
+    a.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_now_reconciles_on_demand_and_reports_stats() {
+    let dirs = dirs(2);
+    let a = Node::new(dirs[0].path()).await;
+    let b = Node::new(dirs[1].path()).await;
+    let space = a.store.create_space(&SpaceKey::generate(), SpaceMode::Open).unwrap().space;
+    a.replicator.join(space).await.unwrap();
+    b.replicator.join(space).await.unwrap();
+    b.dial(&a).await;
+    eventually("B to get the space", || all_equal(&[&a, &b], &space)).await;
+    // Once A knows B subscribes to the space, sync_now reconciles with it.
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    let sessions = loop {
+        let sessions = a.replicator.sync_now(space).await.unwrap();
+        if !sessions.is_empty() {
+            break sessions;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "A never saw B in the space");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(sessions[0].peer, b.net.peer_id());
+    let stats = sessions[0].result.clone().unwrap();
+    assert!(stats.converged && stats.rounds >= 1 && stats.bytes_sent > 0, "{stats:?}");
+    let metrics = a.replicator.metrics();
+    assert!(metrics.sessions >= 1 && metrics.recon.bytes_sent >= stats.bytes_sent, "{metrics:?}");
+    a.stop().await;
+    b.stop().await;
+}

@@ -1,0 +1,237 @@
+//! Reconciliation between two real stores in lockstep, and the wire formats' limits.
+
+#![allow(clippy::unwrap_used, reason = "a test fails loudly, helpers included")]
+
+use cosmic_auth::{AuthorKey, PublicKey, SpaceKey, SpaceMode};
+use cosmic_store::{Entry, Fingerprint, Hlc, Options, Origin, RangeKey, Store, Value};
+use cosmic_sync::recon::{self, Limits, Session};
+use cosmic_sync::wire::{self, Message, Part, Range, WireError};
+
+const LIMIT: usize = 4 * 1024 * 1024;
+const NOW: u64 = 1_780_000_000_000;
+
+fn store(name: &str) -> Store {
+    let options = Options {
+        max_clock_drift: std::time::Duration::from_secs(u64::MAX / 4_000),
+        ..Options::default()
+    };
+    Store::open_in_memory(name, options).unwrap()
+}
+
+fn entries(
+    space: PublicKey,
+    author: &AuthorKey,
+    range: std::ops::Range<u32>,
+    tag: i64,
+) -> Vec<Entry> {
+    range
+        .map(|n| {
+            let doc = format!("docs/{:06}", n / 4);
+            let field = format!("f{}", n % 4);
+            Entry::sign(author, space, &doc, &field, Value::Int(tag), Hlc::new(NOW, n)).unwrap()
+        })
+        .collect()
+}
+
+#[derive(Debug, Default)]
+struct Totals {
+    rounds: u64,
+    bytes: u64,
+    entries: u64,
+}
+
+/// Runs one session from `a` to `b` through the wire encoding; returns its totals.
+fn reconcile(a: &Store, b: &Store, space: PublicKey, limits: Limits) -> Totals {
+    let (mut session, mut message) = Session::start(a, space, limits, 1000).unwrap();
+    let mut totals = Totals::default();
+    loop {
+        let bytes = message.encode(LIMIT).unwrap();
+        totals.bytes += bytes.len() as u64;
+        let request = Message::decode(&bytes, LIMIT).unwrap();
+        let (reply, step) =
+            recon::respond(b, &request, &Origin::Peer("a".into()), &limits).unwrap();
+        assert!(step.rejected.is_empty(), "{:?}", step.rejected);
+        let bytes = reply.encode(LIMIT).unwrap();
+        totals.bytes += bytes.len() as u64;
+        totals.entries += step.entries_received + step.entries_sent;
+        let reply = Message::decode(&bytes, LIMIT).unwrap();
+        let (next, step) = session.on_reply(a, &reply, &Origin::Peer("b".into())).unwrap();
+        totals.entries += step.entries_received;
+        match next {
+            Some(next) => message = next,
+            None => break,
+        }
+    }
+    assert!(session.converged());
+    totals.rounds = session.rounds();
+    totals
+}
+
+/// Two stores holding `n` shared entries, each with `d / 2` entries the other lacks or
+/// holds differently.
+fn pair(n: u32, d: u32) -> (Store, Store, PublicKey) {
+    let (a, b) = (store("a"), store("b"));
+    let space = a.create_space(&SpaceKey::generate(), SpaceMode::Open).unwrap().space;
+    b.insert_space_record(&a.space_record(&space).unwrap().unwrap()).unwrap();
+    let author = AuthorKey::generate();
+    let shared = entries(space, &author, 0..n, 0);
+    a.insert_batch(shared.clone()).unwrap();
+    b.insert_batch(shared).unwrap();
+    // Differences spread over the key space: new fields on each side, and updates.
+    let step = (n / d.max(1)).max(1);
+    for i in 0..d {
+        let at = (i * step) % n;
+        let entry = Entry::sign(
+            &author,
+            space,
+            &format!("docs/{:06}", at / 4),
+            &format!("f{}", at % 4),
+            Value::Int(i64::from(i) + 1),
+            Hlc::new(NOW + 1, i),
+        )
+        .unwrap();
+        if i % 2 == 0 {
+            a.insert(entry).unwrap();
+        } else {
+            b.insert(entry).unwrap();
+        }
+    }
+    (a, b, space)
+}
+
+#[test]
+fn two_stores_converge_to_the_same_winners() {
+    let (a, b, space) = pair(2_000, 50);
+    assert_ne!(a.state_hash(&space).unwrap(), b.state_hash(&space).unwrap());
+    let totals = reconcile(&a, &b, space, Limits::default());
+    assert_eq!(a.state_hash(&space).unwrap(), b.state_hash(&space).unwrap());
+    assert!(totals.entries >= 50, "{totals:?}");
+    // A second session finds nothing to do, in one round.
+    let again = reconcile(&a, &b, space, Limits::default());
+    assert_eq!((again.rounds, again.entries), (1, 0));
+}
+
+#[test]
+fn bytes_grow_with_differences_times_log_n_not_with_n() {
+    let limits = Limits::default();
+    let (a, b, space) = pair(4_000, 10);
+    let small = reconcile(&a, &b, space, limits);
+    let (a, b, space) = pair(64_000, 10);
+    let large = reconcile(&a, &b, space, limits);
+    assert_eq!(a.state_hash(&space).unwrap(), b.state_hash(&space).unwrap());
+    // 16 times the items: one more level of splitting, not 16 times the bytes.
+    assert!(large.bytes < small.bytes * 3, "small {small:?} large {large:?}");
+    // And far less than sending the items: 64,000 hashes alone are 2 MB.
+    assert!(large.bytes < 200_000, "{large:?}");
+}
+
+#[test]
+fn a_new_peer_catches_up_completely_within_the_message_budget() {
+    let a = store("a");
+    let b = store("b"); // knows nothing, not even the space record
+    let space = a.create_space(&SpaceKey::generate(), SpaceMode::Open).unwrap().space;
+    a.insert_batch(entries(space, &AuthorKey::generate(), 0..5_000, 7)).unwrap();
+    let limits = Limits { budget: 64 * 1024, ..Limits::default() };
+    let totals = reconcile(&b, &a, space, limits);
+    assert_eq!(a.state_hash(&space).unwrap(), b.state_hash(&space).unwrap());
+    assert!(totals.rounds > 3, "a 64 KiB budget needs several rounds: {totals:?}");
+}
+
+#[test]
+fn invalid_entries_in_a_reconciliation_are_refused_and_reported() {
+    let (a, b) = (store("a"), store("b"));
+    let space = a.create_space(&SpaceKey::generate(), SpaceMode::Open).unwrap().space;
+    b.insert_space_record(&a.space_record(&space).unwrap().unwrap()).unwrap();
+    let mut forged = entries(space, &AuthorKey::generate(), 0..1, 1).remove(0);
+    forged.value = Value::Int(666);
+    let other_space = SpaceKey::generate().id();
+    let foreign = entries(other_space, &AuthorKey::generate(), 0..1, 1).remove(0);
+    let message = Message {
+        space,
+        parts: vec![
+            Part::Entry(forged.encode()),
+            Part::Entry(foreign.encode()),
+            Part::Entry(vec![1, 2, 3]),
+        ],
+    };
+    let (_, step) =
+        recon::respond(&b, &message, &Origin::Peer("x".into()), &Limits::default()).unwrap();
+    assert_eq!(step.entries_received, 3);
+    assert_eq!(step.entries_applied, 0);
+    assert_eq!(step.rejected.len(), 3, "{:?}", step.rejected);
+    assert!(b.recon_items(&space, None, None, 10).unwrap().is_empty());
+}
+
+#[test]
+fn every_part_round_trips() {
+    let space = SpaceKey::generate().id();
+    let key = RangeKey { doc: "users/alice".into(), field: "name".into() };
+    let entry = entries(space, &AuthorKey::generate(), 0..1, 1).remove(0);
+    let message = Message {
+        space,
+        parts: vec![
+            Part::Space { record: vec![1, 2, 3], statements: vec![vec![4], vec![5, 6]] },
+            Part::Fingerprint(Range::ALL, Fingerprint { sum: [7; 32], count: 9 }),
+            Part::Items(
+                Range { lower: Some(key.clone()), upper: None },
+                vec![(key.clone(), [8; 32])],
+            ),
+            Part::Want(key),
+            Part::Entry(entry.encode()),
+        ],
+    };
+    let bytes = message.encode(LIMIT).unwrap();
+    assert_eq!(bytes.len(), message.encoded_len());
+    assert_eq!(Message::decode(&bytes, LIMIT).unwrap(), message);
+    assert_eq!(wire::decode_gossip(&wire::encode_gossip(&entry), LIMIT).unwrap(), entry);
+}
+
+#[test]
+fn bad_bytes_get_clear_errors() {
+    let space = SpaceKey::generate().id();
+    let message =
+        Message { space, parts: vec![Part::Want(RangeKey { doc: "d".into(), field: "f".into() })] };
+    let bytes = message.encode(LIMIT).unwrap();
+
+    let error = Message::decode(&bytes, 10).unwrap_err();
+    assert!(matches!(error, WireError::TooLarge { .. }), "{error}");
+    assert!(matches!(message.encode(10), Err(WireError::TooLarge { .. })));
+
+    let mut wrong_version = bytes.clone();
+    wrong_version[0] = 9;
+    let error = Message::decode(&wrong_version, LIMIT).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "reconciliation message has version 9, this node reads version 1"
+    );
+
+    let error = Message::decode(&bytes[..bytes.len() - 1], LIMIT).unwrap_err();
+    assert!(error.to_string().contains("truncated"), "{error}");
+
+    let mut trailing = bytes.clone();
+    trailing.push(0);
+    let error = Message::decode(&trailing, LIMIT).unwrap_err();
+    assert!(error.to_string().contains("1 trailing bytes"), "{error}");
+
+    let mut lying = bytes[..33].to_vec();
+    lying.extend_from_slice(&u32::MAX.to_be_bytes());
+    let error = Message::decode(&lying, LIMIT).unwrap_err();
+    assert!(error.to_string().contains("cannot fit"), "{error}");
+
+    let mut unknown = bytes.clone();
+    unknown[37] = 42;
+    let error = Message::decode(&unknown, LIMIT).unwrap_err();
+    assert!(error.to_string().contains("unknown part 42"), "{error}");
+
+    for (bytes, expected) in [
+        (vec![], "malformed gossip message: empty"),
+        (vec![2, 1], "gossip message has version 2, this node reads version 1"),
+        (vec![1, 7], "malformed gossip message: unknown kind 7"),
+    ] {
+        assert_eq!(wire::decode_gossip(&bytes, LIMIT).unwrap_err().to_string(), expected);
+    }
+    let error = wire::decode_gossip(&[1, 1, 0], LIMIT).unwrap_err();
+    assert!(error.to_string().starts_with("malformed gossip message: "), "{error}");
+    let error = wire::decode_gossip(&[1; 100], 50).unwrap_err();
+    assert_eq!(error.to_string(), "gossip message of 100 bytes is over the limit of 50 bytes");
+}
