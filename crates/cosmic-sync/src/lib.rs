@@ -20,7 +20,8 @@
 //!   [`Replicator::sync_now`]. Space records and capability statements travel with the
 //!   first round. Each session's rounds, bytes and entries are a [`SessionStats`], summed in
 //!   [`Replicator::metrics`] and reported as [`SyncEvent::SessionFinished`].
-//! - **Blob auto-fetch** through a [`BlobFetcher`]: a synced document that links a missing
+//! - **Blob auto-fetch** through a [`BlobFetcher`] (implemented for `cosmic_blobs::Blobs`,
+//!   whose address lookup finds the providers): a synced document that links a missing
 //!   blob is reported as [`SyncEvent::BlobPending`]; by the space's [`BlobPolicy`] the blob
 //!   is fetched at once (eager, with retries), on [`Replicator::fetch_blob`] (lazy), or
 //!   never by itself (none). The document reads either way ([`Replicator::blob_status`]).
@@ -29,6 +30,7 @@
 //! [`ItemSource`] (implemented by `cosmic_store::Store`), which is how the deterministic
 //! simulation tests drive the real merge and reconciliation code over a simulated network.
 
+mod blobs;
 mod error;
 pub mod recon;
 mod replicator;

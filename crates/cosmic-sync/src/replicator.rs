@@ -661,7 +661,9 @@ impl Replicator {
             }
             candidates.extend(self.space_peers(&space).await);
             candidates.dedup();
-            match blobs.fetch(cid, candidates).await {
+            let fetch =
+                tokio::time::timeout(options.blob_fetch_timeout, blobs.fetch(cid, candidates));
+            match fetch.await.unwrap_or_else(|_| Err("the attempt timed out".into())) {
                 Ok(()) => {
                     self.metrics_mut(|metrics| metrics.blobs_fetched += 1);
                     self.inner.bus.publish(SyncEvent::BlobFetched { space, cid: cid.to_vec() });

@@ -60,6 +60,8 @@ pub struct SyncOptions {
     pub blob_fetch_attempts: u32,
     /// The delay before the first retry of a blob fetch; it doubles at each attempt.
     pub blob_retry_delay: Duration,
+    /// How long one attempt to fetch a blob may take (config `blobs.fetch_timeout`).
+    pub blob_fetch_timeout: Duration,
 }
 
 impl Default for SyncOptions {
@@ -73,6 +75,7 @@ impl Default for SyncOptions {
             default_blob_policy: BlobPolicy::Lazy,
             blob_fetch_attempts: 5,
             blob_retry_delay: Duration::from_millis(500),
+            blob_fetch_timeout: Duration::from_secs(300),
         }
     }
 }
@@ -91,6 +94,7 @@ impl SyncOptions {
             max_gossip_size: usize::try_from(net.max_gossip_size).unwrap_or(usize::MAX),
             recon: Limits { budget: max_message_size / 4, ..Limits::default() },
             default_blob_policy: blobs.default_fetch_policy.into(),
+            blob_fetch_timeout: blobs.fetch_timeout,
             ..SyncOptions::default()
         }
     }
