@@ -135,3 +135,32 @@ async fn pins_list_and_gc() {
     tokio::time::timeout(Duration::from_secs(20), blobs.gc()).await.unwrap().unwrap();
     blobs.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn endpoint_is_keyed_by_the_node_key() {
+    let key = NodeKey::generate();
+    let blobs = Blobs::builder(&key).config(Config::loopback()).open_in_memory().await.unwrap();
+    assert_eq!(blobs.node(), key.public());
+    assert_eq!(blobs.peer_addr().node, key.public());
+    assert!(blobs.local_addrs().iter().all(|addr| addr.ip().is_loopback()));
+    blobs.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn bad_bind_address_and_failing_stream_are_clear_errors() {
+    // TEST-NET-3: never an address of this machine.
+    let config = Config { bind_addr: "203.0.113.7:0".parse().unwrap(), ..Config::loopback() };
+    let error =
+        Blobs::builder(&NodeKey::generate()).config(config).open_in_memory().await.err().unwrap();
+    assert!(matches!(error, Error::Bind { .. }), "{error}");
+    assert!(error.to_string().contains("203.0.113.7:0"), "{error}");
+
+    let blobs = memory().await;
+    let chunks: Vec<std::io::Result<Bytes>> =
+        vec![Ok(Bytes::from(pattern(1000))), Err(std::io::Error::other("disk on fire"))];
+    let error =
+        blobs.add_stream(futures::stream::iter(chunks), Visibility::Public).await.err().unwrap();
+    assert!(matches!(error, Error::Store { operation: "add a stream", .. }), "{error}");
+    assert!(blobs.list().await.unwrap().is_empty());
+    blobs.shutdown().await.unwrap();
+}
