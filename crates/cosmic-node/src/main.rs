@@ -375,3 +375,31 @@ mod output {
         println!("{text}");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory as _, Parser as _};
+
+    use super::Cli;
+
+    /// Clap's own consistency checks: no two arguments of a command share an id (a global
+    /// `--json` and a positional named `json` once did), every default parses.
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn a_document_put_takes_its_object_and_the_global_json_flag_together() {
+        let cli = Cli::try_parse_from([
+            "cosmic-node",
+            "doc",
+            "put",
+            "space",
+            "users/alice",
+            "{\"a\": 1}",
+            "--json",
+        ]);
+        assert!(cli.is_ok(), "{:?}", cli.err());
+    }
+}

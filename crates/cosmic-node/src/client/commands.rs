@@ -87,7 +87,8 @@ pub(crate) enum DocCommand {
         /// Document key, may contain `/` (e.g. users/alice)
         key: String,
         /// The JSON object; `-` or nothing reads it from stdin
-        json: Option<String>,
+        #[arg(value_name = "JSON")]
+        object: Option<String>,
     },
     /// Print a document's live fields as JSON
     Get {
@@ -226,8 +227,8 @@ fn doc_segments<'a>(space: &'a str, key: &'a str) -> Vec<&'a str> {
 /// Runs `cosmic-node doc ...`.
 pub(crate) async fn run_doc(client: &Client, command: DocCommand) -> anyhow::Result<()> {
     match command {
-        DocCommand::Put { space, key, json } => {
-            let text = match json.as_deref() {
+        DocCommand::Put { space, key, object } => {
+            let text = match object.as_deref() {
                 None | Some("-") => {
                     let mut text = String::new();
                     std::io::stdin().read_to_string(&mut text).context("reading stdin")?;
