@@ -403,7 +403,7 @@ impl Spaces {
         not_after: Option<Timestamp>,
     ) -> Result<SignedStatement> {
         let shared = self.shared.clone();
-        blocking(move || {
+        let statement = blocking(move || {
             require_space(&shared, &space)?;
             let now = Timestamp::now();
             let statement = match shared.data_dir.space_key(&space)? {
@@ -426,7 +426,19 @@ impl Spaces {
             shared.store.insert_statement(&statement)?;
             Ok(statement)
         })
-        .await
+        .await?;
+        // Capabilities travel by reconciliation, not gossip: run a round with the peers of
+        // the space now, so the grantee can write in a moment rather than at the next
+        // periodic round.
+        if self.shared.replicator.joined().contains(&space) {
+            let replicator = self.shared.replicator.clone();
+            tokio::spawn(async move {
+                if let Err(error) = replicator.sync_now(space).await {
+                    tracing::warn!(%space, %error, "reconciling after a grant failed");
+                }
+            });
+        }
+        Ok(statement)
     }
 }
 
