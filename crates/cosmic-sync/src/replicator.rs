@@ -1,7 +1,7 @@
 //! [`Replicator`]: the tasks that join spaces on the network, push local changes, judge
 //! remote ones, reconcile with peers and fetch linked blobs.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -25,6 +25,10 @@ use crate::{Error, Result};
 
 /// The application protocol name of reconciliation requests on `cosmic-net`.
 pub const RECON_PROTOCOL: &str = "sync/recon/1";
+
+/// How long after a peer's last reconciliation request our own triggered sessions with it
+/// wait.
+const SERVED_RECENTLY: Duration = Duration::from_secs(2);
 
 /// The gossip topic of a space.
 pub fn space_topic(space: &PublicKey) -> String {
@@ -63,6 +67,8 @@ struct Inner {
     spaces: Mutex<BTreeMap<PublicKey, Joined>>,
     metrics: Mutex<Metrics>,
     sessions: Mutex<HashSet<(PublicKey, PeerId)>>,
+    /// When each peer last sent us a reconciliation request, per space.
+    served: Mutex<HashMap<(PublicKey, PeerId), Instant>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -105,6 +111,7 @@ impl Replicator {
                 spaces: Mutex::new(BTreeMap::new()),
                 metrics: Mutex::new(Metrics::default()),
                 sessions: Mutex::new(HashSet::new()),
+                served: Mutex::new(HashMap::new()),
                 tasks: Mutex::new(Vec::new()),
             }),
         };
@@ -279,7 +286,19 @@ impl Replicator {
         Ok(out)
     }
 
+    /// A session started by a trigger (subscription, timer, discovery): skipped while the
+    /// peer is itself reconciling the space with us, so entries do not cross twice.
     async fn session_logged(&self, space: PublicKey, peer: PeerId) {
+        let busy = self
+            .inner
+            .served
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&(space, peer))
+            .is_some_and(|at| at.elapsed() < SERVED_RECENTLY);
+        if busy {
+            return;
+        }
         if let Err(error) = self.sync_with(space, peer).await {
             debug!(%space, %peer, %error, "reconciliation failed");
         }
@@ -552,6 +571,11 @@ impl Replicator {
         if !self.lock_spaces().contains_key(&space) {
             return Err(Error::NotJoined { space });
         }
+        {
+            let mut served = self.inner.served.lock().unwrap_or_else(PoisonError::into_inner);
+            served.retain(|_, at| at.elapsed() < SERVED_RECENTLY);
+            served.insert((space, peer), Instant::now());
+        }
         let limits = options.recon;
         let origin = Origin::Peer(peer.to_string());
         let (reply, step) = self
@@ -577,7 +601,12 @@ impl Replicator {
                 Err(cosmic_events::RecvError::Lagged { .. }) => continue,
                 Err(_) => return,
             };
-            if let Some(space) = self.topic_space(&event.topic) {
+            // Both peers see each other's subscription; only the one with the smaller peer
+            // id starts a session, so the entries do not cross twice (the other side's
+            // periodic reconciliation covers a failed session).
+            if let Some(space) = self.topic_space(&event.topic)
+                && self.peer_id() < event.peer_id
+            {
                 let this = self.clone();
                 tokio::spawn(async move { this.session_logged(space, event.peer_id).await });
             }

@@ -120,6 +120,10 @@ async fn three_nodes_writing_the_same_fields_end_with_the_same_winners() {
             let store = node.store.clone();
             tokio::task::spawn_blocking(move || {
                 let author = AuthorKey::generate();
+                // One document of its own, so every node must apply remote changes even
+                // if its writes win every shared field.
+                let own = vec![("by".to_owned(), Value::Int(i as i64))];
+                store.write(&author, &space, &format!("own{i}"), own).unwrap();
                 for round in 0..20 {
                     let doc = format!("doc{}", round % 5);
                     let fields = (0..3)
@@ -141,10 +145,14 @@ async fn three_nodes_writing_the_same_fields_end_with_the_same_winners() {
         assert_eq!(winner, c.store.get_doc(&space, &doc).unwrap());
     }
 
-    // B reported changes with their origin: its own, and ones from the other peers.
+    // B reported changes with their origin: its own, and ones from the other peers (the
+    // events follow the store's change feed, so they may trail the state a little).
     let mut local = false;
     let mut remote = false;
-    while let Ok(Some(event)) = applied_on_b.try_recv() {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while !(local && remote) {
+        let event = tokio::time::timeout_at(deadline, applied_on_b.recv()).await;
+        let event = event.expect("B to report local and remote changes").unwrap();
         if let SyncEvent::Applied { origin, space: s, .. } = event {
             assert_eq!(s, space);
             match origin {
