@@ -44,13 +44,21 @@ impl Answer {
     }
 }
 
+/// An HTTP client for the tests. In a whole-workspace build iroh turns on reqwest's
+/// rustls without a crypto provider, so one is installed first (plain HTTP never uses it,
+/// but reqwest refuses to build a client without one).
+pub(crate) fn http_client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder().timeout(CALL_TIMEOUT).build().expect("client")
+}
+
 impl Api {
     pub(crate) fn new(node: &TestNode) -> Self {
         Self::with_token(node, &node.token())
     }
 
     pub(crate) fn with_token(node: &TestNode, token: &str) -> Self {
-        let http = reqwest::Client::builder().timeout(CALL_TIMEOUT).build().expect("client");
+        let http = http_client();
         Self { base: node.api_url().to_owned(), token: token.to_owned(), http }
     }
 
@@ -144,7 +152,7 @@ impl EventStream {
 async fn requests_without_or_with_a_wrong_token_get_401() {
     let node = TestNode::start();
     let space = Api::new(&node).create_space("open").await;
-    let anonymous = reqwest::Client::builder().timeout(CALL_TIMEOUT).build().unwrap();
+    let anonymous = http_client();
     let wrong = Api::with_token(&node, "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA");
     let routes = [
         (Method::GET, "/v1/status".to_owned()),
