@@ -29,6 +29,8 @@ pub const RECON_PROTOCOL: &str = "sync/recon/1";
 /// How long after a peer's last reconciliation request our own triggered sessions with it
 /// wait.
 const SERVED_RECENTLY: Duration = Duration::from_secs(2);
+/// How long a catch-up waits, at most, for a running session with the same peer to end.
+const CATCH_UP_WAIT: Duration = Duration::from_secs(10);
 
 /// The gossip topic of a space.
 pub fn space_topic(space: &PublicKey) -> String {
@@ -67,6 +69,9 @@ struct Inner {
     spaces: Mutex<BTreeMap<PublicKey, Joined>>,
     metrics: Mutex<Metrics>,
     sessions: Mutex<HashSet<(PublicKey, PeerId)>>,
+    /// Joined spaces with a local change that no peer received by gossip (nobody was
+    /// subscribed yet): the next peer to subscribe gets a reconciliation at once.
+    unpublished: Mutex<HashSet<PublicKey>>,
     /// When each peer last sent us a reconciliation request, per space.
     served: Mutex<HashMap<(PublicKey, PeerId), Instant>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
@@ -111,6 +116,7 @@ impl Replicator {
                 spaces: Mutex::new(BTreeMap::new()),
                 metrics: Mutex::new(Metrics::default()),
                 sessions: Mutex::new(HashSet::new()),
+                unpublished: Mutex::new(HashSet::new()),
                 served: Mutex::new(HashMap::new()),
                 tasks: Mutex::new(Vec::new()),
             }),
@@ -304,6 +310,28 @@ impl Replicator {
         }
     }
 
+    /// Reconciles with `peer` once no session with it on `space` is running (bounded
+    /// wait): used when an entry is known to be missing on one side right now, where
+    /// a session already under way may have passed its range.
+    async fn catch_up(&self, space: PublicKey, peer: PeerId) {
+        let started = tokio::time::Instant::now();
+        loop {
+            let running = self
+                .inner
+                .sessions
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .contains(&(space, peer));
+            if !running || started.elapsed() > CATCH_UP_WAIT {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        if let Err(error) = self.sync_with(space, peer).await {
+            debug!(%space, %peer, %error, "catch-up reconciliation failed");
+        }
+    }
+
     /// Reconciles `space` with one peer (dialling it if needed), and waits for the end.
     /// When a session with that peer on that space is already running, returns at once
     /// with empty stats.
@@ -420,8 +448,15 @@ impl Replicator {
             if origin == Origin::Local {
                 match self.inner.net.publish(&topic, wire::encode_gossip(&entry)).await {
                     Ok(_) => self.metrics_mut(|metrics| metrics.gossip_published += 1),
-                    // No peer yet, or a duplicate: reconciliation carries it later.
-                    Err(error) => debug!(%space, %error, "publishing a change failed"),
+                    // No peer yet, or a duplicate: the next peer to subscribe reconciles.
+                    Err(error) => {
+                        debug!(%space, %error, "publishing a change failed");
+                        self.inner
+                            .unpublished
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .insert(space);
+                    }
                 }
             }
             if let Value::BlobLink(cid) = &entry.value {
@@ -482,6 +517,7 @@ impl Replicator {
                 Err(error) => verdicts.push((message, Verdict::Reject, Some(error.to_string()))),
             }
         }
+        let mut catch_ups: HashSet<(PublicKey, PeerId)> = HashSet::new();
         // One store transaction per origin.
         let mut by_origin: BTreeMap<String, Vec<(GossipMessage, Entry)>> = BTreeMap::new();
         for (message, entry) in to_insert {
@@ -496,6 +532,13 @@ impl Replicator {
             match results {
                 Ok(results) => {
                     for ((message, _), result) in group.into_iter().zip(results) {
+                        if let (Err(cosmic_store::Error::UnknownSpace { .. }), Some(space)) =
+                            (&result, self.topic_space(&message.topic))
+                        {
+                            // The space record has not reached us yet (we just joined):
+                            // reconcile with the sender, which brings record and entry.
+                            catch_ups.insert((space, message.propagation_source));
+                        }
                         let (verdict, reason) = verdict_of(result);
                         verdicts.push((message, verdict, reason));
                     }
@@ -507,6 +550,10 @@ impl Replicator {
                     }
                 }
             }
+        }
+        for (space, peer) in catch_ups {
+            let this = self.clone();
+            tokio::spawn(async move { this.catch_up(space, peer).await });
         }
         for (message, verdict, reason) in verdicts {
             self.metrics_mut(|metrics| match verdict {
@@ -604,9 +651,19 @@ impl Replicator {
             // Both peers see each other's subscription; only the one with the smaller peer
             // id starts a session, so the entries do not cross twice (the other side's
             // periodic reconciliation covers a failed session).
-            if let Some(space) = self.topic_space(&event.topic)
-                && self.peer_id() < event.peer_id
-            {
+            let Some(space) = self.topic_space(&event.topic) else { continue };
+            let unpublished = self
+                .inner
+                .unpublished
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(&space);
+            if unpublished {
+                // A local change went nowhere by gossip: this peer needs it now, even if
+                // it has just reconciled with us.
+                let this = self.clone();
+                tokio::spawn(async move { this.catch_up(space, event.peer_id).await });
+            } else if self.peer_id() < event.peer_id {
                 let this = self.clone();
                 tokio::spawn(async move { this.session_logged(space, event.peer_id).await });
             }
