@@ -97,7 +97,7 @@ impl Supervisor {
                         tracing::debug!(task = name, "task finished");
                         return;
                     }
-                    Ok(Err(error)) => error_chain(error.as_ref()),
+                    Ok(Err(error)) => crate::api::error::chain(error.as_ref()),
                     Err(join_error) if join_error.is_panic() => {
                         format!("panicked: {}", panic_message(join_error.into_panic()))
                     }
@@ -142,17 +142,6 @@ impl Supervisor {
         }
         true
     }
-}
-
-fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {

@@ -8,7 +8,7 @@
 //! methods, is `{"error": {"code", "message"}}`.
 
 mod blobs;
-mod error;
+pub(crate) mod error;
 mod handlers;
 
 use std::sync::Arc;
