@@ -4,7 +4,9 @@
 //! commands run single steps. It is plain Rust (no shell scripts) so that it runs the
 //! same way on every machine, and it installs what it lacks (cargo-deny).
 
+mod api_fuzz;
 mod ci;
+mod fuzz;
 mod tidy;
 
 use std::path::{Path, PathBuf};
@@ -21,6 +23,10 @@ commands:
   deny              cargo deny check bans licenses sources (+ advisories, best-effort)
   doc               build the docs with warnings denied
   test              run every test (nextest if installed) and the doctests
+  fuzz [--time S] [TARGET]...
+                    build the fuzz targets and run each for S seconds (cargo-fuzz)
+  api-fuzz [--time S]
+                    fuzz the HTTP API of a release node from its OpenAPI document
 ";
 
 fn main() -> ExitCode {
@@ -41,6 +47,11 @@ fn run(args: &[String]) -> anyhow::Result<ExitCode> {
     };
     let sh = xshell::Shell::new()?;
     sh.change_dir(project_root());
+    match command.as_str() {
+        "fuzz" => return fuzz::run(&sh, rest),
+        "api-fuzz" => return api_fuzz::command(&sh, rest),
+        _ => {}
+    }
     let options = ci::Options::parse(rest)?;
     let steps: Vec<&str> = match command.as_str() {
         "ci" => ci::STEPS.iter().map(|step| step.name).collect(),
