@@ -76,6 +76,24 @@ async fn a_document_put_on_a_appears_on_bs_event_stream_and_in_bs_get() {
     let on_a =
         api_a.ok(Method::GET, &format!("/v1/spaces/{space}/docs/users/alice?depth=1"), None).await;
     assert_eq!(on_a, on_b);
+    // Same entries, same state hash; a write on one side alone makes them differ.
+    let state = |api: &Api| {
+        let api = api.clone();
+        let space = space.clone();
+        async move {
+            let spaces = api.ok(Method::GET, "/v1/spaces", None).await;
+            let entry = spaces.as_array().unwrap().iter().find(|s| s["id"] == space).cloned();
+            entry.expect("the space is listed")["state_hash"].as_str().unwrap().to_owned()
+        }
+    };
+    let hash_a = state(&api_a).await;
+    assert_eq!(hash_a.len(), 64, "{hash_a}");
+    assert_ne!(hash_a, "0".repeat(64));
+    eventually("equal state hashes", || async { (state(&api_b).await == hash_a).then_some(()) })
+        .await;
+    api_b.ok(Method::PUT, &format!("/v1/spaces/{space}/docs/solo"), Some(json!({"x": 1}))).await;
+    let after = state(&api_b).await;
+    assert_ne!(after, hash_a, "a new entry changes the state hash");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -1,6 +1,13 @@
-//! End-to-end tests of CosmicSyncCore; the tests themselves are in `e2e/`.
+//! End-to-end testing of CosmicSyncCore with real `cosmic-node` processes on loopback.
 //!
-//! They drive the real `cosmic-node` binary on loopback. The binary is not built by the
-//! tests (tests never run cargo): `cargo xtask test` builds it and passes its path in
-//! `COSMIC_NODE_BIN`; without that variable the tests look for it beside their own
-//! executable in the target dir (`cargo build -p cosmic-node` puts it there).
+//! The library holds what the end-to-end tests (`e2e/`), the scenario runner
+//! (`cargo xtask e2e`) and the process benchmarks (`cargo xtask bench`) share:
+//! [`harness::TestNode`] starts and signals real node processes, and [`client::Api`]
+//! talks to their HTTP API.
+//!
+//! The binary is not built here (tests never run cargo): `cargo xtask test` builds it and
+//! passes its path in `COSMIC_NODE_BIN`; without that variable the harness looks for it
+//! beside its own executable in the target dir (`cargo build -p cosmic-node` puts it there).
+
+pub mod client;
+pub mod harness;
