@@ -14,7 +14,7 @@ use cosmic_blobs::Blobs;
 use cosmic_config::Config;
 use cosmic_events::Bus;
 use cosmic_net::{Multiaddr, Net, PeerInfo};
-use cosmic_store::{Document, Store, Subscription, Value};
+use cosmic_store::{Document, Fingerprint, Store, Subscription, Value};
 use cosmic_sync::{Replicator, SyncOptions};
 use libp2p_identity::PeerId;
 use tokio_util::sync::CancellationToken;
@@ -306,6 +306,10 @@ pub struct SpaceSummary {
     pub joined: bool,
     /// Whether this node holds the space key (it created the space).
     pub owned: bool,
+    /// The space's state hash: the reconciliation fingerprint of every entry it holds
+    /// (the sum of the entry hashes, order-free). Two nodes holding the same entries of a
+    /// space have the same state hash, whatever order the entries arrived in.
+    pub state: Fingerprint,
 }
 
 /// The spaces of a node: create, list, join, leave, grant. Cheap to clone.
@@ -333,6 +337,7 @@ impl Spaces {
                 n_entries: 0,
                 joined: true,
                 owned: true,
+                state: Fingerprint::EMPTY,
             })
         })
         .await?;
@@ -356,6 +361,7 @@ impl Spaces {
                     n_entries: info.n_entries,
                     joined: joined.contains(&info.space),
                     owned: shared.data_dir.space_key(&info.space)?.is_some(),
+                    state: shared.store.fingerprint(&info.space, None, None)?,
                 });
             }
             for space in joined.difference(&seen) {
@@ -366,6 +372,7 @@ impl Spaces {
                     n_entries: 0,
                     joined: true,
                     owned: false,
+                    state: Fingerprint::EMPTY,
                 });
             }
             out.sort_by_key(|summary| summary.id.to_string());

@@ -219,6 +219,9 @@ pub(crate) struct Space {
     joined: bool,
     /// Whether this node created it (holds its key).
     owned: bool,
+    /// The state hash: 64 hex digits of the order-free sum of the hashes of every entry
+    /// held. Nodes holding the same entries of a space show the same state hash.
+    state_hash: String,
 }
 
 impl From<SpaceSummary> for Space {
@@ -230,6 +233,7 @@ impl From<SpaceSummary> for Space {
             entries: summary.n_entries,
             joined: summary.joined,
             owned: summary.owned,
+            state_hash: summary.state.sum.iter().map(|byte| format!("{byte:02x}")).collect(),
         }
     }
 }
