@@ -5,7 +5,10 @@
 //! same way on every machine, and it installs what it lacks (cargo-deny).
 
 mod api_fuzz;
+mod bench;
+mod bench_gun;
 mod ci;
+mod e2e;
 mod fuzz;
 mod tidy;
 
@@ -23,6 +26,10 @@ commands:
   deny              cargo deny check bans licenses sources (+ advisories, best-effort)
   doc               build the docs with warnings denied
   test              run every test (nextest if installed) and the doctests
+  e2e [--quick] [--only SCENARIO]...
+                    run the multi-process scenarios on loopback (release build)
+  bench [--quick] [--compare gun] [--only GROUP]...
+                    run the benchmarks; write target/bench/results.json and results.md
   fuzz [--time S] [TARGET]...
                     build the fuzz targets and run each for S seconds (cargo-fuzz)
   api-fuzz [--time S]
@@ -49,6 +56,8 @@ fn run(args: &[String]) -> anyhow::Result<ExitCode> {
     sh.change_dir(project_root());
     match command.as_str() {
         "fuzz" => return fuzz::run(&sh, rest),
+        "e2e" => return e2e::run(&sh, rest),
+        "bench" => return bench::run(&sh, rest),
         "api-fuzz" => return api_fuzz::command(&sh, rest),
         _ => {}
     }
