@@ -10,6 +10,7 @@ mod bench_gun;
 mod ci;
 mod e2e;
 mod fuzz;
+mod soak;
 mod tidy;
 
 use std::path::{Path, PathBuf};
@@ -30,6 +31,8 @@ commands:
                     run the multi-process scenarios on loopback (release build)
   bench [--quick] [--compare gun] [--only GROUP]...
                     run the benchmarks; write target/bench/results.json and results.md
+  soak [--minutes M] [--warm-up-minutes W] [--out DIR]
+                    five release nodes under writes and churn, memory over time
   fuzz [--time S] [TARGET]...
                     build the fuzz targets and run each for S seconds (cargo-fuzz)
   api-fuzz [--time S]
@@ -58,6 +61,7 @@ fn run(args: &[String]) -> anyhow::Result<ExitCode> {
         "fuzz" => return fuzz::run(&sh, rest),
         "e2e" => return e2e::run(&sh, rest),
         "bench" => return bench::run(&sh, rest),
+        "soak" => return soak::run(&sh, rest),
         "api-fuzz" => return api_fuzz::command(&sh, rest),
         _ => {}
     }
