@@ -118,6 +118,11 @@ pub(crate) enum Command {
         peer_id: PeerId,
         reply: oneshot::Sender<bool>,
     },
+    Strike {
+        peer_id: PeerId,
+        reason: String,
+        reply: oneshot::Sender<()>,
+    },
     Stats {
         reply: oneshot::Sender<Stats>,
     },
@@ -134,6 +139,8 @@ struct PeerMeta {
     agent_version: Option<String>,
     rtt: Option<Duration>,
     strikes: u32,
+    /// When the strikes last decayed (or the first of them was counted).
+    strikes_since: Option<Instant>,
     /// The last connection, gossip message, request or subscription change.
     last_active: Option<Instant>,
     /// Start of the current one-second window and requests seen in it.
@@ -330,6 +337,12 @@ impl Actor {
     /// is judged here: no shared topic, no request in flight, no relay reservation either
     /// way, and no activity (gossip, requests, subscription changes) for `idle_timeout`.
     fn close_idle(&mut self, now: Instant) {
+        let decay = self.config.strike_decay;
+        for meta in self.peers.values_mut() {
+            decay_strikes(meta, now, decay);
+        }
+        // A disconnected peer whose strikes have all decayed is forgotten.
+        self.peers.retain(|_, meta| !meta.connections.is_empty() || meta.strikes > 0);
         if self.peers.len() > MAX_TRACKED_PEERS {
             // Offences of peers gone long ago are the first thing to forget.
             let bans = &self.bans;
@@ -510,6 +523,10 @@ impl Actor {
             Command::Unban { peer_id, reply } => {
                 let _ = reply.send(self.lift_ban(&peer_id));
             }
+            Command::Strike { peer_id, reason, reply } => {
+                self.strike(peer_id, &reason);
+                let _ = reply.send(());
+            }
             Command::Stats { reply } => {
                 let mut stats = self.stats;
                 stats.connected_peers =
@@ -630,7 +647,13 @@ impl Actor {
 
     /// Counts an offence against `peer_id` and bans it at the threshold.
     fn strike(&mut self, peer_id: PeerId, reason: &str) {
+        let now = Instant::now();
+        let decay = self.config.strike_decay;
         let meta = self.peers.entry(peer_id).or_default();
+        decay_strikes(meta, now, decay);
+        if meta.strikes == 0 {
+            meta.strikes_since = Some(now);
+        }
         meta.strikes = meta.strikes.saturating_add(1);
         tracing::debug!(%peer_id, strikes = meta.strikes, reason, "strike against peer");
         if meta.strikes >= self.config.ban_threshold && !self.bans.contains_key(&peer_id) {
@@ -662,6 +685,7 @@ impl Actor {
         behaviour.gossipsub.remove_blacklisted_peer(peer_id);
         if let Some(meta) = self.peers.get_mut(peer_id) {
             meta.strikes = 0;
+            meta.strikes_since = None;
         }
         if self.bootstrap.contains_key(peer_id) {
             self.reconnect.insert(*peer_id, Backoff::new(Instant::now(), None));
@@ -713,6 +737,19 @@ impl Actor {
         infos.sort_by_key(|info| info.peer_id);
         infos
     }
+}
+
+/// Forgives one strike for every whole `decay` since the strikes last decayed.
+fn decay_strikes(meta: &mut PeerMeta, now: Instant, decay: Duration) {
+    let Some(since) = meta.strikes_since else { return };
+    let elapsed = now.saturating_duration_since(since);
+    let periods = u32::try_from(elapsed.as_nanos() / decay.as_nanos().max(1)).unwrap_or(u32::MAX);
+    if periods == 0 {
+        return;
+    }
+    meta.strikes = meta.strikes.saturating_sub(periods);
+    meta.strikes_since =
+        if meta.strikes == 0 { None } else { Some(since + decay.saturating_mul(periods)) };
 }
 
 /// The relay's peer id in a circuit address `/../p2p/<relay>/p2p-circuit[/..]`.

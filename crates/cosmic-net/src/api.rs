@@ -303,6 +303,14 @@ impl Net {
         self.call(|reply| Command::Ban { peer_id, duration, reason, reply }).await
     }
 
+    /// Counts an offence against `peer_id`, as an invalid frame or a rejected gossip
+    /// message would: at `ban_threshold` strikes (less those decayed) it is banned. For
+    /// misbehaviour only the application can see, after the gossip verdict is given.
+    pub async fn report_peer(&self, peer_id: PeerId, reason: impl Into<String>) -> Result<()> {
+        let reason = reason.into();
+        self.call(|reply| Command::Strike { peer_id, reason, reply }).await
+    }
+
     /// Lifts a ban early; returns false if `peer_id` was not banned.
     pub async fn unban(&self, peer_id: PeerId) -> Result<bool> {
         self.call(|reply| Command::Unban { peer_id, reply }).await

@@ -52,6 +52,9 @@ pub struct Config {
     pub ban_threshold: u32,
     /// How long a banned peer stays banned.
     pub ban_duration: Duration,
+    /// One strike of a peer is forgiven every `strike_decay` (a leaky bucket), so a
+    /// long-lived honest peer with a rare bad frame never reaches `ban_threshold`.
+    pub strike_decay: Duration,
     /// Inbound requests accepted per peer per second; more are answered with an error.
     pub inbound_request_rate: u32,
     /// If not empty, only these peers may connect.
@@ -99,6 +102,7 @@ impl Default for Config {
             max_gossip_size: 2 * MIB,
             ban_threshold: 10,
             ban_duration: Duration::from_secs(3600),
+            strike_decay: Duration::from_secs(600),
             inbound_request_rate: 100,
             allow: Vec::new(),
             block: Vec::new(),
@@ -164,6 +168,7 @@ impl Config {
         for (field, value) in [
             ("idle_timeout", self.idle_timeout),
             ("ban_duration", self.ban_duration),
+            ("strike_decay", self.strike_decay),
             ("request_timeout", self.request_timeout),
             ("reconnect_backoff_min", self.reconnect_backoff_min),
             ("gossip_heartbeat_interval", self.gossip_heartbeat_interval),
