@@ -5,6 +5,7 @@ mod common;
 mod bans;
 mod connect;
 mod gossip;
+mod hostile;
 mod kademlia;
 mod relay;
 mod request;
