@@ -31,6 +31,10 @@ pub const RECON_PROTOCOL: &str = "sync/recon/1";
 const SERVED_RECENTLY: Duration = Duration::from_secs(2);
 /// How long a catch-up waits, at most, for a running session with the same peer to end.
 const CATCH_UP_WAIT: Duration = Duration::from_secs(10);
+/// Gossip entries held back for want of a capability statement, per peer and space.
+const MAX_DEFERRED_PER_PEER: usize = 128;
+/// Gossip entries held back for want of a capability statement, in all.
+const MAX_DEFERRED: usize = 1024;
 
 /// The gossip topic of a space.
 pub fn space_topic(space: &PublicKey) -> String {
@@ -74,8 +78,16 @@ struct Inner {
     unpublished: Mutex<HashSet<PublicKey>>,
     /// When each peer last sent us a reconciliation request, per space.
     served: Mutex<HashMap<(PublicKey, PeerId), Instant>>,
+    /// Gossip entries whose author holds no capability we know of, by space and the peer
+    /// that sent them, with their origin: judged again after a reconciliation with that
+    /// peer, which brings the missing statement if the peer is honest.
+    deferred: Mutex<HashMap<(PublicKey, PeerId), Vec<Deferred>>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
+
+/// A gossip entry held back for want of a capability statement, with its origin (the
+/// peer that published it).
+type Deferred = (Entry, String);
 
 struct Joined {
     state: SpaceState,
@@ -118,6 +130,7 @@ impl Replicator {
                 sessions: Mutex::new(HashSet::new()),
                 unpublished: Mutex::new(HashSet::new()),
                 served: Mutex::new(HashMap::new()),
+                deferred: Mutex::new(HashMap::new()),
                 tasks: Mutex::new(Vec::new()),
             }),
         };
@@ -518,6 +531,7 @@ impl Replicator {
             }
         }
         let mut catch_ups: HashSet<(PublicKey, PeerId)> = HashSet::new();
+        let mut deferrals: Vec<(PublicKey, PeerId, Entry, String)> = Vec::new();
         // One store transaction per origin.
         let mut by_origin: BTreeMap<String, Vec<(GossipMessage, Entry)>> = BTreeMap::new();
         for (message, entry) in to_insert {
@@ -531,13 +545,28 @@ impl Replicator {
                 self.blocking(move |store| Ok(store.insert_batch_from(entries, origin)?)).await;
             match results {
                 Ok(results) => {
-                    for ((message, _), result) in group.into_iter().zip(results) {
+                    for ((message, entry), result) in group.into_iter().zip(results) {
                         if let (Err(cosmic_store::Error::UnknownSpace { .. }), Some(space)) =
                             (&result, self.topic_space(&message.topic))
                         {
                             // The space record has not reached us yet (we just joined):
                             // reconcile with the sender, which brings record and entry.
                             catch_ups.insert((space, message.propagation_source));
+                        }
+                        if lacks_statement(&result) {
+                            // Valid but early (its grant has not reached us), or invalid:
+                            // the sender must hold the grant, since it accepted the entry.
+                            // Neither forward nor blame it yet; judge again once a
+                            // reconciliation with it had the chance to bring the grant.
+                            let origin = message.source.unwrap_or(message.propagation_source);
+                            deferrals.push((
+                                entry.space,
+                                message.propagation_source,
+                                entry,
+                                origin.to_string(),
+                            ));
+                            verdicts.push((message, Verdict::Ignore, None));
+                            continue;
                         }
                         let (verdict, reason) = verdict_of(result);
                         verdicts.push((message, verdict, reason));
@@ -554,6 +583,12 @@ impl Replicator {
         for (space, peer) in catch_ups {
             let this = self.clone();
             tokio::spawn(async move { this.catch_up(space, peer).await });
+        }
+        for (space, peer, entry, origin) in deferrals {
+            if self.defer(space, peer, entry, origin) {
+                let this = self.clone();
+                tokio::spawn(async move { this.judge_deferred(space, peer).await });
+            }
         }
         for (message, verdict, reason) in verdicts {
             self.metrics_mut(|metrics| match verdict {
@@ -574,6 +609,80 @@ impl Replicator {
                 .report_validation(message.message_id, message.propagation_source, verdict)
                 .await;
         }
+    }
+
+    /// Holds back an entry that lacks its capability statement; returns true when it is
+    /// the first held for this space and peer (a judging task must then start). Entries
+    /// over the bounds are dropped: reconciliation brings them if they are valid.
+    fn defer(&self, space: PublicKey, peer: PeerId, entry: Entry, origin: String) -> bool {
+        let mut deferred = self.inner.deferred.lock().unwrap_or_else(PoisonError::into_inner);
+        let total: usize = deferred.values().map(Vec::len).sum();
+        let held = deferred.entry((space, peer)).or_default();
+        let first = held.is_empty();
+        if total < MAX_DEFERRED && held.len() < MAX_DEFERRED_PER_PEER {
+            held.push((entry, origin));
+            drop(deferred);
+            self.metrics_mut(|metrics| metrics.gossip_deferred += 1);
+        } else if first {
+            deferred.remove(&(space, peer));
+            return false;
+        }
+        first
+    }
+
+    /// Gossip entries held back now for want of a capability statement, all peers
+    /// together; never more than a fixed bound.
+    pub fn deferred_entries(&self) -> usize {
+        self.inner
+            .deferred
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .map(Vec::len)
+            .sum()
+    }
+
+    /// Reconciles with the peer that sent entries lacking their capability statement,
+    /// then inserts them again: those still refused were not valid, and count against
+    /// the peer (one strike for the lot, whose rejections are reported one by one).
+    async fn judge_deferred(&self, space: PublicKey, peer: PeerId) {
+        self.catch_up(space, peer).await;
+        let held = self
+            .inner
+            .deferred
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&(space, peer))
+            .unwrap_or_default();
+        let mut by_origin: BTreeMap<String, Vec<Entry>> = BTreeMap::new();
+        for (entry, origin) in held {
+            by_origin.entry(origin).or_default().push(entry);
+        }
+        let mut rejected = Vec::new();
+        for (origin, entries) in by_origin {
+            let origin = Origin::Peer(origin);
+            let results =
+                self.blocking(move |store| Ok(store.insert_batch_from(entries, origin)?)).await;
+            match results {
+                Ok(results) => {
+                    rejected.extend(results.into_iter().filter_map(|result| verdict_of(result).1))
+                }
+                Err(error) => warn!(%error, "storing deferred gossip entries failed"),
+            }
+        }
+        if rejected.is_empty() {
+            return;
+        }
+        let count = rejected.len() as u64;
+        for reason in rejected {
+            self.inner.bus.publish(SyncEvent::EntryRejected { space, peer, reason });
+        }
+        let reason = "gossip entries without a capability, even after reconciliation";
+        if let Err(error) = self.inner.net.report_peer(peer, reason).await {
+            debug!(%peer, %error, "reporting a peer failed");
+        }
+        // Last, so that whoever sees the count also sees the events and the strike.
+        self.metrics_mut(|metrics| metrics.gossip_rejected += count);
     }
 
     fn topic_space(&self, topic: &str) -> Option<PublicKey> {
@@ -786,10 +895,27 @@ fn count_entries(message: &Message) -> u64 {
     message.parts.iter().filter(|part| matches!(part, wire::Part::Entry(_))).count() as u64
 }
 
+/// Whether the store refused an entry for want of a capability statement that may simply
+/// not have reached us yet (no statement about the author, or a grant by an issuer we
+/// know nothing of).
+fn lacks_statement(result: &cosmic_store::Result<Inserted>) -> bool {
+    match result {
+        Err(cosmic_store::Error::AccessDenied { reason, .. }) => matches!(
+            **reason,
+            cosmic_auth::AccessDenied::NoCapability { .. }
+                | cosmic_auth::AccessDenied::UnknownSigner { .. }
+        ),
+        _ => false,
+    }
+}
+
 /// The gossipsub verdict on an entry the store was asked to insert.
 fn verdict_of(result: cosmic_store::Result<Inserted>) -> (Verdict, Option<String>) {
     use cosmic_store::Error as E;
     match result {
+        // A stale entry (a replay, or the loser of a concurrent write) changes nothing
+        // here and would change nothing anywhere: not forwarded, but not blamed either.
+        Ok(Inserted::Superseded) => (Verdict::Ignore, None),
         Ok(_) => (Verdict::Accept, None),
         // Not malicious: we lack the space record yet, or the clocks disagree; the entry
         // comes back with reconciliation.

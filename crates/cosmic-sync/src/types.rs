@@ -180,8 +180,14 @@ pub struct Metrics {
     pub gossip_accepted: u64,
     /// Gossip entries rejected as invalid (the sender lost score).
     pub gossip_rejected: u64,
-    /// Gossip entries ignored (an unjoined or unknown space, a clock too far ahead).
+    /// Gossip entries ignored (an unjoined or unknown space, a clock too far ahead, a
+    /// stale entry that a later one supersedes, or no capability statement for the
+    /// author yet).
     pub gossip_ignored: u64,
+    /// Gossip entries held back for want of their author's capability statement, to be
+    /// judged again after a reconciliation with the peer that sent them (which brings
+    /// the statement if that peer is honest).
+    pub gossip_deferred: u64,
     /// Blobs fetched.
     pub blobs_fetched: u64,
     /// Blob fetches that gave up after every attempt.
