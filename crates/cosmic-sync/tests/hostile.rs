@@ -1,0 +1,397 @@
+//! Hostile peers against real nodes on loopback (real swarms, redb stores, replicators):
+//! a peer flooding gossip, replaying old entries, forging capabilities over
+//! reconciliation, and the honest case that must not be punished, a peer forwarding an
+//! entry whose grant has not reached us yet.
+
+#![allow(clippy::unwrap_used, reason = "a test fails loudly, helpers included")]
+
+use std::time::Duration;
+
+use cosmic_auth::{AuthorKey, PublicKey, Right, SpaceKey, SpaceMode, Timestamp};
+use cosmic_events::Bus;
+use cosmic_net::{Config, GossipMessage, Keypair, Net, PeerBanned, PeerId, TopicSubscribed};
+use cosmic_store::{Entry, Hlc, Options, Store, Value};
+use cosmic_sync::wire::{self, Message, Part};
+use cosmic_sync::{RECON_PROTOCOL, Replicator, SyncEvent, SyncOptions, space_topic};
+
+const DEADLINE: Duration = Duration::from_secs(20);
+
+struct Node {
+    net: Net,
+    store: Store,
+    bus: Bus,
+    replicator: Replicator,
+    _dir: tempfile::TempDir,
+}
+
+/// A node whose periodic reconciliation is far off, so that within a test only gossip,
+/// subscriptions and catch-ups move entries.
+async fn node() -> Node {
+    let dir = tempfile::tempdir().unwrap();
+    let bus = Bus::new();
+    let net = Net::spawn(Keypair::generate_ed25519(), Config::local(), bus.clone()).await.unwrap();
+    let store = Store::open(dir.path().join("store.redb"), Options::default()).unwrap();
+    let options =
+        SyncOptions { reconcile_interval: Duration::from_secs(600), ..SyncOptions::default() };
+    let replicator =
+        Replicator::spawn(options, net.clone(), store.clone(), bus.clone(), None, dir.path())
+            .await
+            .unwrap();
+    Node { net, store, bus, replicator, _dir: dir }
+}
+
+impl Node {
+    async fn dial(&self, other: &Net) {
+        let address = other.listen_addrs().await.unwrap().remove(0);
+        self.net.dial(address).await.unwrap();
+    }
+
+    fn state(&self, space: &PublicKey) -> Option<[u8; 32]> {
+        self.store.space_record(space).unwrap()?;
+        Some(self.store.state_hash(space).unwrap())
+    }
+
+    fn has(&self, space: &PublicKey, doc: &str) -> bool {
+        self.store.get_doc(space, doc).unwrap().is_some()
+    }
+
+    async fn strikes_of(&self, peer: PeerId) -> u32 {
+        let peers = self.net.peers().await.unwrap();
+        peers.iter().find(|info| info.peer_id == peer).map_or(0, |info| info.strikes)
+    }
+
+    async fn stop(self) {
+        self.replicator.shutdown().await;
+        self.net.shutdown().await.unwrap();
+    }
+}
+
+/// Polls `condition` every 50 ms until it holds, failing after the deadline.
+async fn eventually(what: &str, mut condition: impl AsyncFnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while !condition().await {
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Signs an entry by `author` stamped now by `store`'s clock.
+fn entry(store: &Store, author: &AuthorKey, space: PublicKey, doc: &str, value: i64) -> Entry {
+    let now = store.clock().millis.max(1);
+    Entry::sign(author, space, doc, "v", Value::Int(value), Hlc::new(now, 0)).unwrap()
+}
+
+/// A restricted space created on the first of `nodes` with one authorised writer,
+/// joined by every node; the nodes are dialled in a line and synced.
+async fn restricted_line(nodes: &[&Node]) -> (PublicKey, SpaceKey, AuthorKey) {
+    let space_key = SpaceKey::generate();
+    let writer = AuthorKey::generate();
+    let space = nodes[0].store.create_space(&space_key, SpaceMode::Restricted).unwrap().space;
+    let grant = space_key.grant(writer.public(), Right::Write, Timestamp(0), None);
+    nodes[0].store.insert_statement(&grant).unwrap();
+    nodes[0].store.insert(entry(&nodes[0].store, &writer, space, "first", 1)).unwrap();
+    for node in nodes {
+        node.replicator.join(space).await.unwrap();
+    }
+    for pair in nodes.windows(2) {
+        pair[1].dial(&pair[0].net).await;
+    }
+    eventually("the space to reach every node", async || {
+        let first = nodes[0].state(&space);
+        nodes.iter().all(|node| node.state(&space) == first && node.has(&space, "first"))
+    })
+    .await;
+    (space, space_key, writer)
+}
+
+/// A raw network node subscribed to the space's topic and connected to `target`.
+async fn mallory(space: &PublicKey, target: &Node) -> Net {
+    let bus = Bus::new();
+    let mut subscribed = bus.subscribe::<TopicSubscribed>();
+    let net = Net::spawn(Keypair::generate_ed25519(), Config::local(), bus).await.unwrap();
+    net.subscribe(&space_topic(space)).await.unwrap();
+    net.dial(target.net.listen_addrs().await.unwrap().remove(0)).await.unwrap();
+    let target = target.net.peer_id();
+    tokio::time::timeout(DEADLINE, async {
+        while subscribed.recv().await.unwrap().peer_id != target {}
+    })
+    .await
+    .unwrap();
+    net
+}
+
+async fn publish_until_sent(net: &Net, topic: &str, data: Vec<u8>) {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while let Err(error) = net.publish(topic, data.clone()).await {
+        assert!(tokio::time::Instant::now() < deadline, "publishing failed: {error}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The gossip messages `subscriber` saw that carry `data` and came from `from`.
+fn forwarded(
+    subscriber: &mut cosmic_events::Subscriber<GossipMessage>,
+    from: PeerId,
+    data: &[Vec<u8>],
+) -> usize {
+    let mut count = 0;
+    while let Ok(Some(message)) = subscriber.try_recv() {
+        if message.propagation_source == from && data.iter().any(|d| d == &message.data[..]) {
+            count += 1;
+        }
+    }
+    count
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_entry_forwarded_before_its_grant_arrived_is_not_held_against_the_forwarder() {
+    let (a, b, c) = (node().await, node().await, node().await);
+    let (space, space_key, _writer) = restricted_line(&[&a, &b, &c]).await;
+    let mut rejected_on_c = c.bus.subscribe::<SyncEvent>();
+
+    // A new writer is granted on a; the grant reaches b but not c (grants travel by
+    // reconciliation only, and c's next one is far off).
+    let newcomer = AuthorKey::generate();
+    let grant = space_key.grant(newcomer.public(), Right::Write, Timestamp(0), None);
+    a.store.insert_statement(&grant).unwrap();
+    b.store.insert_statement(&grant).unwrap();
+    a.store.insert(entry(&a.store, &newcomer, space, "early", 7)).unwrap();
+
+    // c hears of the entry by gossip before it has the grant: it neither stores nor
+    // forwards it then, and catches up with the sender, which brings grant and entry.
+    eventually("the early entry to reach c", async || c.has(&space, "early")).await;
+    let metrics = c.replicator.metrics();
+    assert!(metrics.gossip_deferred >= 1, "{metrics:?}");
+    assert_eq!(metrics.gossip_rejected, 0, "{metrics:?}");
+    assert_eq!(c.replicator.deferred_entries(), 0);
+    for honest in [&a, &b] {
+        assert_eq!(c.strikes_of(honest.net.peer_id()).await, 0, "an honest peer was struck");
+    }
+    while let Ok(Some(event)) = rejected_on_c.try_recv() {
+        assert!(!matches!(event, SyncEvent::EntryRejected { .. }), "{event:?}");
+    }
+    eventually("every node to agree", async || {
+        a.state(&space) == b.state(&space) && b.state(&space) == c.state(&space)
+    })
+    .await;
+    for node in [a, b, c] {
+        node.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entries_without_a_capability_are_held_in_bounds_then_rejected_and_struck() {
+    let (a, b) = (node().await, node().await);
+    let (space, _space_key, writer) = restricted_line(&[&a, &b]).await;
+    let mallory = mallory(&space, &b).await;
+    let mut seen_on_a = a.bus.subscribe::<GossipMessage>();
+    let topic = space_topic(&space);
+
+    // More unauthorised entries than may be held for one peer.
+    let intruder = AuthorKey::generate();
+    let mut sent = Vec::new();
+    for index in 0..300 {
+        let bad =
+            wire::encode_gossip(&entry(&b.store, &intruder, space, &format!("bad{index}"), 1));
+        publish_until_sent(&mallory, &topic, bad.clone()).await;
+        sent.push(bad);
+        assert!(b.replicator.deferred_entries() <= 128, "the held entries grow without bound");
+    }
+    eventually("b to judge the held entries", async || {
+        b.replicator.metrics().gossip_rejected >= 1 && b.replicator.deferred_entries() == 0
+    })
+    .await;
+    assert!(b.strikes_of(mallory.peer_id()).await >= 1);
+    for index in 0..300 {
+        assert!(!b.has(&space, &format!("bad{index}")), "an unauthorised entry was stored");
+    }
+    assert_eq!(forwarded(&mut seen_on_a, b.net.peer_id(), &sent), 0, "b forwarded one");
+
+    // Honest writes still flow both ways.
+    a.store.insert(entry(&a.store, &writer, space, "after", 2)).unwrap();
+    eventually("a fresh write to reach b", async || b.has(&space, "after")).await;
+    mallory.shutdown().await.unwrap();
+    for node in [a, b] {
+        node.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_flooding_garbage_gossip_is_contained() {
+    let (a, b) = (node().await, node().await);
+    let (space, _space_key, writer) = restricted_line(&[&a, &b]).await;
+    let mallory = mallory(&space, &b).await;
+    let mut seen_on_a = a.bus.subscribe::<GossipMessage>();
+    let mut banned = b.bus.subscribe::<PeerBanned>();
+    let before = b.state(&space);
+    let topic = space_topic(&space);
+
+    // Distinct garbage, as fast as mallory can publish it, until b cuts it off.
+    const FLOOD: usize = 500;
+    let mut sent = Vec::new();
+    for index in 0..FLOOD {
+        let mut garbage = vec![wire::WIRE_VERSION, 1];
+        garbage.extend_from_slice(&(index as u64).to_be_bytes());
+        if mallory.publish(&topic, garbage.clone()).await.is_err() {
+            break;
+        }
+        sent.push(garbage);
+    }
+    // b rejects what reaches it, and either bans mallory (ban_threshold strikes) or
+    // gossipsub graylists it first (its score for invalid messages): either way mallory
+    // ends up cut off, with far fewer messages judged than sent.
+    eventually("b to cut mallory off", async || {
+        let peers = b.net.peers().await.unwrap();
+        let info = peers.iter().find(|info| info.peer_id == mallory.peer_id());
+        let banned = b.net.stats().await.unwrap().banned_peers == 1;
+        let graylisted = info.and_then(|info| info.gossip_score).is_some_and(|score| score < -80.0);
+        banned || graylisted
+    })
+    .await;
+    let judged = b.replicator.metrics().gossip_rejected;
+    assert!(judged >= 1, "nothing reached b");
+    let stats = b.net.stats().await.unwrap();
+    eprintln!("sent {} garbage messages; b rejected {judged}; {stats:?}", sent.len());
+    if let Ok(Some(event)) = banned.try_recv() {
+        assert_eq!(event.peer_id, mallory.peer_id());
+    }
+    assert_eq!(b.state(&space), before, "garbage changed the store");
+    assert_eq!(forwarded(&mut seen_on_a, b.net.peer_id(), &sent), 0, "b forwarded garbage");
+    assert_eq!(b.replicator.deferred_entries(), 0);
+
+    // Honest writes still flow both ways.
+    a.store.insert(entry(&a.store, &writer, space, "after-a", 1)).unwrap();
+    b.store.insert(entry(&b.store, &writer, space, "after-b", 2)).unwrap();
+    eventually("fresh writes to cross", async || {
+        b.has(&space, "after-a") && a.has(&space, "after-b")
+    })
+    .await;
+    assert_eq!(a.strikes_of(b.net.peer_id()).await, 0);
+    mallory.shutdown().await.unwrap();
+    for node in [a, b] {
+        node.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replayed_old_entry_changes_nothing_and_is_not_forwarded() {
+    let (a, b) = (node().await, node().await);
+    // The entries travel by reconciliation, so their gossip is new to everyone when
+    // mallory replays it.
+    let space_key = SpaceKey::generate();
+    let writer = AuthorKey::generate();
+    let space = a.store.create_space(&space_key, SpaceMode::Restricted).unwrap().space;
+    a.store
+        .insert_statement(&space_key.grant(writer.public(), Right::Write, Timestamp(0), None))
+        .unwrap();
+    let old = entry(&a.store, &writer, space, "doc", 1);
+    let mut new = entry(&a.store, &writer, space, "doc", 2);
+    new.hlc = Hlc::new(old.hlc.millis + 1, 0);
+    let new = Entry::sign(&writer, space, "doc", "v", Value::Int(2), new.hlc).unwrap();
+    a.store.insert(old.clone()).unwrap();
+    a.store.insert(new.clone()).unwrap();
+    for node in [&a, &b] {
+        node.replicator.join(space).await.unwrap();
+    }
+    b.dial(&a.net).await;
+    eventually("b to catch up", async || {
+        b.state(&space).is_some() && b.state(&space) == a.state(&space)
+    })
+    .await;
+
+    let mallory = mallory(&space, &b).await;
+    let mut seen_on_a = a.bus.subscribe::<GossipMessage>();
+    let mut applied_on_b = b.bus.subscribe::<SyncEvent>();
+    let before = b.state(&space);
+    let ignored = b.replicator.metrics().gossip_ignored;
+    let replays = vec![wire::encode_gossip(&old), wire::encode_gossip(&new)];
+    let topic = space_topic(&space);
+    for replay in &replays {
+        publish_until_sent(&mallory, &topic, replay.clone()).await;
+    }
+    // The stale one is ignored; the current one is a duplicate. Neither changes b.
+    eventually("b to judge the replays", async || b.replicator.metrics().gossip_ignored > ignored)
+        .await;
+    // A fresh write from a is the marker that b has processed everything before it.
+    a.store.insert(entry(&a.store, &writer, space, "fresh", 3)).unwrap();
+    eventually("a fresh write to reach b", async || b.has(&space, "fresh")).await;
+    let doc = b.store.get_doc(&space, "doc").unwrap().unwrap();
+    assert_eq!(doc["v"].value, Value::Int(2), "a replay took the field back");
+    while let Ok(Some(event)) = applied_on_b.try_recv() {
+        if let SyncEvent::Applied { doc, .. } = event {
+            assert_eq!(doc, "fresh", "a replay was applied");
+        }
+    }
+    assert_ne!(b.state(&space), before);
+    assert_eq!(forwarded(&mut seen_on_a, b.net.peer_id(), &replays[..1]), 0, "stale forwarded");
+    assert_eq!(b.strikes_of(mallory.peer_id()).await, 0, "a replay of signed data is no offence");
+    assert_eq!(b.replicator.metrics().gossip_rejected, 0);
+    mallory.shutdown().await.unwrap();
+    for node in [a, b] {
+        node.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_capabilities_over_reconciliation_are_refused() {
+    let (a, b) = (node().await, node().await);
+    let (space, _space_key, writer) = restricted_line(&[&a, &b]).await;
+    let mallory = mallory(&space, &b).await;
+    let mut events = b.bus.subscribe::<SyncEvent>();
+    let statements_before = b.store.statements(&space).unwrap().len();
+    let record = b.store.space_record(&space).unwrap().unwrap().encode();
+
+    // A grant to mallory's author in the space key's name with a borrowed signature, a
+    // grant it signs itself, and entries by that author leaning on them.
+    let intruder = AuthorKey::generate();
+    let self_issued = intruder.grant(space, intruder.public(), Right::Admin, Timestamp(0), None);
+    let stolen_signature = *b.store.statements(&space).unwrap()[0].signature();
+    let mut claimed = self_issued.statement().clone();
+    if let cosmic_auth::Statement::Grant(grant) = &mut claimed {
+        grant.issuer = space;
+    }
+    let forged = cosmic_auth::SignedStatement::from_parts(claimed, stolen_signature);
+    assert!(forged.verify().is_err());
+    let bad = entry(&b.store, &intruder, space, "forged", 1);
+    let message = Message {
+        space,
+        parts: vec![
+            Part::Space { record, statements: vec![forged.to_bytes(), self_issued.to_bytes()] },
+            Part::Entry(bad.encode()),
+        ],
+    };
+    let bytes = message.encode(1 << 20).unwrap();
+    let reply =
+        tokio::time::timeout(DEADLINE, mallory.request(b.net.peer_id(), RECON_PROTOCOL, bytes))
+            .await
+            .unwrap();
+    // b answers (a session of its own), but keeps none of it.
+    assert!(reply.is_ok(), "{reply:?}");
+    assert!(!b.has(&space, "forged"), "an entry on a forged capability was stored");
+    let statements = b.store.statements(&space).unwrap();
+    assert!(!statements.iter().any(|s| s.to_bytes() == forged.to_bytes()), "forged grant kept");
+    let mut reasons = Vec::new();
+    while let Ok(Some(event)) = events.try_recv() {
+        if let SyncEvent::EntryRejected { peer, reason, .. } = event {
+            assert_eq!(peer, mallory.peer_id());
+            reasons.push(reason);
+        }
+    }
+    assert!(reasons.iter().any(|r| r.contains("statement")), "{reasons:?}");
+    assert!(reasons.iter().any(|r| r.contains("may not write")), "{reasons:?}");
+    eprintln!("refused: {reasons:?}; statements {statements_before} -> {}", statements.len());
+
+    // Garbage in place of a reconciliation message is refused with an error.
+    let garbage = mallory.request(b.net.peer_id(), RECON_PROTOCOL, vec![wire::WIRE_VERSION, 0xff]);
+    let garbage = tokio::time::timeout(DEADLINE, garbage).await.unwrap();
+    assert!(matches!(garbage, Err(cosmic_net::Error::Remote { .. })), "{garbage:?}");
+
+    // Honest writes still flow.
+    a.store.insert(entry(&a.store, &writer, space, "after", 2)).unwrap();
+    eventually("a fresh write to reach b", async || b.has(&space, "after")).await;
+    assert!(!a.has(&space, "forged"));
+    mallory.shutdown().await.unwrap();
+    for node in [a, b] {
+        node.stop().await;
+    }
+}
