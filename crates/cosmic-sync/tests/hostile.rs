@@ -1,6 +1,6 @@
 //! Hostile peers against real nodes on loopback (real swarms, redb stores, replicators):
-//! a peer flooding gossip, replaying old entries, forging capabilities over
-//! reconciliation, and the honest case that must not be punished, a peer forwarding an
+//! a peer flooding gossip, replaying old entries, forging capabilities and signatures
+//! over reconciliation, and the honest case that must not be punished, a peer forwarding an
 //! entry whose grant has not reached us yet.
 
 #![allow(clippy::unwrap_used, reason = "a test fails loudly, helpers included")]
@@ -333,7 +333,7 @@ async fn a_replayed_old_entry_changes_nothing_and_is_not_forwarded() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn forged_capabilities_over_reconciliation_are_refused() {
+async fn forged_capabilities_and_signatures_over_reconciliation_are_refused() {
     let (a, b) = (node().await, node().await);
     let (space, _space_key, writer) = restricted_line(&[&a, &b]).await;
     let mallory = mallory(&space, &b).await;
@@ -353,11 +353,15 @@ async fn forged_capabilities_over_reconciliation_are_refused() {
     let forged = cosmic_auth::SignedStatement::from_parts(claimed, stolen_signature);
     assert!(forged.verify().is_err());
     let bad = entry(&b.store, &intruder, space, "forged", 1);
+    // And an entry of the real writer whose value was changed after signing.
+    let mut tampered = entry(&b.store, &writer, space, "tampered", 1);
+    tampered.value = Value::Int(666);
     let message = Message {
         space,
         parts: vec![
             Part::Space { record, statements: vec![forged.to_bytes(), self_issued.to_bytes()] },
             Part::Entry(bad.encode()),
+            Part::Entry(tampered.encode()),
         ],
     };
     let bytes = message.encode(1 << 20).unwrap();
@@ -368,6 +372,7 @@ async fn forged_capabilities_over_reconciliation_are_refused() {
     // b answers (a session of its own), but keeps none of it.
     assert!(reply.is_ok(), "{reply:?}");
     assert!(!b.has(&space, "forged"), "an entry on a forged capability was stored");
+    assert!(!b.has(&space, "tampered"), "an entry with a forged signature was stored");
     let statements = b.store.statements(&space).unwrap();
     assert!(!statements.iter().any(|s| s.to_bytes() == forged.to_bytes()), "forged grant kept");
     let mut reasons = Vec::new();
@@ -379,6 +384,7 @@ async fn forged_capabilities_over_reconciliation_are_refused() {
     }
     assert!(reasons.iter().any(|r| r.contains("statement")), "{reasons:?}");
     assert!(reasons.iter().any(|r| r.contains("may not write")), "{reasons:?}");
+    assert!(reasons.iter().any(|r| r.contains("signature")), "{reasons:?}");
     eprintln!("refused: {reasons:?}; statements {statements_before} -> {}", statements.len());
 
     // Garbage in place of a reconciliation message is refused with an error.
@@ -389,7 +395,7 @@ async fn forged_capabilities_over_reconciliation_are_refused() {
     // Honest writes still flow.
     a.store.insert(entry(&a.store, &writer, space, "after", 2)).unwrap();
     eventually("a fresh write to reach b", async || b.has(&space, "after")).await;
-    assert!(!a.has(&space, "forged"));
+    assert!(!a.has(&space, "forged") && !a.has(&space, "tampered"));
     mallory.shutdown().await.unwrap();
     for node in [a, b] {
         node.stop().await;
