@@ -11,4 +11,5 @@
 
 pub mod client;
 pub mod harness;
+pub mod scenarios;
 pub mod soak;
