@@ -79,6 +79,11 @@ pub(crate) const STEPS: &[Step] = &[
         hint: "every public item needs a doc comment and intra-doc links must resolve",
     },
     Step { name: "test", run: test, hint: "rerun one crate with `cargo nextest run -p <crate>`" },
+    Step {
+        name: "e2e",
+        run: e2e_quick,
+        hint: "rerun one with `cargo xtask e2e --quick --only NAME --seed N` (seed printed above)",
+    },
 ];
 
 fn step_names() -> String {
@@ -259,4 +264,13 @@ fn test(sh: &Shell) -> anyhow::Result<Outcome> {
         Some(note) => Outcome::PassedWithNote(note),
         None => Outcome::Passed,
     })
+}
+
+/// The quick multi-process scenarios on the `ci` build the test step made.
+fn e2e_quick(sh: &Shell) -> anyhow::Result<Outcome> {
+    let passed = crate::e2e::run_with_profile(sh, "ci", &["--quick".to_owned()])?;
+    if !passed {
+        bail!("a scenario failed (see the table above)");
+    }
+    Ok(Outcome::Passed)
 }
