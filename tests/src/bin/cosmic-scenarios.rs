@@ -116,12 +116,15 @@ fn main() -> ExitCode {
         println!("{} {} {:.1}s  {}", if row.1 { "PASS" } else { "FAIL" }, row.0, row.2, row.3);
         rows.push(row);
     }
-    println!("\n| scenario | result | time | detail |\n|---|---|---|---|");
-    for (name, passed, seconds, detail) in &rows {
-        println!(
-            "| {name} | {} | {seconds:.1}s | {detail} |",
-            if *passed { "pass" } else { "FAIL" }
-        );
+    // With --results the caller (`cargo xtask e2e`) prints the table, with its own rows.
+    if args.results.is_none() {
+        println!("\n| scenario | result | time | detail |\n|---|---|---|---|");
+        for (name, passed, seconds, detail) in &rows {
+            println!(
+                "| {name} | {} | {seconds:.1}s | {detail} |",
+                if *passed { "pass" } else { "FAIL" }
+            );
+        }
     }
     if let Some(path) = &args.results {
         let text: String = rows

@@ -89,6 +89,14 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
             .await
             .with_context(|| format!("{at}: after the new add"))?;
     }
+    // How long a fetch takes here, so that the kills land across the whole transfer.
+    let calibration = blob_bytes(seed, 199, size);
+    let cid = add_blob(&cluster.api(1)?, calibration.clone()).await?;
+    let timed = Instant::now();
+    fetch_and_verify(&cluster.api(0)?, &cid, &calibration)
+        .await
+        .context("the calibration fetch")?;
+    let fetch_time = timed.elapsed();
     for round in 0..rounds {
         let at = format!("fetch round {} of {rounds} (seed {seed})", round + 1);
         let data = blob_bytes(seed, 200 + round, size);
@@ -102,7 +110,8 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
                 .await
                 .map(|response| response.status().is_success())
         });
-        let delay = Duration::from_millis(rng.random_range(0..options.pick(2_000, 800)));
+        let window = fetch_time.as_millis().max(2) as u64;
+        let delay = Duration::from_millis(rng.random_range(0..window));
         tokio::time::sleep(delay).await;
         cluster.stop(0, "KILL").await.with_context(|| at.clone())?;
         if !matches!(fetch.await?, Ok(true)) {
@@ -118,11 +127,12 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
     }
     Ok(Report {
         detail: format!(
-            "seed {seed}: {} SIGKILLs on {mib} MiB blobs in {:.0}s; adds cut mid-transfer {add_mid}/{rounds} \
+            "seed {seed}: {} SIGKILLs on {mib} MiB blobs in {:.0}s (a fetch takes {:.1}s); adds cut mid-transfer {add_mid}/{rounds} \
              (complete after restart {add_kept}); fetches cut {fetch_mid}/{rounds} (complete after restart {fetch_kept}); \
              every retry verified",
             2 * rounds,
-            started.elapsed().as_secs_f64()
+            started.elapsed().as_secs_f64(),
+            fetch_time.as_secs_f64()
         ),
     })
 }
