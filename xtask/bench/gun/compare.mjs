@@ -264,6 +264,11 @@ async function cosmicTopology(dir) {
       await peerB.request({ cmd: 'connect', api: again.api, token: again.token });
       nodes.push(again);
     },
+    async direct() {
+      // Whether A found B itself (through R) and syncs with it over a direct connection.
+      const peers = await a.call('GET', '/v1/peers');
+      return peers.some((peer) => peer.peer_id === b.peerId && peer.connections > 0);
+    },
     async stop() {
       await Promise.all([peerA.stop(), peerB.stop()]);
       await Promise.all(nodes.map((node) => node.child.stop()));
@@ -296,6 +301,9 @@ async function gunTopology(dir, name) {
     },
     async relayHolds() {
       // Every put was acknowledged by the relay after its radisk write.
+    },
+    async direct() {
+      return false; // A and B know only the relay
     },
     async startB() {
       topology.b = await startPeer('peer-b-again');
@@ -389,7 +397,7 @@ async function measure(system, workload, run) {
   try {
     await deadline(warmUp(topology), STEP_MS, `${system} warm-up`);
     const result = await deadline(WORKLOADS[workload](topology), STEP_MS, `${system} ${workload}`);
-    emit({ system, workload, run, ...result });
+    emit({ system, workload, run, ...result, direct: await topology.direct() });
   } finally {
     await topology.stop();
   }
