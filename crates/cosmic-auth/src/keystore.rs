@@ -299,6 +299,27 @@ impl<'a> Encrypted<'a> {
     }
 }
 
+/// Reads an encrypted identity's structure (untrusted bytes) up to the key derivation:
+/// its KDF parameters, checked against the limits, and its public key.
+///
+/// Public (hidden) only so the fuzz targets can reach the parser without running a
+/// full-cost Argon2id on every input.
+#[doc(hidden)]
+pub fn read_identity_header(bytes: &[u8]) -> Result<(KdfParams, PublicKey)> {
+    let encrypted = Encrypted::parse(bytes, "identity")?;
+    encrypted.params.argon2()?;
+    Ok((encrypted.params, encrypted.public))
+}
+
+/// Decrypts an encrypted identity (untrusted bytes) with `passphrase`, as
+/// [`Keystore::unlock`] does with a file's bytes.
+///
+/// Public (hidden) only so the fuzz targets can reach it.
+#[doc(hidden)]
+pub fn decrypt_identity(bytes: &[u8], passphrase: &str) -> Result<AuthorKey> {
+    decrypt(bytes, passphrase, "identity")
+}
+
 fn derive_key(passphrase: &str, salt: &[u8], params: KdfParams) -> Result<Zeroizing<[u8; 32]>> {
     let mut key = Zeroizing::new([0u8; 32]);
     params.argon2()?.hash_password_into(passphrase.as_bytes(), salt, &mut key[..]).map_err(

@@ -49,6 +49,8 @@ pub use keys::{
     verify_batch,
 };
 pub use keystore::{IdentityInfo, KdfParams, Keystore};
+#[doc(hidden)]
+pub use keystore::{decrypt_identity, read_identity_header};
 pub use node_key::{NODE_KEY_FILE_HEADER, NodeKey};
 
 #[cfg(test)]

@@ -11,6 +11,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
+use cosmic_auth::PublicKey;
 use cosmic_blobs::{AddressLookup, Blobs, BoxFuture, Cid, PeerAddr};
 use cosmic_net::{InboundRequest, Net, PeerId, Response};
 use serde::{Deserialize, Serialize};
@@ -48,13 +49,9 @@ impl NetLookup {
 
     async fn ask(&self, peer_id: PeerId, cid: Cid) -> Option<PeerAddr> {
         let answer = self.net.request(peer_id, PROTOCOL, cid.to_bytes()).await.ok()?;
-        let answer: Where = serde_json::from_slice(&answer).ok()?;
-        if !answer.has {
-            return None;
-        }
-        let node = answer.node.parse().ok()?;
+        let (node, addrs) = read_where_answer(&answer)?;
         let remote_ip = self.remote_ip(peer_id).await;
-        let addrs = answer.addrs.into_iter().filter_map(|mut addr| {
+        let addrs = addrs.into_iter().filter_map(|mut addr| {
             if addr.ip().is_unspecified() {
                 addr.set_ip(remote_ip?);
             }
@@ -69,6 +66,20 @@ impl NetLookup {
         let peer = peers.into_iter().find(|peer| peer.peer_id == peer_id)?;
         peer.connections.iter().find_map(|connection| ip_of(&connection.address.to_string()))
     }
+}
+
+/// Reads a peer's [`PROTOCOL`] answer (untrusted bytes): its blob endpoint key and
+/// addresses if the answer is well-formed and says it holds the blob, else `None`.
+///
+/// Public (hidden) only so the fuzz targets can reach it.
+#[doc(hidden)]
+pub fn read_where_answer(body: &[u8]) -> Option<(PublicKey, Vec<SocketAddr>)> {
+    let answer: Where = serde_json::from_slice(body).ok()?;
+    if !answer.has {
+        return None;
+    }
+    let node = answer.node.parse().ok()?;
+    Some((node, answer.addrs))
 }
 
 /// The IP of a multiaddr such as `/ip4/127.0.0.1/tcp/4747`.
@@ -185,6 +196,20 @@ pub(crate) async fn serve(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn where_answers_are_read_only_when_well_formed_and_holding() {
+        let node = cosmic_auth::AuthorKey::from_secret_bytes(&[3; 32]).public();
+        let addrs: Vec<SocketAddr> = vec!["127.0.0.1:4747".parse().expect("an address")];
+        let answer = |has| {
+            let answer = Where { node: node.to_string(), has, addrs: addrs.clone() };
+            serde_json::to_vec(&answer).expect("json")
+        };
+        assert_eq!(read_where_answer(&answer(true)), Some((node, addrs.clone())));
+        assert_eq!(read_where_answer(&answer(false)), None);
+        assert_eq!(read_where_answer(b"{\"node\": \"x\", \"has\": true, \"addrs\": []}"), None);
+        assert_eq!(read_where_answer(b"\xff"), None);
+    }
 
     #[test]
     fn ips_are_read_from_multiaddrs() {

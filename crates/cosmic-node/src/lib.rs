@@ -47,6 +47,8 @@ mod metrics;
 mod node;
 pub mod supervisor;
 
+#[doc(hidden)]
+pub use crate::blob_peers::read_where_answer;
 pub use crate::data_dir::read_api_token;
 pub use crate::data_dir::{
     API_TOKEN_FILE, API_URL_FILE, AUTHOR_KEY_FILE, BLOBS_DIR, DataDir, InitReport, LOCK_FILE,
