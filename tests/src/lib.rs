@@ -9,6 +9,7 @@
 //! passes its path in `COSMIC_NODE_BIN`; without that variable the harness looks for it
 //! beside its own executable in the target dir (`cargo build -p cosmic-node` puts it there).
 
+pub mod bench;
 pub mod client;
 pub mod harness;
 pub mod scenarios;
