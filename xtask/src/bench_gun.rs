@@ -88,7 +88,6 @@ const WORKLOADS: [Workload; 4] = [
 ];
 
 /// Runs the comparison workloads and returns one JSON record per workload.
-#[allow(dead_code, reason = "the bench runner calls it with --compare gun")]
 pub(crate) fn run(
     sh: &xshell::Shell,
     node_bin: &Path,
