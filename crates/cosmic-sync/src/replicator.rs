@@ -81,13 +81,16 @@ struct Inner {
     /// Gossip entries whose author holds no capability we know of, by space and the peer
     /// that sent them, with their origin: judged again after a reconciliation with that
     /// peer, which brings the missing statement if the peer is honest.
-    deferred: Mutex<HashMap<(PublicKey, PeerId), Vec<Deferred>>>,
+    deferred: Mutex<DeferredMap>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
 /// A gossip entry held back for want of a capability statement, with its origin (the
 /// peer that published it).
 type Deferred = (Entry, String);
+
+/// The held entries by space and the peer that sent them.
+type DeferredMap = HashMap<(PublicKey, PeerId), Vec<Deferred>>;
 
 struct Joined {
     state: SpaceState,
@@ -615,7 +618,7 @@ impl Replicator {
     /// the first held for this space and peer (a judging task must then start). Entries
     /// over the bounds are dropped: reconciliation brings them if they are valid.
     fn defer(&self, space: PublicKey, peer: PeerId, entry: Entry, origin: String) -> bool {
-        let mut deferred = self.inner.deferred.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut deferred = self.lock_deferred();
         let total: usize = deferred.values().map(Vec::len).sum();
         let held = deferred.entry((space, peer)).or_default();
         let first = held.is_empty();
@@ -633,27 +636,39 @@ impl Replicator {
     /// Gossip entries held back now for want of a capability statement, all peers
     /// together; never more than a fixed bound.
     pub fn deferred_entries(&self) -> usize {
-        self.inner
-            .deferred
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .values()
-            .map(Vec::len)
-            .sum()
+        self.lock_deferred().values().map(Vec::len).sum()
     }
 
     /// Reconciles with the peer that sent entries lacking their capability statement,
     /// then inserts them again: those still refused were not valid, and count against
-    /// the peer (one strike for the lot, whose rejections are reported one by one).
+    /// the peer (one strike per round, whose rejections are reported one by one). The
+    /// entries stay counted in [`Replicator::deferred_entries`] until judged; those
+    /// that arrived meanwhile get another round.
     async fn judge_deferred(&self, space: PublicKey, peer: PeerId) {
-        self.catch_up(space, peer).await;
-        let held = self
-            .inner
-            .deferred
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&(space, peer))
-            .unwrap_or_default();
+        let key = (space, peer);
+        loop {
+            self.catch_up(space, peer).await;
+            let held = self.lock_deferred().get(&key).cloned().unwrap_or_default();
+            let judged = held.len();
+            self.rejudge(space, peer, held).await;
+            let mut deferred = self.lock_deferred();
+            let more = deferred.get_mut(&key).is_some_and(|list| {
+                list.drain(..judged.min(list.len()));
+                !list.is_empty()
+            });
+            if !more {
+                deferred.remove(&key);
+                return;
+            }
+        }
+    }
+
+    fn lock_deferred(&self) -> std::sync::MutexGuard<'_, DeferredMap> {
+        self.inner.deferred.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Inserts held entries again and reports those still refused against `peer`.
+    async fn rejudge(&self, space: PublicKey, peer: PeerId, held: Vec<Deferred>) {
         let mut by_origin: BTreeMap<String, Vec<Entry>> = BTreeMap::new();
         for (entry, origin) in held {
             by_origin.entry(origin).or_default().push(entry);
@@ -681,7 +696,6 @@ impl Replicator {
         if let Err(error) = self.inner.net.report_peer(peer, reason).await {
             debug!(%peer, %error, "reporting a peer failed");
         }
-        // Last, so that whoever sees the count also sees the events and the strike.
         self.metrics_mut(|metrics| metrics.gossip_rejected += count);
     }
 
