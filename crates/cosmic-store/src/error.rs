@@ -96,7 +96,10 @@ pub enum Error {
         space: cosmic_auth::PublicKey,
     },
     /// The file at the database path is damaged or is not a store of ours.
-    #[error("database {path} is corrupted or not a cosmic-store database: {reason}")]
+    #[error(
+        "database {path} is corrupted or not a cosmic-store database: {reason}; move the file \
+         aside (or restore it from a backup) and open again"
+    )]
     Corrupted {
         /// The database file.
         path: PathBuf,
@@ -156,10 +159,30 @@ impl Error {
             }
             // redb reports a file that is not a database (bad magic number, bad header) as
             // invalid data.
-            redb::Error::Io(io) if io.kind() == std::io::ErrorKind::InvalidData => {
+            // A file shorter than its own header says is damaged too.
+            redb::Error::Io(io)
+                if matches!(
+                    io.kind(),
+                    std::io::ErrorKind::InvalidData | std::io::ErrorKind::UnexpectedEof
+                ) =>
+            {
                 Error::Corrupted { path: path.to_owned(), reason: io.to_string() }
             }
             source => Error::Io { path: path.to_owned(), source },
+        }
+    }
+
+    /// Whether this is a write refused because the disk (or the user's quota) is full:
+    /// the caller may retry once space is freed; the store reopens its file by itself.
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            Error::Io { source: redb::Error::Io(io), .. } => matches!(
+                io.kind(),
+                std::io::ErrorKind::StorageFull
+                    | std::io::ErrorKind::QuotaExceeded
+                    | std::io::ErrorKind::FileTooLarge
+            ),
+            _ => false,
         }
     }
 

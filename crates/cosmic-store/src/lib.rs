@@ -21,9 +21,13 @@
 //! Every write method commits one redb transaction with two-phase commit and returns only
 //! after `fsync`: an acknowledged write survives `kill -9` and power loss. Batches
 //! ([`Store::insert_batch`]) share one commit. When the disk fills up or a device fails, the
-//! write in flight returns [`Error::Io`] and nothing committed before it is lost; the handle
-//! may refuse further writes until the store is reopened (redb then repairs the file). A file
-//! that is not a store, or is damaged, is [`Error::Corrupted`] naming its path.
+//! write in flight returns [`Error::Io`] ([`Error::is_disk_full`] tells a full disk) and
+//! nothing committed before it is lost. redb refuses every later operation on a handle after
+//! an I/O failure, so the store closes and reopens its file before the next operation (redb
+//! repairs it from the last commit): reads go on while the disk is full, as long as the
+//! filesystem lets the file rewrite blocks it holds, and writes work again once space
+//! returns. [`Store::open`] verifies every page's checksum: a file that is not a store, or
+//! was damaged while closed, is [`Error::Corrupted`] naming its path and a way out.
 //!
 //! ```
 //! use cosmic_auth::{AuthorKey, SpaceKey, SpaceMode};

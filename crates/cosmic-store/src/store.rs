@@ -3,7 +3,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use redb::{ReadableDatabase as _, ReadableTable, ReadableTableMetadata as _, Table};
@@ -118,13 +119,29 @@ pub struct Store {
 
 #[derive(Debug)]
 struct Inner {
-    db: redb::Database,
+    /// The open database; `None` only while it is being reopened, or after a reopen failed.
+    db: RwLock<Option<redb::Database>>,
+    /// Opens the database again after an I/O failure (`None`: it cannot be reopened).
+    reopen: Option<Reopen>,
+    /// Set by an I/O failure: redb then refuses every later operation on the handle, so the
+    /// next operation closes the file and opens it again (redb repairs it from the last
+    /// commit).
+    failed: AtomicBool,
     path: PathBuf,
     options: Options,
     writer: Mutex<WriterState>,
     last_seq: watch::Sender<u64>,
     /// Public keys read from the database and already checked, by their bytes.
     checked_keys: Mutex<HashMap<[u8; 32], PublicKey>>,
+}
+
+/// Opens a database again, on the same file or storage.
+struct Reopen(Box<dyn Fn() -> Result<redb::Database> + Send + Sync>);
+
+impl std::fmt::Debug for Reopen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Reopen")
+    }
 }
 
 /// How many checked keys the store remembers before starting over.
@@ -158,15 +175,42 @@ struct Tables<'txn> {
 }
 
 impl Store {
-    /// Opens the store at `path`, creating it if missing.
+    /// Opens the store at `path`, creating it if missing, after checking the checksum of
+    /// every page (the whole file is read once).
     ///
     /// A file that is not a redb database, or is damaged, is [`Error::Corrupted`] naming the
     /// path; a file held by another process is [`Error::AlreadyOpen`].
     pub fn open(path: impl AsRef<Path>, options: Options) -> Result<Store> {
-        let path = path.as_ref();
-        let db =
-            redb::Database::builder().create(path).map_err(|error| Error::redb(path, error))?;
-        Store::from_database(db, path.to_owned(), options)
+        let path = path.as_ref().to_owned();
+        let db = open_file(&path, &options, true)?;
+        let reopen = {
+            let (path, options) = (path.clone(), options.clone());
+            // The file was in our hands since the first open: redb's own recovery suffices.
+            Reopen(Box::new(move || open_file(&path, &options, false)))
+        };
+        Store::from_database(db, path, options, Some(reopen))
+    }
+
+    /// Opens a store on the storage that `make_backend` returns, named `label` in errors.
+    /// After an I/O failure the store calls `make_backend` again to reopen the database, as
+    /// [`Store::open`] reopens its file; tests use this to inject storage failures.
+    pub fn open_with_backend_factory<B: redb::StorageBackend>(
+        label: impl AsRef<Path>,
+        options: Options,
+        make_backend: impl Fn() -> std::io::Result<B> + Send + Sync + 'static,
+    ) -> Result<Store> {
+        let label = label.as_ref().to_owned();
+        let open = {
+            let label = label.clone();
+            move || -> Result<redb::Database> {
+                let backend = make_backend().map_err(|error| Error::redb(&label, error))?;
+                redb::Database::builder()
+                    .create_with_backend(backend)
+                    .map_err(|error| Error::redb(&label, error))
+            }
+        };
+        let db = open()?;
+        Store::from_database(db, label, options, Some(Reopen(Box::new(open))))
     }
 
     /// Opens a fresh store held in memory, named `label` in errors: the same merge,
@@ -185,22 +229,25 @@ impl Store {
         let db = redb::Database::builder()
             .create_with_backend(backend)
             .map_err(|error| Error::redb(label, error))?;
-        Store::from_database(db, label.to_owned(), options)
+        Store::from_database(db, label.to_owned(), options, None)
     }
 
-    fn from_database(db: redb::Database, path: PathBuf, options: Options) -> Result<Store> {
+    fn from_database(
+        db: redb::Database,
+        path: PathBuf,
+        options: Options,
+        reopen: Option<Reopen>,
+    ) -> Result<Store> {
         let txn = begin_write(&db, &path)?;
         schema::init(&txn, &path)?;
         txn.commit().map_err(|error| Error::redb(&path, error))?;
-        let hlc = schema::read_meta::<{ Hlc::LEN }>(&db, &path, "hlc")?
-            .map(Hlc::from_bytes)
-            .unwrap_or_default();
-        let last_seq =
-            schema::read_meta::<8>(&db, &path, "last_seq")?.map_or(0, u64::from_be_bytes);
+        let (hlc, last_seq) = read_writer_state(&db, &path)?;
         let (sender, _) = watch::channel(last_seq);
         Ok(Store {
             inner: Arc::new(Inner {
-                db,
+                db: RwLock::new(Some(db)),
+                reopen,
+                failed: AtomicBool::new(false),
                 path,
                 options,
                 writer: Mutex::new(WriterState { hlc: HlcState { last: hlc }, last_seq }),
@@ -220,8 +267,62 @@ impl Store {
         &self.inner.options
     }
 
+    /// Maps a redb error, remembering an I/O failure so that the next operation reopens the
+    /// database.
     fn err(&self, error: impl Into<redb::Error>) -> Error {
-        Error::redb(&self.inner.path, error)
+        let error = Error::redb(&self.inner.path, error);
+        if matches!(error, Error::Io { .. }) && !self.inner.failed.swap(true, Ordering::SeqCst) {
+            tracing::warn!(
+                path = %self.inner.path.display(),
+                error = %error_chain(&error),
+                "database i/o failed; it will be reopened before its next use"
+            );
+        }
+        error
+    }
+
+    /// A read transaction, reopening the database first after an I/O failure.
+    fn begin_read(&self) -> Result<redb::ReadTransaction> {
+        self.recover_if_failed()?;
+        let db = self.inner.db.read().unwrap_or_else(PoisonError::into_inner);
+        let db = db.as_ref().ok_or_else(|| self.closed())?;
+        db.begin_read().map_err(|e| self.err(e))
+    }
+
+    /// After an I/O failure, closes the database and opens it again: redb repairs the file
+    /// from its last commit, and the handle takes reads and writes again. Fails (and is
+    /// tried again by the next operation) while the cause, a full disk say, persists.
+    fn recover_if_failed(&self) -> Result<()> {
+        let Some(reopen) = &self.inner.reopen else { return Ok(()) };
+        if !self.inner.failed.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        // No write transaction of ours is live while the writer lock is held.
+        let mut writer = self.inner.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        if !self.inner.failed.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        let mut slot = self.inner.db.write().unwrap_or_else(PoisonError::into_inner);
+        // Dropping the handle closes the file and releases its lock; reads still running on
+        // it fail.
+        drop(slot.take());
+        let db = (reopen.0)()?;
+        // A commit that failed late (in its final sync, say) may have reached the file:
+        // never issue its sequence numbers or timestamps again.
+        let (hlc, last_seq) = read_writer_state(&db, &self.inner.path)?;
+        writer.hlc.last = writer.hlc.last.max(hlc);
+        if last_seq > writer.last_seq {
+            writer.last_seq = last_seq;
+            self.inner.last_seq.send_replace(last_seq);
+        }
+        *slot = Some(db);
+        self.inner.failed.store(false, Ordering::SeqCst);
+        tracing::info!(path = %self.inner.path.display(), "database reopened after an i/o failure");
+        Ok(())
+    }
+
+    fn closed(&self) -> Error {
+        Error::Io { path: self.inner.path.clone(), source: redb::Error::DatabaseClosed }
     }
 
     /// The latest timestamp this store issued or saw.
@@ -290,7 +391,7 @@ impl Store {
 
     /// The record of a space, if the store holds it.
     pub fn space_record(&self, space: &PublicKey) -> Result<Option<SpaceRecord>> {
-        let txn = self.inner.db.begin_read().map_err(|e| self.err(e))?;
+        let txn = self.begin_read()?;
         let spaces = txn.open_table(SPACES).map_err(|e| self.err(e))?;
         let row = spaces.get(space.as_bytes()).map_err(|e| self.err(e))?;
         row.map(|bytes| decode_space_row(bytes.value()).map(|(record, _)| record)).transpose()
@@ -298,14 +399,14 @@ impl Store {
 
     /// The capability statements of a space (they sync like data), ordered by hash.
     pub fn statements(&self, space: &PublicKey) -> Result<Vec<SignedStatement>> {
-        let txn = self.inner.db.begin_read().map_err(|e| self.err(e))?;
+        let txn = self.begin_read()?;
         let statements = txn.open_table(STATEMENTS).map_err(|e| self.err(e))?;
         read_statements(&statements, space).map_err(|error| self.map_read_error(error))
     }
 
     /// Every space with its counts, ordered by id.
     pub fn list_spaces(&self) -> Result<Vec<SpaceInfo>> {
-        let txn = self.inner.db.begin_read().map_err(|e| self.err(e))?;
+        let txn = self.begin_read()?;
         let spaces = txn.open_table(SPACES).map_err(|e| self.err(e))?;
         let mut out = Vec::new();
         for row in spaces.iter().map_err(|e| self.err(e))? {
@@ -466,11 +567,16 @@ impl Store {
         &self,
         body: impl FnOnce(&mut WriterState, &mut Tables<'_>, u64) -> Result<T>,
     ) -> Result<T> {
+        self.recover_if_failed()?;
         let mut guard = self.inner.writer.lock().unwrap_or_else(PoisonError::into_inner);
         let mut state =
             WriterState { hlc: HlcState { last: guard.hlc.last }, last_seq: guard.last_seq };
         let wall = self.inner.options.clock.now_millis();
-        let txn = begin_write(&self.inner.db, &self.inner.path)?;
+        let txn = {
+            let db = self.inner.db.read().unwrap_or_else(PoisonError::into_inner);
+            let db = db.as_ref().ok_or_else(|| self.closed())?;
+            two_phase(db.begin_write().map_err(|e| self.err(e))?)
+        };
         let result = {
             let mut tables = Tables {
                 spaces: txn.open_table(SPACES).map_err(|e| self.err(e))?,
@@ -618,7 +724,7 @@ impl Store {
 
     /// The winning entry of a field, tombstones included.
     pub fn get_entry(&self, space: &PublicKey, doc: &str, field: &str) -> Result<Option<Entry>> {
-        let txn = self.inner.db.begin_read().map_err(|e| self.err(e))?;
+        let txn = self.begin_read()?;
         let entries = txn.open_table(ENTRIES).map_err(|e| self.err(e))?;
         let key = schema::entry_key(space.as_bytes(), doc, field);
         let row = entries.get(key.as_slice()).map_err(|e| self.err(e))?;
@@ -629,7 +735,7 @@ impl Store {
     /// `None` when it has no live field.
     pub fn get_doc(&self, space: &PublicKey, doc: &str) -> Result<Option<Document>> {
         crate::entry::validate_doc_key(doc)?;
-        let txn = self.inner.db.begin_read().map_err(|e| self.err(e))?;
+        let txn = self.begin_read()?;
         let entries = txn.open_table(ENTRIES).map_err(|e| self.err(e))?;
         self.read_doc(&entries, space, doc)
     }
@@ -669,7 +775,7 @@ impl Store {
         depth: usize,
     ) -> Result<Option<serde_json::Value>> {
         crate::entry::validate_doc_key(doc)?;
-        let txn = self.inner.db.begin_read().map_err(|e| self.err(e))?;
+        let txn = self.begin_read()?;
         let entries = txn.open_table(ENTRIES).map_err(|e| self.err(e))?;
         self.read_json(&entries, space, doc, depth)
     }
@@ -704,7 +810,7 @@ impl Store {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<String>> {
-        let txn = self.inner.db.begin_read().map_err(|e| self.err(e))?;
+        let txn = self.begin_read()?;
         let docs = txn.open_table(DOCS).map_err(|e| self.err(e))?;
         let mut start = space.as_bytes().to_vec();
         start.extend_from_slice(prefix.as_bytes());
@@ -745,7 +851,7 @@ impl Store {
         after: u64,
         limit: usize,
     ) -> Result<Vec<Change>> {
-        let txn = self.inner.db.begin_read().map_err(|e| self.err(e))?;
+        let txn = self.begin_read()?;
         let changes = txn.open_table(CHANGES).map_err(|e| self.err(e))?;
         let entries = txn.open_table(ENTRIES).map_err(|e| self.err(e))?;
         let start = seq_key(space.as_bytes(), after);
@@ -796,7 +902,7 @@ impl Store {
         start: Option<&RangeKey>,
         end: Option<&RangeKey>,
     ) -> Result<Fingerprint> {
-        let txn = self.inner.db.begin_read().map_err(|e| self.err(e))?;
+        let txn = self.begin_read()?;
         let entries = txn.open_table(ENTRIES).map_err(|e| self.err(e))?;
         let buckets = txn.open_table(BUCKETS).map_err(|e| self.err(e))?;
         let lo = start.map_or_else(Vec::new, |key| schema::item_key(&key.doc, &key.field));
@@ -815,7 +921,7 @@ impl Store {
         start: Option<&RangeKey>,
         n: u64,
     ) -> Result<Option<RangeKey>> {
-        let txn = self.inner.db.begin_read().map_err(|e| self.err(e))?;
+        let txn = self.begin_read()?;
         let entries = txn.open_table(ENTRIES).map_err(|e| self.err(e))?;
         let buckets = txn.open_table(BUCKETS).map_err(|e| self.err(e))?;
         let lo = start.map_or_else(Vec::new, |key| schema::item_key(&key.doc, &key.field));
@@ -851,7 +957,7 @@ impl Store {
         end: Option<&RangeKey>,
         limit: usize,
     ) -> Result<Vec<ReconItem>> {
-        let txn = self.inner.db.begin_read().map_err(|e| self.err(e))?;
+        let txn = self.begin_read()?;
         let entries = txn.open_table(ENTRIES).map_err(|e| self.err(e))?;
         let mut lo = space.as_bytes().to_vec();
         if let Some(key) = start {
@@ -887,7 +993,7 @@ impl Store {
         for statement in self.statements(space)? {
             hasher.update(&statement.to_bytes());
         }
-        let txn = self.inner.db.begin_read().map_err(|e| self.err(e))?;
+        let txn = self.begin_read()?;
         let entries = txn.open_table(ENTRIES).map_err(|e| self.err(e))?;
         let end = schema::prefix_end(space.as_bytes());
         for row in entries
@@ -904,7 +1010,7 @@ impl Store {
 
     /// Number of winning entries in the store, all spaces together.
     pub fn n_entries(&self) -> Result<u64> {
-        let txn = self.inner.db.begin_read().map_err(|e| self.err(e))?;
+        let txn = self.begin_read()?;
         let entries = txn.open_table(ENTRIES).map_err(|e| self.err(e))?;
         entries.len().map_err(|e| self.err(e))
     }
@@ -969,12 +1075,48 @@ fn read_statements(
     Ok(out)
 }
 
+/// Opens (or creates) the database file. With `check_integrity`, every page's checksum is
+/// verified first: redb trusts a cleanly closed file and may panic on one damaged while it
+/// was closed, where the check reports [`Error::Corrupted`] instead.
+fn open_file(path: &Path, options: &Options, check_integrity: bool) -> Result<redb::Database> {
+    let mut builder = redb::Database::builder();
+    builder.set_check_integrity_on_open(check_integrity);
+    if let Some(cache_size) = options.cache_size {
+        builder.set_cache_size(cache_size);
+    }
+    builder.create(path).map_err(|error| Error::redb(path, error))
+}
+
+/// The persisted clock and last change sequence number.
+fn read_writer_state(db: &redb::Database, path: &Path) -> Result<(Hlc, u64)> {
+    let hlc = schema::read_meta::<{ Hlc::LEN }>(db, path, "hlc")?
+        .map(Hlc::from_bytes)
+        .unwrap_or_default();
+    let last_seq = schema::read_meta::<8>(db, path, "last_seq")?.map_or(0, u64::from_be_bytes);
+    Ok((hlc, last_seq))
+}
+
+/// An error with its sources, for logs.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut out = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        out.push_str(": ");
+        out.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    out
+}
+
 fn begin_write(db: &redb::Database, path: &Path) -> Result<redb::WriteTransaction> {
-    let mut txn = db.begin_write().map_err(|error| Error::redb(path, error))?;
+    Ok(two_phase(db.begin_write().map_err(|error| Error::redb(path, error))?))
+}
+
+fn two_phase(mut txn: redb::WriteTransaction) -> redb::WriteTransaction {
     // The store is fed by untrusted peers: redb advises two-phase commit then, so a crafted
     // page cannot make recovery pick a torn commit.
     txn.set_two_phase_commit(true);
-    Ok(txn)
+    txn
 }
 
 fn bounds<'a>(lo: &'a [u8], hi: Option<&'a [u8]>) -> (Bound<&'a [u8]>, Bound<&'a [u8]>) {
