@@ -12,9 +12,13 @@
 //!
 //! Each transfer runs [`ROUNDS`] times, interleaved, and reports
 //! its best and median; the ratio compares medians. Sizes are MB/s (10^6 bytes).
+//! Next to the rate it reports the CPU time the process spent per GiB moved (user +
+//! system, all threads, median): on a shared machine that cost varies far less than the
+//! wall-clock rate, and on a machine whose cores are all busy it is what bounds the rate.
 //! Run with `cargo bench -p cosmic-blobs --bench transfer`; `BLOBS_BENCH_MIB` changes
-//! the size. Without `--bench` (under `cargo test --benches`) it runs 8 MiB once, as a
-//! smoke test.
+//! the size, `BLOBS_BENCH_ROUNDS` the rounds, and `BLOBS_BENCH_ONLY` (a comma-separated
+//! list of `disk`, `memory`, `quic`, `tcp`) picks the transfers, e.g. to profile one.
+//! Without `--bench` (under `cargo test --benches`) it runs 8 MiB once, as a smoke test.
 
 #![expect(clippy::print_stdout, reason = "a benchmark prints its results")]
 #![expect(clippy::unwrap_used, reason = "a benchmark fails loudly")]
@@ -129,16 +133,53 @@ async fn tcp_copy(payload: Arc<Vec<u8>>) -> Duration {
     elapsed
 }
 
+/// CPU time (user + system, all threads) this process has used so far, from
+/// `/proc/self/stat` in clock ticks of 10 ms; `None` where that file does not exist.
+fn cpu_time() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which is in parentheses and may hold spaces):
+    // state is field 3, utime 14 and stime 15.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(Duration::from_millis(ticks * 10))
+}
+
+/// Runs one transfer, returning its wall-clock time and the process CPU time it used.
+async fn measure<F: Future<Output = Duration>>(transfer: F) -> (Duration, Option<Duration>) {
+    let before = cpu_time();
+    let elapsed = transfer.await;
+    let used = cpu_time().zip(before).map(|(after, before)| after.saturating_sub(before));
+    (elapsed, used)
+}
+
 struct Row {
     name: &'static str,
+    /// MB/s of each round.
     samples: Vec<f64>,
+    /// CPU seconds per GiB of each round.
+    cpu: Vec<f64>,
+}
+
+fn median(samples: &[f64]) -> f64 {
+    let mut sorted = samples.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    sorted.get(sorted.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
 impl Row {
+    fn new(name: &'static str) -> Self {
+        Self { name, samples: Vec::new(), cpu: Vec::new() }
+    }
+
+    fn push(&mut self, size: usize, (elapsed, cpu): (Duration, Option<Duration>)) {
+        self.samples.push(mbps(size, elapsed));
+        if let Some(cpu) = cpu {
+            self.cpu.push(cpu.as_secs_f64() * (1u64 << 30) as f64 / size as f64);
+        }
+    }
+
     fn median(&self) -> f64 {
-        let mut sorted = self.samples.clone();
-        sorted.sort_by(f64::total_cmp);
-        sorted[sorted.len() / 2]
+        median(&self.samples)
     }
 
     fn best(&self) -> f64 {
@@ -153,7 +194,13 @@ fn main() {
         Err(_) if full => 1024,
         Err(_) => 8,
     };
-    let rounds = if full { ROUNDS } else { 1 };
+    let rounds = match std::env::var("BLOBS_BENCH_ROUNDS") {
+        Ok(value) => value.parse().unwrap(),
+        Err(_) if full => ROUNDS,
+        Err(_) => 1,
+    };
+    let only = std::env::var("BLOBS_BENCH_ONLY").unwrap_or_else(|_| "disk,memory,quic,tcp".into());
+    let runs = |name: &str| only.split(',').any(|item| item.trim() == name);
     let size = mib * MIB;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     runtime.block_on(async move {
@@ -163,35 +210,61 @@ fn main() {
         std::fs::write(&source, payload.as_slice()).unwrap();
 
         let provider = open(&dir.path().join("provider")).await;
-        let started = Instant::now();
-        let added = provider.add_file(&source, Visibility::Public).await.unwrap();
-        let add =
-            Row { name: "add_file (hash + store)", samples: vec![mbps(size, started.elapsed())] };
+        let mut add = Row::new("add_file (hash + store)");
+        let (added, measured) = {
+            let before = cpu_time();
+            let started = Instant::now();
+            let added = provider.add_file(&source, Visibility::Public).await.unwrap();
+            let used = cpu_time().zip(before).map(|(after, before)| after.saturating_sub(before));
+            (added, (started.elapsed(), used))
+        };
+        add.push(size, measured);
 
-        let mut fetch = Row { name: "iroh-blobs fetch to disk", samples: Vec::new() };
-        let mut fetch_memory = Row { name: "iroh-blobs fetch to memory", samples: Vec::new() };
-        let mut quic = Row { name: "raw QUIC (quinn) stream", samples: Vec::new() };
-        let mut tcp = Row { name: "TCP copy", samples: Vec::new() };
+        let mut fetch = Row::new("iroh-blobs fetch to disk");
+        let mut fetch_memory = Row::new("iroh-blobs fetch to memory");
+        let mut quic = Row::new("raw QUIC (quinn) stream");
+        let mut tcp = Row::new("TCP copy");
         for _ in 0..rounds {
-            let elapsed = iroh_blobs_fetch(dir.path(), &provider, &added.cid, false).await;
-            fetch.samples.push(mbps(size, elapsed));
-            let elapsed = iroh_blobs_fetch(dir.path(), &provider, &added.cid, true).await;
-            fetch_memory.samples.push(mbps(size, elapsed));
-            quic.samples.push(mbps(size, raw_quic(payload.clone()).await));
-            tcp.samples.push(mbps(size, tcp_copy(payload.clone()).await));
+            if runs("disk") {
+                fetch.push(
+                    size,
+                    measure(iroh_blobs_fetch(dir.path(), &provider, &added.cid, false)).await,
+                );
+            }
+            if runs("memory") {
+                fetch_memory.push(
+                    size,
+                    measure(iroh_blobs_fetch(dir.path(), &provider, &added.cid, true)).await,
+                );
+            }
+            if runs("quic") {
+                quic.push(size, measure(raw_quic(payload.clone())).await);
+            }
+            if runs("tcp") {
+                tcp.push(size, measure(tcp_copy(payload.clone())).await);
+            }
         }
         provider.shutdown().await.unwrap();
 
         println!("cosmic-blobs transfer bench: {mib} MiB, {rounds} round(s), MB/s = 10^6 bytes/s");
-        println!("{:<26} {:>10} {:>10} {:>14}", "", "median", "best", "vs raw QUIC");
+        println!(
+            "{:<26} {:>8} {:>8} {:>12} {:>14} {:>12}",
+            "", "median", "best", "vs raw QUIC", "CPU s per GiB", "CPU vs QUIC"
+        );
         let quic_median = quic.median();
+        let quic_cpu = median(&quic.cpu);
         for row in [&add, &fetch, &fetch_memory, &quic, &tcp] {
+            if row.samples.is_empty() {
+                continue;
+            }
             println!(
-                "{:<26} {:>10.0} {:>10.0} {:>13.0}%",
+                "{:<26} {:>8.0} {:>8.0} {:>11.0}% {:>14.2} {:>11.0}%",
                 row.name,
                 row.median(),
                 row.best(),
-                100.0 * row.median() / quic_median
+                100.0 * row.median() / quic_median,
+                median(&row.cpu),
+                100.0 * median(&row.cpu) / quic_cpu,
             );
         }
     });
