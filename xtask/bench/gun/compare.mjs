@@ -108,7 +108,12 @@ class Child {
       if (!line.startsWith('{')) {
         return; // Gun greets on stdout
       }
-      const message = JSON.parse(line);
+      let message;
+      try {
+        message = JSON.parse(line);
+      } catch {
+        return; // not one of ours
+      }
       const waiterKey = message.event ? `${message.event}:${message.id}` : `${message.id}`;
       const waiter = this.waiters.get(waiterKey);
       if (waiter) {
@@ -401,6 +406,8 @@ async function measure(system, workload, run) {
   } finally {
     await topology.stop();
   }
+  // Kept only when the run failed (its logs are there); the disk is not ours to fill.
+  fs.rmSync(dir, { recursive: true, force: true });
 }
 
 const started = wall();
