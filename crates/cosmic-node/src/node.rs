@@ -102,6 +102,7 @@ impl Node {
                 .and_then(|listener| listener.set_nonblocking(true).map(|()| listener))
                 .map_err(|source| Error::ApiBind { addr, source })?;
             let bound = listener.local_addr().map_err(|source| Error::ApiBind { addr, source })?;
+            crate::api::warn_if_exposed(bound);
             Some((listener, bound, data_dir.api_token()?))
         } else {
             None

@@ -68,7 +68,8 @@ fn parse_cid(text: &str) -> ApiResult<Cid> {
 
 /// Adds a blob from the request body, streamed (never held in memory whole).
 #[utoipa::path(post, path = "/v1/blobs", tag = "blobs",
-    request_body(content = Vec<u8>, content_type = "application/octet-stream"),
+    request_body(content = Option<Vec<u8>>, content_type = "application/octet-stream",
+        description = "the blob's bytes; none is the empty blob"),
     responses((status = 201, body = AddedBlob), (status = 413, body = ErrorBody)))]
 pub(crate) async fn add_blob(
     State(state): State<AppState>,

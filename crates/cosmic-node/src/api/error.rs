@@ -60,6 +60,10 @@ impl ApiError {
     pub(crate) fn internal(message: impl Into<String>) -> Self {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
     }
+
+    fn internal_code(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, code, message)
+    }
 }
 
 impl IntoResponse for ApiError {
@@ -125,6 +129,13 @@ fn from_store(error: &cosmic_store::Error, message: String) -> ApiError {
             ApiError::bad_request("invalid_input", message)
         }
         E::ClockDrift { .. } => ApiError::bad_request("clock_drift", message),
+        // The node's own disk, not the client's input: retry once space is freed (the store
+        // reopens its file by itself); reads keep working meanwhile.
+        E::Io { .. } if error.is_disk_full() => {
+            ApiError::new(StatusCode::INSUFFICIENT_STORAGE, "disk_full", message)
+        }
+        E::Io { .. } => ApiError::internal_code("storage_failed", message),
+        E::Corrupted { .. } => ApiError::internal_code("database_corrupted", message),
         _ => ApiError::internal(message),
     }
 }

@@ -344,6 +344,7 @@ pub(crate) enum Expiry {
 #[serde(deny_unknown_fields)]
 pub(crate) struct GrantRequest {
     /// The author id receiving the right.
+    #[schema(pattern = "^[a-z2-7]{51}[aq]$")]
     author: String,
     /// The right.
     rights: Rights,
@@ -433,6 +434,7 @@ pub(crate) struct ListQuery {
     /// Only keys starting with this.
     prefix: Option<String>,
     /// At most this many keys, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
     /// Only keys after this one (the `next` of the previous page).
     after: Option<String>,
@@ -478,6 +480,7 @@ pub(crate) struct GetQuery {
     /// Give each field as `{"value", "hlc", "author"}`.
     meta: Option<bool>,
     /// Resolve doc links this many levels deep, 0 to 16 (default 0).
+    #[param(minimum = 0, maximum = 16)]
     depth: Option<usize>,
 }
 
@@ -677,7 +680,8 @@ pub(crate) async fn openapi() -> axum::Json<utoipa::openapi::OpenApi> {
 
 /// Prometheus metrics in the text exposition format.
 #[utoipa::path(get, path = "/metrics", tag = "node",
-    responses((status = 200, description = "Prometheus text", content_type = "text/plain")))]
+    responses((status = 200, description = "Prometheus metrics in the OpenMetrics text format",
+        content_type = "application/openmetrics-text", body = String)))]
 pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
     let shared = state.shared.clone();
     let metrics = &shared.metrics;

@@ -86,7 +86,7 @@ impl AppState {
         handlers::metrics,
     ),
     components(schemas(ErrorBody)),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &CommonAnswers),
     security(("bearer" = []))
 )]
 pub(crate) struct ApiDoc;
@@ -99,6 +99,104 @@ impl utoipa::Modify for BearerAuth {
         let components = openapi.components.get_or_insert_with(Default::default);
         components
             .add_security_scheme("bearer", SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)));
+    }
+}
+
+/// The text of a space or author id: 52 lowercase base32 characters of a 32-byte key, so
+/// the last one carries a single bit (`a` or `q`).
+pub(crate) const KEY_ID_PATTERN: &str = "^[a-z2-7]{51}[aq]$";
+/// A document key: `/`-separated segments, none empty, no control characters.
+const DOC_KEY_PATTERN: &str =
+    "^[^/\\u0000-\\u001f\\u007f-\\u009f]+(/[^/\\u0000-\\u001f\\u007f-\\u009f]+)*$";
+/// A CID as the node prints it: multibase base32 (`b`), lowercase.
+const CID_PATTERN: &str = "^b[a-z2-7]+$";
+
+/// Adds to the document what every operation shares but its annotation does not say:
+/// the 401 of a missing token, the 400/413/415/422 of a JSON body the extractor refuses,
+/// the 400 of malformed path and query parameters, and the patterns of path parameters.
+struct CommonAnswers;
+
+impl utoipa::Modify for CommonAnswers {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::path::ParameterIn;
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
+
+        let error = |description: &str| {
+            RefOr::T(
+                ResponseBuilder::new()
+                    .description(description)
+                    .content(
+                        "application/json",
+                        ContentBuilder::new()
+                            .schema(Some(Ref::from_schema_name("ErrorBody")))
+                            .build(),
+                    )
+                    .build(),
+            )
+        };
+        for (path, item) in &mut openapi.paths.paths {
+            let operations = [
+                item.get.as_mut(),
+                item.put.as_mut(),
+                item.post.as_mut(),
+                item.delete.as_mut(),
+                item.head.as_mut(),
+            ];
+            for operation in operations.into_iter().flatten() {
+                let responses = &mut operation.responses.responses;
+                let mut add = |status: &str, description: &str| {
+                    responses.entry(status.to_owned()).or_insert_with(|| error(description));
+                };
+                if path != "/v1/health" {
+                    add("401", "missing or wrong bearer token");
+                }
+                let json_body = operation
+                    .request_body
+                    .as_ref()
+                    .is_some_and(|body| body.content.contains_key("application/json"));
+                if json_body {
+                    add("400", "the body is not well-formed JSON");
+                    add("413", "the body is larger than `api.max_request_size`");
+                    add("415", "the body is not `Content-Type: application/json`");
+                    add("422", "the JSON does not have the documented shape");
+                }
+                let Some(parameters) = operation.parameters.as_mut() else { continue };
+                if !parameters.is_empty() {
+                    add("400", "a malformed path or query parameter");
+                }
+                for parameter in parameters.iter_mut() {
+                    if parameter.parameter_in != ParameterIn::Path {
+                        continue;
+                    }
+                    let pattern = match parameter.name.as_str() {
+                        "space" => KEY_ID_PATTERN,
+                        "key" => DOC_KEY_PATTERN,
+                        "cid" => CID_PATTERN,
+                        _ => continue,
+                    };
+                    parameter.schema = Some(RefOr::T(
+                        ObjectBuilder::new()
+                            .schema_type(Type::String)
+                            .pattern(Some(pattern))
+                            .into(),
+                    ));
+                }
+            }
+        }
+    }
+}
+
+/// Logs a warning when the API listens beyond loopback: the bearer token then travels
+/// in clear text over the network and anyone who can reach the port may try it.
+pub(crate) fn warn_if_exposed(addr: std::net::SocketAddr) {
+    if !addr.ip().is_loopback() {
+        tracing::warn!(
+            %addr,
+            "the HTTP API listens beyond loopback: anyone who can reach {addr} may try the \
+             bearer token, and it travels unencrypted; keep `api.addr` on 127.0.0.1 unless \
+             a TLS proxy or a firewall guards it"
+        );
     }
 }
 
