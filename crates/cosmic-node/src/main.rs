@@ -247,6 +247,14 @@ fn in_use(error: cosmic_node::Error) -> Failure {
         cosmic_node::Error::DataDirInUse { .. } => {
             vec!["stop the other node first, or give this one its own --data-dir".to_owned()]
         }
+        cosmic_node::Error::Store(cosmic_store::Error::Corrupted { path, .. }) => vec![format!(
+            "move {} aside (or restore it from a backup) and start again: the node \
+             resyncs its spaces from its peers",
+            path.display()
+        )],
+        cosmic_node::Error::Store(error) if error.is_disk_full() => {
+            vec!["free some space on the data dir's disk and start again".to_owned()]
+        }
         _ => Vec::new(),
     };
     Failure { error: error.into(), code: 1, hints }
