@@ -245,3 +245,82 @@ fn a_taken_api_port_fails_the_start_with_a_clear_error() {
     assert!(!stdout.contains("ready"), "{stdout}");
     assert!(stderr.contains(&format!("cannot serve the HTTP API on {taken}")), "{stderr}");
 }
+
+#[test]
+fn the_default_api_address_is_loopback() {
+    let temp = tempfile::tempdir().unwrap();
+    let mut show = crate::harness::node_command();
+    show.arg("--data-dir").arg(temp.path().join("node")).args(["config", "show", "--json"]);
+    let (status, stdout, stderr) = crate::harness::run_to_end(show);
+    assert!(status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let settings: Vec<Value> = serde_json::from_str(&stdout).unwrap();
+    let addr = settings.iter().find(|setting| setting["key"] == "api.addr").unwrap();
+    assert_eq!(addr["origin"], "default", "{addr}");
+    let value: String = serde_json::from_str(addr["value"].as_str().unwrap()).unwrap();
+    let addr: std::net::SocketAddr = value.parse().unwrap();
+    assert!(addr.ip().is_loopback(), "default api.addr {addr} is not loopback");
+}
+
+/// Runs `cosmic-node run` with `--api api_addr` until its ready line, stops it and returns
+/// (stdout, stderr).
+fn run_until_ready(api_addr: &str) -> (String, String) {
+    use std::io::{BufRead as _, Read as _};
+    let temp = tempfile::tempdir().unwrap();
+    let mut command = crate::harness::node_command();
+    command.arg("--data-dir").arg(temp.path().join("node")).args([
+        "run",
+        "--listen",
+        "/ip4/127.0.0.1/tcp/0",
+        "--api",
+        api_addr,
+        "--no-mdns",
+    ]);
+    command
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = command.spawn().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            if sender.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + crate::harness::READY_TIMEOUT;
+    let mut seen = String::new();
+    while !seen.contains("ready ") {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match receiver.recv_timeout(left) {
+            Ok(line) => {
+                seen.push_str(&line);
+                seen.push('\n');
+            }
+            Err(_) => break,
+        }
+    }
+    let _ = child.kill();
+    crate::harness::wait_with_deadline(&mut child, crate::harness::EXIT_TIMEOUT)
+        .expect("the killed node exits");
+    let mut stderr = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    assert!(seen.contains("ready "), "no ready line; stdout:\n{seen}\nstderr:\n{stderr}");
+    (seen, stderr)
+}
+
+#[test]
+fn a_non_loopback_api_address_logs_a_warning_naming_the_risk() {
+    let (stdout, stderr) = run_until_ready("0.0.0.0:0");
+    assert!(stdout.contains("api=http://0.0.0.0:"), "{stdout}");
+    let warning = stderr
+        .lines()
+        .find(|line| line.contains("WARN") && line.contains("beyond loopback"))
+        .unwrap_or_else(|| panic!("no warning about the API address in:\n{stderr}"));
+    assert!(warning.contains("bearer token"), "{warning}");
+    assert!(warning.contains("unencrypted"), "{warning}");
+    // On loopback the same start stays quiet about it.
+    let (_, stderr) = run_until_ready("127.0.0.1:0");
+    assert!(!stderr.contains("beyond loopback"), "{stderr}");
+}
