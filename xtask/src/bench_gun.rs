@@ -314,7 +314,9 @@ fn records(samples: &Samples, gun_version: &str, quick: bool) -> anyhow::Result<
             "ratio": ratio,
             "method": format!(
                 "{} Gun.js {gun_version} from npm. Topology: relay R and peers A and B as \
-                 separate processes on 127.0.0.1; both systems are driven by the same \
+                 separate processes on 127.0.0.1 (CosmicSyncCore's A and B meet through R \
+                 and then replicate over a direct connection; Gun's go through the \
+                 relay); both systems are driven by the same \
                  Node.js harness (xtask/bench/gun), Gun.js through its API in-process, \
                  CosmicSyncCore over its HTTP API and SSE (the like-for-like client a \
                  JavaScript application would use), fresh processes and data for every run, \
