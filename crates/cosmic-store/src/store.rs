@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
@@ -131,6 +131,10 @@ struct Inner {
     options: Options,
     writer: Mutex<WriterState>,
     last_seq: watch::Sender<u64>,
+    /// When a refusal for clock drift was last logged (wall millis), and how many entries
+    /// were refused for it since.
+    drift_logged_at: AtomicU64,
+    drift_refused: AtomicU64,
     /// Public keys read from the database and already checked, by their bytes.
     checked_keys: Mutex<HashMap<[u8; 32], PublicKey>>,
 }
@@ -248,6 +252,8 @@ impl Store {
                 db: RwLock::new(Some(db)),
                 reopen,
                 failed: AtomicBool::new(false),
+                drift_logged_at: AtomicU64::new(0),
+                drift_refused: AtomicU64::new(0),
                 path,
                 options,
                 writer: Mutex::new(WriterState { hlc: HlcState { last: hlc }, last_seq }),
@@ -319,6 +325,29 @@ impl Store {
         self.inner.failed.store(false, Ordering::SeqCst);
         tracing::info!(path = %self.inner.path.display(), "database reopened after an i/o failure");
         Ok(())
+    }
+
+    /// Logs a refusal for clock drift, at most once a minute (a peer whose clock is ahead
+    /// offers the same entries on every reconciliation), with the count since the last line.
+    fn log_drift(&self, error: &Error, wall: u64) {
+        let refused = self.inner.drift_refused.fetch_add(1, Ordering::Relaxed) + 1;
+        let last = self.inner.drift_logged_at.load(Ordering::Relaxed);
+        if (last == 0 || wall >= last.saturating_add(60_000))
+            && self
+                .inner
+                .drift_logged_at
+                .compare_exchange(last, wall.max(1), Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            self.inner.drift_refused.store(0, Ordering::Relaxed);
+            tracing::warn!(
+                path = %self.inner.path.display(),
+                refused,
+                %error,
+                "refused entries stamped beyond the allowed clock drift: a peer's clock is \
+                 ahead (or ours behind); they are accepted once within the drift"
+            );
+        }
     }
 
     fn closed(&self) -> Error {
@@ -626,7 +655,8 @@ impl Store {
         // after seeing entries from the future; only entries from elsewhere are checked.
         if inserted.is_some() {
             let max_drift = self.inner.options.max_clock_drift;
-            check_drift(entry.hlc, wall, max_drift, &entry.doc, &entry.field)?;
+            check_drift(entry.hlc, wall, max_drift, &entry.doc, &entry.field)
+                .inspect_err(|error| self.log_drift(error, wall))?;
         }
         let space = entry.space.as_bytes();
         let (record, mut stats) = match tables.space_rows.get(space) {
