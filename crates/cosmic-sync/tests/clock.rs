@@ -1,0 +1,281 @@
+//! Skewed clocks on real nodes (real libp2p swarms on loopback, real redb stores, real
+//! replicators), each store running on an injected wall clock: a node an hour ahead cannot
+//! take over fields, its entries are refused with a visible reason until they are within
+//! the allowed drift; a node behind by less than the drift converges and its clock catches
+//! up; a node an hour behind loses none of its writes, refuses the others' (saying why)
+//! and converges once its clock is set right.
+
+#![allow(clippy::unwrap_used, reason = "a test fails loudly, helpers included")]
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use cosmic_auth::{AuthorKey, PublicKey, SpaceKey, SpaceMode};
+use cosmic_events::Bus;
+use cosmic_net::{Config, Keypair, Net};
+use cosmic_store::{Clock, Hlc, Options, Store, SystemClock, Value};
+use cosmic_sync::{Replicator, SyncEvent, SyncOptions};
+
+const DEADLINE: Duration = Duration::from_secs(40);
+const HOUR_MS: i64 = 3_600_000;
+
+/// The system clock shifted by an adjustable offset.
+#[derive(Debug, Default)]
+struct SkewedClock {
+    offset_ms: AtomicI64,
+}
+
+impl SkewedClock {
+    fn new(offset_ms: i64) -> Arc<SkewedClock> {
+        Arc::new(SkewedClock { offset_ms: AtomicI64::new(offset_ms) })
+    }
+
+    fn set(&self, offset_ms: i64) {
+        self.offset_ms.store(offset_ms, Ordering::SeqCst);
+    }
+}
+
+impl Clock for SkewedClock {
+    fn now_millis(&self) -> u64 {
+        let now = SystemClock.now_millis();
+        now.saturating_add_signed(self.offset_ms.load(Ordering::SeqCst))
+    }
+}
+
+struct Node {
+    net: Net,
+    store: Store,
+    bus: Bus,
+    replicator: Replicator,
+    clock: Arc<SkewedClock>,
+}
+
+async fn start(dir: &Path, offset_ms: i64) -> Node {
+    let clock = SkewedClock::new(offset_ms);
+    let bus = Bus::new();
+    let net = Net::spawn(Keypair::generate_ed25519(), Config::local(), bus.clone()).await.unwrap();
+    let options = Options { clock: clock.clone(), ..Options::default() };
+    let store = Store::open(dir.join("store.redb"), options).unwrap();
+    let sync =
+        SyncOptions { reconcile_interval: Duration::from_millis(300), ..SyncOptions::default() };
+    let replicator =
+        Replicator::spawn(sync, net.clone(), store.clone(), bus.clone(), None, dir).await.unwrap();
+    Node { net, store, bus, replicator, clock }
+}
+
+impl Node {
+    async fn stop(self) {
+        self.replicator.shutdown().await;
+        self.net.shutdown().await.unwrap();
+    }
+
+    async fn dial(&self, other: &Node) {
+        let address = other.net.listen_addrs().await.unwrap().remove(0);
+        self.net.dial(address).await.unwrap();
+    }
+
+    fn state(&self, space: &PublicKey) -> Option<[u8; 32]> {
+        self.store.space_record(space).unwrap()?;
+        Some(self.store.state_hash(space).unwrap())
+    }
+
+    fn value(&self, space: &PublicKey, doc: &str, field: &str) -> Option<Value> {
+        self.store.get_entry(space, doc, field).unwrap().map(|entry| entry.value)
+    }
+}
+
+/// Polls `condition` every 50 ms until it holds, failing after the deadline.
+async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while !condition() {
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn write(node: &Node, author: &AuthorKey, space: &PublicKey, doc: &str, value: &str) -> Hlc {
+    let fields = vec![("v".to_owned(), Value::String(value.to_owned()))];
+    node.store.write(author, space, doc, fields).unwrap();
+    node.store.get_entry(space, doc, "v").unwrap().unwrap().hlc
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_an_hour_ahead_is_refused_until_within_drift() {
+    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let honest = start(dirs[0].path(), 0).await;
+    let ahead = start(dirs[1].path(), HOUR_MS).await;
+    let mut events = honest.bus.subscribe::<SyncEvent>();
+    let space = honest.store.create_space(&SpaceKey::generate(), SpaceMode::Open).unwrap().space;
+    for node in [&honest, &ahead] {
+        node.replicator.join(space).await.unwrap();
+    }
+    ahead.dial(&honest).await;
+    eventually("the space to reach the node ahead", || ahead.state(&space).is_some()).await;
+
+    // The honest node writes a field; the node ahead overwrites it, stamped an hour ahead.
+    let author = AuthorKey::generate();
+    write(&honest, &author, &space, "doc", "honest");
+    eventually("the honest write to reach the node ahead", || {
+        ahead.value(&space, "doc", "v") == Some(Value::String("honest".into()))
+    })
+    .await;
+    let stamped = write(&ahead, &AuthorKey::generate(), &space, "doc", "from the future");
+    assert!(stamped.millis >= SystemClock.now_millis() + 3_500_000, "{stamped}");
+    write(&ahead, &AuthorKey::generate(), &space, "other", "from the future");
+
+    // The honest node refuses both, with a reason naming the drift, and keeps its value.
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    let reason = loop {
+        let event = tokio::time::timeout_at(deadline, events.recv()).await;
+        match event.expect("an EntryRejected event for the entry from the future").unwrap() {
+            SyncEvent::EntryRejected { space: s, peer, reason } if reason.contains("doc/v") => {
+                assert_eq!(s, space);
+                assert_eq!(peer, ahead.net.peer_id());
+                break reason;
+            }
+            _ => {}
+        }
+    };
+    assert!(reason.contains("in the future, more than the allowed clock drift"), "{reason}");
+    eventually("the refusals to show in the metrics", || {
+        let metrics = honest.replicator.metrics();
+        metrics.recon.rejected + metrics.gossip_ignored >= 2
+    })
+    .await;
+    // Several reconciliation rounds later, still refused: nothing from the future is stored
+    // and the honest clock did not jump ahead.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(honest.value(&space, "doc", "v"), Some(Value::String("honest".into())));
+    assert_eq!(honest.value(&space, "other", "v"), None);
+    assert!(honest.store.clock().millis < SystemClock.now_millis() + 60_000);
+    let later = write(&honest, &author, &space, "doc", "honest again");
+    assert!(later < stamped, "the honest node's own clock stays honest");
+
+    // An hour passes (the honest clock catches up): the entries are valid now and accepted.
+    honest.clock.set(HOUR_MS);
+    eventually("the node ahead to be accepted once within drift", || {
+        honest.value(&space, "other", "v") == Some(Value::String("from the future".into()))
+    })
+    .await;
+    eventually("both nodes to converge", || {
+        honest.state(&space).is_some() && honest.state(&space) == ahead.state(&space)
+    })
+    .await;
+    assert_eq!(honest.value(&space, "doc", "v"), Some(Value::String("from the future".into())));
+    for node in [honest, ahead] {
+        node.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_behind_within_the_drift_converges_and_its_clock_catches_up() {
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let a = start(dirs[0].path(), 0).await;
+    let b = start(dirs[1].path(), 0).await;
+    // 45 s behind: the others' entries are 45 s in its future, within the 60 s drift.
+    let behind = start(dirs[2].path(), -45_000).await;
+    let space = a.store.create_space(&SpaceKey::generate(), SpaceMode::Open).unwrap().space;
+    for node in [&a, &b, &behind] {
+        node.replicator.join(space).await.unwrap();
+    }
+    b.dial(&a).await;
+    behind.dial(&a).await;
+    behind.dial(&b).await;
+    eventually("every node to learn the space", || {
+        [&a, &b, &behind].iter().all(|node| node.state(&space).is_some())
+    })
+    .await;
+
+    // A field of its own, stamped in the past: not refused, not lost.
+    let late = AuthorKey::generate();
+    let old = write(&behind, &late, &space, "behind-own", "kept");
+    assert!(old.millis + 40_000 < SystemClock.now_millis(), "{old}");
+
+    // A shared field written by A: once the node behind has seen it, its HLC catches up
+    // and its next write to the field wins everywhere despite its wall clock.
+    let seen = write(&a, &AuthorKey::generate(), &space, "shared", "by a");
+    eventually("A's write to reach the node behind", || {
+        behind.value(&space, "shared", "v") == Some(Value::String("by a".into()))
+    })
+    .await;
+    assert!(behind.store.clock() >= seen, "the node behind's clock follows what it saw");
+    let newer = write(&behind, &late, &space, "shared", "by the node behind");
+    assert!(newer > seen, "{newer} after {seen}");
+
+    // Concurrent writes from everyone to more fields.
+    for i in 0..10 {
+        let doc = format!("doc{i}");
+        write(&a, &AuthorKey::generate(), &space, &doc, "a");
+        write(&behind, &late, &space, &doc, "behind");
+        write(&b, &AuthorKey::generate(), &space, &doc, "b");
+    }
+    eventually("the three nodes to converge", || {
+        let first = a.state(&space);
+        first.is_some() && b.state(&space) == first && behind.state(&space) == first
+    })
+    .await;
+    for node in [&a, &b, &behind] {
+        assert_eq!(node.value(&space, "behind-own", "v"), Some(Value::String("kept".into())));
+        assert_eq!(
+            node.value(&space, "shared", "v"),
+            Some(Value::String("by the node behind".into()))
+        );
+    }
+    for node in [a, b, behind] {
+        node.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_an_hour_behind_keeps_its_writes_and_converges_once_its_clock_is_set() {
+    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let a = start(dirs[0].path(), 0).await;
+    let behind = start(dirs[1].path(), -HOUR_MS).await;
+    let mut events = behind.bus.subscribe::<SyncEvent>();
+    let space = behind.store.create_space(&SpaceKey::generate(), SpaceMode::Open).unwrap().space;
+    for node in [&a, &behind] {
+        node.replicator.join(space).await.unwrap();
+    }
+    behind.dial(&a).await;
+    eventually("the space to reach A", || a.state(&space).is_some()).await;
+
+    // Its writes, stamped an hour in the past, reach A: nothing is lost.
+    let author = AuthorKey::generate();
+    let old = write(&behind, &author, &space, "behind-own", "kept");
+    assert!(old.millis + 3_500_000 < SystemClock.now_millis(), "{old}");
+    eventually("the write from the past to reach A", || {
+        a.value(&space, "behind-own", "v") == Some(Value::String("kept".into()))
+    })
+    .await;
+
+    // A's writes are an hour in its future: it refuses them, and says why.
+    write(&a, &AuthorKey::generate(), &space, "from-a", "now");
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let event = tokio::time::timeout_at(deadline, events.recv()).await;
+        match event.expect("the node behind to report why it refuses A's entry").unwrap() {
+            SyncEvent::EntryRejected { reason, .. } if reason.contains("from-a/v") => {
+                assert!(reason.contains("more than the allowed clock drift"), "{reason}");
+                break;
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(behind.value(&space, "from-a", "v"), None);
+
+    // Its clock is set right: it takes A's entries and both converge, with every write.
+    behind.clock.set(0);
+    eventually("both nodes to converge once the clock is set", || {
+        behind.state(&space).is_some() && behind.state(&space) == a.state(&space)
+    })
+    .await;
+    for node in [&a, &behind] {
+        assert_eq!(node.value(&space, "behind-own", "v"), Some(Value::String("kept".into())));
+        assert_eq!(node.value(&space, "from-a", "v"), Some(Value::String("now".into())));
+    }
+    for node in [a, behind] {
+        node.stop().await;
+    }
+}
