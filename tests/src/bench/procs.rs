@@ -298,11 +298,9 @@ pub async fn blobs(options: Options, emit: &mut dyn FnMut(Figure)) -> anyhow::Re
         "MiB/s",
         Better::Higher,
         transfer,
-        format!(
-            "GET /v1/blobs/CID on node B for the blob just added on node A (both processes on \
-             127.0.0.1): B fetches it from A over iroh (QUIC) with verified streaming and \
-             streams it to the client, which compares every byte; timed to the last byte"
-        ),
+        "GET /v1/blobs/CID on node B for the blob just added on node A (both processes on \
+         127.0.0.1): B fetches it from A over iroh (QUIC) with verified streaming and streams \
+         it to the client, which compares every byte; timed to the last byte",
     ));
     emit(Figure::new(
         "blobs",
