@@ -8,16 +8,21 @@
 //!    and into a fresh memory store;
 //! 3. **raw QUIC**: the same bytes from memory over one quinn stream on 127.0.0.1, read
 //!    and dropped (quinn defaults, a self-signed certificate);
-//! 4. **TCP**: the same bytes from memory over one tokio TCP stream on 127.0.0.1.
+//! 4. **raw iroh stream**: the same bytes from memory over one QUIC stream between two
+//!    iroh endpoints set up as [`Blobs`] sets up its own (same preset, same transport
+//!    settings, iroh's QUIC implementation), read and dropped: the transport the fetch
+//!    runs on, without the blob protocol, the verification and the stores;
+//! 5. **TCP**: the same bytes from memory over one tokio TCP stream on 127.0.0.1.
 //!
-//! Each transfer runs [`ROUNDS`] times, interleaved, and reports
-//! its best and median; the ratio compares medians. Sizes are MB/s (10^6 bytes).
+//! Each transfer runs [`ROUNDS`] times, interleaved, and reports its best and median;
+//! the ratios compare medians, to raw quinn and to the raw iroh stream. Sizes are MB/s
+//! (10^6 bytes).
 //! Next to the rate it reports the CPU time the process spent per GiB moved (user +
 //! system, all threads, median): on a shared machine that cost varies far less than the
 //! wall-clock rate, and on a machine whose cores are all busy it is what bounds the rate.
 //! Run with `cargo bench -p cosmic-blobs --bench transfer`; `BLOBS_BENCH_MIB` changes
 //! the size, `BLOBS_BENCH_ROUNDS` the rounds, and `BLOBS_BENCH_ONLY` (a comma-separated
-//! list of `disk`, `memory`, `quic`, `tcp`) picks the transfers, e.g. to profile one.
+//! list of `disk`, `memory`, `quic`, `iroh`, `tcp`) picks the transfers, e.g. to profile one.
 //! Without `--bench` (under `cargo test --benches`) it runs 8 MiB once, as a smoke test.
 
 #![expect(clippy::print_stdout, reason = "a benchmark prints its results")]
@@ -116,6 +121,54 @@ async fn raw_quic(payload: Arc<Vec<u8>>) -> Duration {
     elapsed
 }
 
+/// An iroh endpoint bound to 127.0.0.1 as [`Blobs`] binds its own (the `Minimal` preset,
+/// no relays, iroh's default transport settings), accepting [`RAW_ALPN`].
+async fn iroh_endpoint() -> iroh::Endpoint {
+    iroh::Endpoint::builder(iroh::endpoint::presets::Minimal)
+        .clear_ip_transports()
+        .bind_addr(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
+        .unwrap()
+        .alpns(vec![RAW_ALPN.to_vec()])
+        .bind()
+        .await
+        .unwrap()
+}
+
+/// The protocol of the raw iroh stream: one uni stream of bytes, dropped on arrival.
+const RAW_ALPN: &[u8] = b"cosmic-blobs/bench-raw/0";
+
+async fn raw_iroh(payload: Arc<Vec<u8>>) -> Duration {
+    let server = iroh_endpoint().await;
+    let client = iroh_endpoint().await;
+    let addr = iroh::EndpointAddr::from_parts(
+        server.id(),
+        server.bound_sockets().into_iter().map(iroh::TransportAddr::Ip),
+    );
+    let sender = tokio::spawn({
+        let server = server.clone();
+        async move {
+            let connection = server.accept().await.unwrap().await.unwrap();
+            let mut stream = connection.open_uni().await.unwrap();
+            for chunk in payload.chunks(256 * 1024) {
+                stream.write_all(chunk).await.unwrap();
+            }
+            stream.finish().unwrap();
+            connection.closed().await;
+        }
+    });
+    let connection = client.connect(addr, RAW_ALPN).await.unwrap();
+    let started = Instant::now();
+    let mut stream = connection.accept_uni().await.unwrap();
+    let mut buffer = vec![0u8; 256 * 1024];
+    while stream.read(&mut buffer).await.unwrap().is_some() {}
+    let elapsed = started.elapsed();
+    connection.close(0u32.into(), b"done");
+    sender.await.unwrap();
+    client.close().await;
+    server.close().await;
+    elapsed
+}
+
 async fn tcp_copy(payload: Arc<Vec<u8>>) -> Duration {
     let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -199,7 +252,8 @@ fn main() {
         Err(_) if full => ROUNDS,
         Err(_) => 1,
     };
-    let only = std::env::var("BLOBS_BENCH_ONLY").unwrap_or_else(|_| "disk,memory,quic,tcp".into());
+    let only =
+        std::env::var("BLOBS_BENCH_ONLY").unwrap_or_else(|_| "disk,memory,quic,iroh,tcp".into());
     let runs = |name: &str| only.split(',').any(|item| item.trim() == name);
     let size = mib * MIB;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
@@ -223,6 +277,7 @@ fn main() {
         let mut fetch = Row::new("iroh-blobs fetch to disk");
         let mut fetch_memory = Row::new("iroh-blobs fetch to memory");
         let mut quic = Row::new("raw QUIC (quinn) stream");
+        let mut iroh = Row::new("raw iroh QUIC stream");
         let mut tcp = Row::new("TCP copy");
         for _ in 0..rounds {
             if runs("disk") {
@@ -240,6 +295,9 @@ fn main() {
             if runs("quic") {
                 quic.push(size, measure(raw_quic(payload.clone())).await);
             }
+            if runs("iroh") {
+                iroh.push(size, measure(raw_iroh(payload.clone())).await);
+            }
             if runs("tcp") {
                 tcp.push(size, measure(tcp_copy(payload.clone())).await);
             }
@@ -248,23 +306,23 @@ fn main() {
 
         println!("cosmic-blobs transfer bench: {mib} MiB, {rounds} round(s), MB/s = 10^6 bytes/s");
         println!(
-            "{:<26} {:>8} {:>8} {:>12} {:>14} {:>12}",
-            "", "median", "best", "vs raw QUIC", "CPU s per GiB", "CPU vs QUIC"
+            "{:<26} {:>7} {:>7} {:>9} {:>9} {:>10} {:>9}",
+            "", "median", "best", "vs quinn", "vs iroh", "CPU s/GiB", "CPU/quinn"
         );
-        let quic_median = quic.median();
-        let quic_cpu = median(&quic.cpu);
-        for row in [&add, &fetch, &fetch_memory, &quic, &tcp] {
+        let percent = |value: f64, base: f64| format!("{:.0}%", 100.0 * value / base);
+        for row in [&add, &fetch, &fetch_memory, &quic, &iroh, &tcp] {
             if row.samples.is_empty() {
                 continue;
             }
             println!(
-                "{:<26} {:>8.0} {:>8.0} {:>11.0}% {:>14.2} {:>11.0}%",
+                "{:<26} {:>7.0} {:>7.0} {:>9} {:>9} {:>10.2} {:>9}",
                 row.name,
                 row.median(),
                 row.best(),
-                100.0 * row.median() / quic_median,
+                percent(row.median(), quic.median()),
+                percent(row.median(), iroh.median()),
                 median(&row.cpu),
-                100.0 * median(&row.cpu) / quic_cpu,
+                percent(median(&row.cpu), median(&quic.cpu)),
             );
         }
     });

@@ -140,6 +140,9 @@ impl Builder {
         };
         // Relays and public address lookup stay off (the `Minimal` preset has neither):
         // peers' addresses come from the libp2p side.
+        // The QUIC transport keeps iroh's defaults (1.25 MB stream window, multipath,
+        // keep-alives). A 16 MiB stream receive window made a loopback fetch into the
+        // disk store collapse to a few MB/s; see docs/BENCHMARKS.md, cosmic-blobs.
         let endpoint = Endpoint::builder(presets::Minimal)
             .secret_key(secret)
             .clear_ip_transports()
