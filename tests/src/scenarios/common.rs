@@ -603,3 +603,27 @@ pub async fn head_blob(api: &Api, cid: &str) -> anyhow::Result<Option<u64>> {
 pub fn mib_per_s(bytes: usize, elapsed: Duration) -> f64 {
     bytes as f64 / (1024.0 * 1024.0) / elapsed.as_secs_f64().max(1e-6)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_problems_finds_errors_panics_and_repairs_through_colour_codes() {
+        let lines: Vec<String> = [
+            "\u{1b}[2m2026-11-29T06:09:17Z\u{1b}[0m \u{1b}[32m INFO\u{1b}[0m cosmic_node: node started",
+            "\u{1b}[2m2026-11-29T06:09:18Z\u{1b}[0m \u{1b}[31mERROR\u{1b}[0m cosmic_store: open failed",
+            "2026-11-29T06:09:19Z  WARN libp2p_kad::behaviour: Failed to trigger bootstrap",
+            "thread 'main' panicked at src/main.rs:1:1",
+            "2026-11-29T06:09:20Z  INFO redb: Repairing database file",
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        let problems = log_problems(&lines);
+        assert_eq!(problems.len(), 3, "{problems:?}");
+        assert!(problems[0].contains("ERROR cosmic_store: open failed"), "{}", problems[0]);
+        assert!(!problems[0].contains('\u{1b}'));
+        assert!(problems[1].contains("panicked"));
+        assert!(problems[2].contains("Repairing"));
+    }
+}
