@@ -8,6 +8,7 @@
 //!
 //! `--quick` runs small sizes and two runs per figure, to check that the suite works; its
 //! figures are not the ones to publish. `--only GROUP` (repeatable) limits the groups.
+//! `--no-build` runs the release binaries already in the target dir.
 
 use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
@@ -29,14 +30,17 @@ struct Args {
     quick: bool,
     compare_gun: bool,
     only: Vec<String>,
+    /// Use the release binaries already built (e.g. while others edit the sources).
+    no_build: bool,
 }
 
 fn parse(args: &[String]) -> anyhow::Result<Args> {
-    let mut parsed = Args { quick: false, compare_gun: false, only: Vec::new() };
+    let mut parsed = Args { quick: false, compare_gun: false, only: Vec::new(), no_build: false };
     let mut rest = args.iter();
     while let Some(arg) = rest.next() {
         match arg.as_str() {
             "--quick" => parsed.quick = true,
+            "--no-build" => parsed.no_build = true,
             "--compare" => match rest.next().map(String::as_str) {
                 Some("gun") => parsed.compare_gun = true,
                 other => bail!("--compare takes `gun`, not {other:?}"),
@@ -68,12 +72,14 @@ pub(crate) fn run(sh: &Shell, args: &[String]) -> anyhow::Result<ExitCode> {
     let args = parse(args)?;
     let started = Instant::now();
     let cargo = cargo();
-    cmd!(
-        sh,
-        "{cargo} build --release -p cosmic-node -p cosmic-tests --bin cosmic-node --bin cosmic-bench"
-    )
-    .run()
-    .context("building cosmic-node and cosmic-bench")?;
+    if !args.no_build {
+        cmd!(
+            sh,
+            "{cargo} build --release -p cosmic-node -p cosmic-tests --bin cosmic-node --bin cosmic-bench"
+        )
+        .run()
+        .context("building cosmic-node and cosmic-bench")?;
+    }
     let target = target_dir(sh)?;
     let exe = std::env::consts::EXE_SUFFIX;
     let node_bin = target.join("release").join(format!("cosmic-node{exe}"));
