@@ -84,6 +84,11 @@ pub(crate) const STEPS: &[Step] = &[
         run: e2e_quick,
         hint: "rerun one with `cargo xtask e2e --quick --only NAME --seed N` (seed printed above)",
     },
+    Step {
+        name: "fuzz",
+        run: fuzz_short,
+        hint: "reproduce with the command printed above; fuzz/README.md says how to keep the input",
+    },
 ];
 
 fn step_names() -> String {
@@ -271,6 +276,15 @@ fn e2e_quick(sh: &Shell) -> anyhow::Result<Outcome> {
     let passed = crate::e2e::run_with_profile(sh, "ci", &["--quick".to_owned()])?;
     if !passed {
         bail!("a scenario failed (see the table above)");
+    }
+    Ok(Outcome::Passed)
+}
+
+/// A short fuzz run: every target over its corpus and regressions, then 5 s of new inputs.
+fn fuzz_short(sh: &Shell) -> anyhow::Result<Outcome> {
+    let code = crate::fuzz::run(sh, &["--time".to_owned(), "5".to_owned()])?;
+    if code != ExitCode::SUCCESS {
+        bail!("a fuzz target crashed (see above)");
     }
     Ok(Outcome::Passed)
 }

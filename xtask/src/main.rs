@@ -21,13 +21,13 @@ cargo xtask <command> [options]
 
 commands:
   ci [--keep-going] [--only STEP]... [--skip STEP]...
-                    run every CI step in order: fmt, tidy, clippy, deny, doc, test
+                    run every CI step in order: fmt, tidy, clippy, deny, doc, test, e2e, fuzz
   fmt               check formatting (cargo fmt --check)
   tidy              check layering, crate docs, workspace dependencies and lock floors
   deny              cargo deny check bans licenses sources (+ advisories, best-effort)
   doc               build the docs with warnings denied
   test              run every test (nextest if installed) and the doctests
-  e2e [--quick] [--only SCENARIO]...
+  e2e [--quick] [--only SCENARIO]... [--seed N] [--list]
                     run the multi-process scenarios on loopback (release build)
   bench [--quick] [--compare gun] [--only GROUP]...
                     run the benchmarks; write target/bench/results.json and results.md
