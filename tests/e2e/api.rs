@@ -265,7 +265,7 @@ fn the_default_api_address_is_loopback() {
 /// (stdout, stderr).
 fn run_until_ready(api_addr: &str) -> (String, String) {
     use std::io::{BufRead as _, Read as _};
-    let temp = tempfile::tempdir().unwrap();
+    let temp = tempfile::tempdir().expect("temp dir");
     let mut command = crate::harness::node_command();
     command.arg("--data-dir").arg(temp.path().join("node")).args([
         "run",
@@ -279,8 +279,8 @@ fn run_until_ready(api_addr: &str) -> (String, String) {
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
-    let mut child = command.spawn().unwrap();
-    let stdout = child.stdout.take().unwrap();
+    let mut child = command.spawn().expect("spawn cosmic-node");
+    let stdout = child.stdout.take().expect("piped");
     let (sender, receiver) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
@@ -305,7 +305,7 @@ fn run_until_ready(api_addr: &str) -> (String, String) {
     crate::harness::wait_with_deadline(&mut child, crate::harness::EXIT_TIMEOUT)
         .expect("the killed node exits");
     let mut stderr = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    child.stderr.take().expect("piped").read_to_string(&mut stderr).expect("read stderr");
     assert!(seen.contains("ready "), "no ready line; stdout:\n{seen}\nstderr:\n{stderr}");
     (seen, stderr)
 }
