@@ -35,6 +35,8 @@ const CATCH_UP_WAIT: Duration = Duration::from_secs(10);
 const MAX_DEFERRED_PER_PEER: usize = 128;
 /// Gossip entries held back for want of a capability statement, in all.
 const MAX_DEFERRED: usize = 1024;
+/// How long after a gossip queue overflow the catch-up reconciliation starts.
+const MISSED_GOSSIP_SETTLE: Duration = Duration::from_millis(250);
 
 /// The gossip topic of a space.
 pub fn space_topic(space: &PublicKey) -> String {
@@ -82,6 +84,9 @@ struct Inner {
     /// that sent them, with their origin: judged again after a reconciliation with that
     /// peer, which brings the missing statement if the peer is honest.
     deferred: Mutex<DeferredMap>,
+    /// Told when the gossip queue overflowed and messages were lost: every joined space
+    /// is then reconciled at once rather than at the next periodic round.
+    missed_gossip: tokio::sync::Notify,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -134,6 +139,7 @@ impl Replicator {
                 unpublished: Mutex::new(HashSet::new()),
                 served: Mutex::new(HashMap::new()),
                 deferred: Mutex::new(HashMap::new()),
+                missed_gossip: tokio::sync::Notify::new(),
                 tasks: Mutex::new(Vec::new()),
             }),
         };
@@ -142,6 +148,7 @@ impl Replicator {
             tokio::spawn(replicator.clone().request_task()),
             tokio::spawn(replicator.clone().topic_task()),
             tokio::spawn(replicator.clone().periodic_task()),
+            tokio::spawn(replicator.clone().resync_task()),
         ];
         replicator.lock_tasks().extend(tasks);
         for (space, space_state) in saved {
@@ -488,6 +495,22 @@ impl Replicator {
         }
     }
 
+    /// Reconciles every joined space soon after gossip messages were lost to a full queue
+    /// (a burst of writes), instead of leaving the gap to the next periodic round. Misses
+    /// coalesce: one round runs at a time, and misses during a round ask for one more.
+    async fn resync_task(self) {
+        loop {
+            self.inner.missed_gossip.notified().await;
+            // Let the burst that overflowed the queue pass first.
+            tokio::time::sleep(MISSED_GOSSIP_SETTLE).await;
+            for space in self.joined() {
+                if let Err(error) = self.sync_now(space).await {
+                    debug!(%space, %error, "reconciliation after missed gossip failed");
+                }
+            }
+        }
+    }
+
     /// Judges gossip entries of joined spaces and merges the valid ones, in batches.
     async fn gossip_task(self) {
         let mut messages = self.inner.bus.subscribe::<GossipMessage>();
@@ -495,7 +518,8 @@ impl Replicator {
             let first = match messages.recv().await {
                 Ok(message) => message,
                 Err(cosmic_events::RecvError::Lagged { missed }) => {
-                    debug!(missed, "gossip messages missed; reconciliation will bring them");
+                    debug!(missed, "gossip messages missed; reconciling now");
+                    self.inner.missed_gossip.notify_one();
                     continue;
                 }
                 Err(_) => return,
@@ -505,7 +529,11 @@ impl Replicator {
                 match messages.try_recv() {
                     Ok(Some(message)) => batch.push(message),
                     Ok(None) => break,
-                    Err(cosmic_events::RecvError::Lagged { .. }) => continue,
+                    Err(cosmic_events::RecvError::Lagged { missed }) => {
+                        debug!(missed, "gossip messages missed; reconciling now");
+                        self.inner.missed_gossip.notify_one();
+                        continue;
+                    }
                     Err(_) => break,
                 }
             }

@@ -510,3 +510,53 @@ async fn sync_now_reconciles_on_demand_and_reports_stats() {
     a.stop().await;
     b.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gossip_lost_to_a_full_queue_is_reconciled_at_once_not_at_the_next_round() {
+    // B's bus holds 8 events per type, so a burst of writes on A overflows B's gossip
+    // queue; periodic reconciliation is an hour away, so only the catch-up that a missed
+    // message triggers can bring the lost entries in time.
+    let dirs = dirs(2);
+    let slow =
+        SyncOptions { reconcile_interval: Duration::from_secs(3600), ..SyncOptions::default() };
+    let mut nodes = Vec::new();
+    for (dir, bus) in [(dirs[0].path(), Bus::new()), (dirs[1].path(), Bus::with_capacity(8))] {
+        let net =
+            Net::spawn(Keypair::generate_ed25519(), Config::local(), bus.clone()).await.unwrap();
+        let store = open_store(dir).await;
+        let replicator =
+            Replicator::spawn(slow.clone(), net.clone(), store.clone(), bus.clone(), None, dir)
+                .await
+                .unwrap();
+        nodes.push(Node {
+            dir: dir.to_owned(),
+            keypair: Keypair::generate_ed25519(),
+            net,
+            store,
+            bus,
+            replicator,
+        });
+    }
+    let b = nodes.pop().unwrap();
+    let a = nodes.pop().unwrap();
+    let space = a.store.create_space(&SpaceKey::generate(), SpaceMode::Open).unwrap().space;
+    a.replicator.join(space).await.unwrap();
+    b.replicator.join(space).await.unwrap();
+    b.dial(&a).await;
+    eventually("B to learn the space", || b.state(&space).is_some()).await;
+
+    let store = a.store.clone();
+    tokio::task::spawn_blocking(move || {
+        let author = AuthorKey::generate();
+        let fields = |i: i64| (0..4).map(|f| (format!("f{f}"), Value::Int(i * 10 + f))).collect();
+        for i in 0..400 {
+            store.write(&author, &space, &format!("burst/{i}"), fields(i)).unwrap();
+        }
+    })
+    .await
+    .unwrap();
+    eventually("B to hold every entry of the burst", || all_equal(&[&a, &b], &space)).await;
+    assert!(b.store.get_doc(&space, "burst/399").unwrap().is_some());
+    a.stop().await;
+    b.stop().await;
+}
