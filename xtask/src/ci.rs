@@ -141,6 +141,8 @@ pub(crate) fn run_steps(sh: &Shell, names: &[&str], options: &Options) -> anyhow
     if results.is_empty() {
         bail!("no step selected; steps: {}", step_names());
     }
+    // One plain closing line for whoever reads only the end of the log.
+    eprintln!("steps: {} passed, {n_failed} failed", results.len() - n_failed);
     Ok(if n_failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
