@@ -135,6 +135,8 @@ struct Inner {
     /// were refused for it since.
     drift_logged_at: AtomicU64,
     drift_refused: AtomicU64,
+    /// Milliseconds added to the wall clock (see [`Store::set_clock_correction`]).
+    clock_correction_ms: AtomicU64,
     /// Public keys read from the database and already checked, by their bytes.
     checked_keys: Mutex<HashMap<[u8; 32], PublicKey>>,
 }
@@ -254,6 +256,7 @@ impl Store {
                 failed: AtomicBool::new(false),
                 drift_logged_at: AtomicU64::new(0),
                 drift_refused: AtomicU64::new(0),
+                clock_correction_ms: AtomicU64::new(0),
                 path,
                 options,
                 writer: Mutex::new(WriterState { hlc: HlcState { last: hlc }, last_seq }),
@@ -352,6 +355,33 @@ impl Store {
 
     fn closed(&self) -> Error {
         Error::Io { path: self.inner.path.clone(), source: redb::Error::DatabaseClosed }
+    }
+
+    /// The wall clock this store was opened with, uncorrected: milliseconds since the
+    /// Unix epoch.
+    pub fn wall_clock_millis(&self) -> u64 {
+        self.inner.options.clock.now_millis()
+    }
+
+    /// Moves this store's sense of the present `correction` ahead of its wall clock: local
+    /// writes are stamped, and entries from elsewhere judged for clock drift, against the
+    /// wall clock plus the correction. The sync layer sets it when most peers agree that
+    /// this machine's clock is behind; zero (the default) trusts the wall clock.
+    pub fn set_clock_correction(&self, correction: Duration) {
+        let millis = u64::try_from(correction.as_millis()).unwrap_or(u64::MAX);
+        self.inner.clock_correction_ms.store(millis, Ordering::Relaxed);
+    }
+
+    /// The correction set by [`Store::set_clock_correction`].
+    pub fn clock_correction(&self) -> Duration {
+        Duration::from_millis(self.inner.clock_correction_ms.load(Ordering::Relaxed))
+    }
+
+    /// The present as this store sees it: [`Store::wall_clock_millis`] plus the clock
+    /// correction.
+    pub fn now_millis(&self) -> u64 {
+        self.wall_clock_millis()
+            .saturating_add(self.inner.clock_correction_ms.load(Ordering::Relaxed))
     }
 
     /// The latest timestamp this store issued or saw.
@@ -600,7 +630,7 @@ impl Store {
         let mut guard = self.inner.writer.lock().unwrap_or_else(PoisonError::into_inner);
         let mut state =
             WriterState { hlc: HlcState { last: guard.hlc.last }, last_seq: guard.last_seq };
-        let wall = self.inner.options.clock.now_millis();
+        let wall = self.now_millis();
         let txn = {
             let db = self.inner.db.read().unwrap_or_else(PoisonError::into_inner);
             let db = db.as_ref().ok_or_else(|| self.closed())?;

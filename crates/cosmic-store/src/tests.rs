@@ -198,6 +198,31 @@ fn entries_too_far_in_the_future_are_refused() {
     assert_eq!(store.clock().millis, 0, "a refused entry does not move the clock");
 }
 
+#[test]
+fn a_clock_correction_moves_stamping_and_the_drift_check_together() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let space = open_space(&store, SpaceMode::Open);
+    let hour = 3_600_000;
+    let future = Hlc::new(NOW + hour, 0);
+    let entry = Entry::sign(&key(3), space, "d", "f", Value::Int(1), future).unwrap();
+    assert!(matches!(store.insert(entry.clone()), Err(Error::ClockDrift { .. })));
+
+    store.set_clock_correction(Duration::from_millis(hour));
+    assert_eq!(store.clock_correction(), Duration::from_millis(hour));
+    assert_eq!((store.wall_clock_millis(), store.now_millis()), (NOW, NOW + hour));
+    assert!(matches!(store.insert(entry).unwrap(), Inserted::Applied { .. }));
+    store.write(&key(4), &space, "d", vec![("g".to_owned(), Value::Int(2))]).unwrap();
+    let stamped = store.get_entry(&space, "d", "g").unwrap().unwrap().hlc;
+    assert!(stamped > future, "a local write is stamped after what was seen: {stamped}");
+
+    // Back to the wall clock: the drift is judged against it again.
+    store.set_clock_correction(Duration::ZERO);
+    let later = Hlc::new(NOW + hour + 1, 0);
+    let entry = Entry::sign(&key(3), space, "d", "h", Value::Int(3), later).unwrap();
+    assert!(matches!(store.insert(entry), Err(Error::ClockDrift { .. })));
+}
+
 // ---- merge ----
 
 #[test]
