@@ -105,7 +105,7 @@ pub fn recon_message(data: &[u8]) -> bool {
             Part::Entry(bytes) => {
                 entry(bytes);
             }
-            Part::Fingerprint(..) | Part::Items(..) | Part::Want(_) => {}
+            Part::Fingerprint(..) | Part::Items(..) | Part::Want(_) | Part::Clock(_) => {}
         }
     }
     true

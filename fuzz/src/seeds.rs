@@ -114,6 +114,7 @@ pub fn all() -> Vec<Seed> {
             ),
             Part::Want(key("users/alice", "name")),
             Part::Entry(entries[4].1.encode()),
+            Part::Clock(1_780_000_000_000),
         ],
     };
     seeds.push(seed("recon_message", "all_parts", message.encode(WIRE_LIMIT).expect("fits")));

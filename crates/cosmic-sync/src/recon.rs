@@ -218,7 +218,7 @@ fn answer<S: ItemSource + ?Sized>(
         let over = processed_one && used >= limits.budget;
         let before = out.len();
         match part {
-            Part::Space { .. } | Part::Entry(_) => continue,
+            Part::Space { .. } | Part::Entry(_) | Part::Clock(_) => continue,
             Part::Fingerprint(range, theirs) => {
                 if over {
                     defer(source, &space, range, &mut out)?;

@@ -92,6 +92,10 @@ pub enum Part {
     Want(RangeKey),
     /// A signed entry, encoded.
     Entry(Vec<u8>),
+    /// The sender's wall clock when it sent the message, in milliseconds since the Unix
+    /// epoch, uncorrected: the first message of a session and its answer carry one, so
+    /// that a node can tell whether its own clock is behind most of its peers'.
+    Clock(u64),
 }
 
 /// A reconciliation message: the space and the parts.
@@ -142,6 +146,7 @@ pub(crate) fn part_len(part: &Part) -> usize {
         }
         Part::Want(key) => key_len(key),
         Part::Entry(entry) => 4 + entry.len(),
+        Part::Clock(_) => 8,
     }
 }
 
@@ -193,6 +198,10 @@ impl Message {
                 Part::Entry(entry) => {
                     out.push(5);
                     put_bytes(&mut out, entry);
+                }
+                Part::Clock(millis) => {
+                    out.push(6);
+                    out.extend_from_slice(&millis.to_be_bytes());
                 }
             }
         }
@@ -250,6 +259,7 @@ impl Message {
                 }
                 4 => Part::Want(reader.key()?),
                 5 => Part::Entry(reader.bytes32()?.to_vec()),
+                6 => Part::Clock(u64::from_be_bytes(reader.array()?)),
                 tag => return Err(malformed(what, format!("unknown part {tag}"))),
             };
             parts.push(part);

@@ -178,6 +178,7 @@ fn every_part_round_trips() {
             ),
             Part::Want(key),
             Part::Entry(entry.encode()),
+            Part::Clock(1_780_000_000_123),
         ],
     };
     let bytes = message.encode(LIMIT).unwrap();
