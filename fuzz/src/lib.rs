@@ -10,7 +10,6 @@
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::OnceLock;
 
 use cosmic_auth::{NodeKey, SignedStatement, Statement};
 use cosmic_blobs::Cid;
@@ -264,9 +263,13 @@ pub fn cid(data: &[u8]) -> bool {
 
 /// A directory for the checks that must go through a file: one per process, in the system
 /// temp dir (a static is never dropped, so it stays there).
+/// A scratch directory of this thread's own (the unit tests run checks on several threads
+/// at once), kept for the life of the thread.
 fn scratch_dir() -> PathBuf {
-    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
-    DIR.get_or_init(|| tempfile::tempdir().expect("a temp dir")).path().to_path_buf()
+    thread_local! {
+        static DIR: tempfile::TempDir = tempfile::tempdir().expect("a temp dir");
+    }
+    DIR.with(|dir| dir.path().to_path_buf())
 }
 
 fn write_file(path: &std::path::Path, data: &[u8]) {
