@@ -108,6 +108,24 @@ pub struct ReconItem {
     pub hash: [u8; 32],
 }
 
+/// The earliest the present can be: `millis` (since the Unix epoch) at the monotonic
+/// instant `at`, moving on with real time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TimeFloor {
+    /// Milliseconds since the Unix epoch at `at`.
+    pub millis: u64,
+    /// When `millis` was the floor.
+    pub at: std::time::Instant,
+}
+
+impl TimeFloor {
+    /// The floor now: `millis` plus the time elapsed since `at`.
+    pub fn now_millis(&self) -> u64 {
+        let elapsed = u64::try_from(self.at.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.millis.saturating_add(elapsed)
+    }
+}
+
 /// The redb-backed entry store. Cheap to clone; all clones share one database.
 ///
 /// Every method is a blocking call into redb (a write waits for `fsync`): async callers run
@@ -135,8 +153,8 @@ struct Inner {
     /// were refused for it since.
     drift_logged_at: AtomicU64,
     drift_refused: AtomicU64,
-    /// Milliseconds added to the wall clock (see [`Store::set_clock_correction`]).
-    clock_correction_ms: AtomicU64,
+    /// The earliest the present can be (see [`Store::set_time_floor`]).
+    time_floor: Mutex<Option<TimeFloor>>,
     /// Public keys read from the database and already checked, by their bytes.
     checked_keys: Mutex<HashMap<[u8; 32], PublicKey>>,
 }
@@ -256,7 +274,7 @@ impl Store {
                 failed: AtomicBool::new(false),
                 drift_logged_at: AtomicU64::new(0),
                 drift_refused: AtomicU64::new(0),
-                clock_correction_ms: AtomicU64::new(0),
+                time_floor: Mutex::new(None),
                 path,
                 options,
                 writer: Mutex::new(WriterState { hlc: HlcState { last: hlc }, last_seq }),
@@ -363,25 +381,27 @@ impl Store {
         self.inner.options.clock.now_millis()
     }
 
-    /// Moves this store's sense of the present `correction` ahead of its wall clock: local
+    /// Sets (or, with `None`, clears) the earliest this store takes the present to be: local
     /// writes are stamped, and entries from elsewhere judged for clock drift, against the
-    /// wall clock plus the correction. The sync layer sets it when most peers agree that
-    /// this machine's clock is behind; zero (the default) trusts the wall clock.
-    pub fn set_clock_correction(&self, correction: Duration) {
-        let millis = u64::try_from(correction.as_millis()).unwrap_or(u64::MAX);
-        self.inner.clock_correction_ms.store(millis, Ordering::Relaxed);
+    /// later of its wall clock and the floor. The sync layer sets it when most peers agree
+    /// that this machine's clock is behind theirs. A floor moves on with real (monotonic)
+    /// time, so once the wall clock is set right it catches up and the floor stops
+    /// mattering.
+    pub fn set_time_floor(&self, floor: Option<TimeFloor>) {
+        *self.inner.time_floor.lock().unwrap_or_else(PoisonError::into_inner) = floor;
     }
 
-    /// The correction set by [`Store::set_clock_correction`].
+    /// How far [`Store::now_millis`] is ahead of the wall clock because of the time floor.
     pub fn clock_correction(&self) -> Duration {
-        Duration::from_millis(self.inner.clock_correction_ms.load(Ordering::Relaxed))
+        Duration::from_millis(self.now_millis().saturating_sub(self.wall_clock_millis()))
     }
 
-    /// The present as this store sees it: [`Store::wall_clock_millis`] plus the clock
-    /// correction.
+    /// The present as this store sees it: the later of [`Store::wall_clock_millis`] and the
+    /// time floor, in milliseconds since the Unix epoch.
     pub fn now_millis(&self) -> u64 {
-        self.wall_clock_millis()
-            .saturating_add(self.inner.clock_correction_ms.load(Ordering::Relaxed))
+        let wall = self.wall_clock_millis();
+        let floor = *self.inner.time_floor.lock().unwrap_or_else(PoisonError::into_inner);
+        floor.map_or(wall, |floor| wall.max(floor.now_millis()))
     }
 
     /// The latest timestamp this store issued or saw.

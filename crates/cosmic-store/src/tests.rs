@@ -199,25 +199,34 @@ fn entries_too_far_in_the_future_are_refused() {
 }
 
 #[test]
-fn a_clock_correction_moves_stamping_and_the_drift_check_together() {
+fn a_time_floor_moves_stamping_and_the_drift_check_together() {
     let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
+    let (options, clock) = options_at(NOW);
+    let store = Store::open(dir.path().join("store.redb"), options).unwrap();
     let space = open_space(&store, SpaceMode::Open);
     let hour = 3_600_000;
     let future = Hlc::new(NOW + hour, 0);
     let entry = Entry::sign(&key(3), space, "d", "f", Value::Int(1), future).unwrap();
     assert!(matches!(store.insert(entry.clone()), Err(Error::ClockDrift { .. })));
 
-    store.set_clock_correction(Duration::from_millis(hour));
-    assert_eq!(store.clock_correction(), Duration::from_millis(hour));
-    assert_eq!((store.wall_clock_millis(), store.now_millis()), (NOW, NOW + hour));
+    let at = std::time::Instant::now();
+    store.set_time_floor(Some(TimeFloor { millis: NOW + hour, at }));
+    let correction = store.clock_correction().as_millis();
+    assert!((3_600_000..3_660_000).contains(&correction), "{correction}");
+    assert!(store.now_millis() >= NOW + hour);
+    assert_eq!(store.wall_clock_millis(), NOW);
     assert!(matches!(store.insert(entry).unwrap(), Inserted::Applied { .. }));
     store.write(&key(4), &space, "d", vec![("g".to_owned(), Value::Int(2))]).unwrap();
     let stamped = store.get_entry(&space, "d", "g").unwrap().unwrap().hlc;
     assert!(stamped > future, "a local write is stamped after what was seen: {stamped}");
 
-    // Back to the wall clock: the drift is judged against it again.
-    store.set_clock_correction(Duration::ZERO);
+    // The wall clock is set right (past the floor): the floor stops mattering.
+    clock.0.store(NOW + 2 * hour, Ordering::SeqCst);
+    assert_eq!(store.clock_correction(), Duration::ZERO);
+
+    // Cleared, and the wall clock back where it was: the drift is judged against it again.
+    store.set_time_floor(None);
+    clock.0.store(NOW, Ordering::SeqCst);
     let later = Hlc::new(NOW + hour + 1, 0);
     let entry = Entry::sign(&key(3), space, "d", "h", Value::Int(3), later).unwrap();
     assert!(matches!(store.insert(entry), Err(Error::ClockDrift { .. })));
