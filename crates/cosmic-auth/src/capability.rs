@@ -19,6 +19,11 @@
 //! - Delegation loops are harmless: admin chains are computed as reachability from the
 //!   space key, so a loop that is not anchored there grants nothing.
 //! - [`SpaceMode::Open`]: any author may read and write; `admin` still needs a chain.
+//! - Whether a statement may be *kept* at all is [`check_issuer`]: its issuer is the space
+//!   key, or an admin at the statement's own `issued_at` through grants valid then.
+//!   Revocations are left out of that decision on purpose (see [`check_issuer`]), so that
+//!   every node keeps the same statements whatever order they arrive in; they still count
+//!   in [`check_access`].
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
@@ -555,6 +560,68 @@ pub fn check_access(
     Err(best.unwrap_or(AccessDenied::NoCapability { author: *author, space: *space }))
 }
 
+/// May `statement`'s issuer issue it, given statements held already?
+///
+/// This decides which statements a node keeps and forwards; [`check_access`] still
+/// decides what the kept ones grant. The space key may issue anything. Anyone else must
+/// be an admin at the statement's own `issued_at`: reachable from the space key through
+/// grants of `admin` in `verified` that are issued and not expired at that time, exactly
+/// as [`check_access`] builds its chains (same space only, loops grant nothing).
+///
+/// Two things are deliberate:
+/// - The time is the statement's own, never the present, so that the answer does not
+///   change while a statement travels (an admin's later expiry does not make its earlier
+///   grants unkeepable, and a node that sees a statement a day late decides as the first).
+/// - Revocations are left out. A revocation can arrive before or after a statement its
+///   issuer signed; counting it would make the answer depend on arrival order, and honest
+///   nodes would keep different sets forever. Without them the rule is monotone: a
+///   statement accepted with some statements held is accepted with more, so every node
+///   that receives the same statements (in any order, offered again until accepted)
+///   keeps the same ones. A revoked admin's statements are kept but grant nothing (see
+///   the module docs).
+///
+/// `verified` must hold only statements whose signatures were checked (a store checks
+/// each before keeping it): signatures are not checked again here, since a batch calls
+/// this once per statement. Runs in time linear in `verified`.
+pub fn check_issuer<'a>(
+    statement: &Statement,
+    verified: impl IntoIterator<Item = &'a Statement>,
+) -> Result<(), AccessDenied> {
+    let space = statement.space();
+    let issuer = statement.issuer();
+    if issuer == space {
+        return Ok(());
+    }
+    let at = match statement {
+        Statement::Grant(grant) => grant.issued_at,
+        Statement::Revoke(revocation) => revocation.issued_at,
+    };
+    let grants = verified
+        .into_iter()
+        .filter_map(|held| match held {
+            Statement::Grant(grant) if grant.space == *space => Some(grant),
+            _ => None,
+        })
+        .collect();
+    let graph = Graph::from_verified(space, at, grants, Vec::new(), BTreeSet::new());
+    if graph.admins.contains(issuer) {
+        return Ok(());
+    }
+    // An admin grant to the issuer that is not valid yet (or no longer) at `at` explains
+    // the refusal better than a broken chain.
+    let own_grants =
+        graph.grants.iter().filter(|grant| grant.right == Right::Admin && grant.subject == *issuer);
+    let mut best = graph.explain_issuer(issuer);
+    for grant in own_grants {
+        if let Err(reason) = graph.judge_link(grant)
+            && reason.rank() > best.rank()
+        {
+            best = reason;
+        }
+    }
+    Err(best)
+}
+
 /// The signature-checked statements of one space, and the admins valid at one time.
 struct Graph<'a> {
     space: SpaceId,
@@ -567,25 +634,39 @@ struct Graph<'a> {
 
 impl<'a> Graph<'a> {
     fn new(space: &SpaceId, at: Timestamp, statements: &'a [SignedStatement]) -> Self {
-        let mut graph = Graph {
-            space: *space,
-            at,
-            grants: Vec::new(),
-            revocations: Vec::new(),
-            bad_signature_subjects: BTreeSet::new(),
-            admins: BTreeSet::from([*space]),
-        };
+        let mut grants = Vec::new();
+        let mut revocations = Vec::new();
+        let mut bad_signature_subjects = BTreeSet::new();
         for signed in statements.iter().filter(|signed| signed.statement.space() == space) {
             let valid = signed.verify().is_ok();
             match &signed.statement {
-                Statement::Grant(grant) if valid => graph.grants.push(grant),
-                Statement::Revoke(revocation) if valid => graph.revocations.push(revocation),
+                Statement::Grant(grant) if valid => grants.push(grant),
+                Statement::Revoke(revocation) if valid => revocations.push(revocation),
                 Statement::Grant(Grant { subject, .. })
                 | Statement::Revoke(Revocation { subject, .. }) => {
-                    graph.bad_signature_subjects.insert(*subject);
+                    bad_signature_subjects.insert(*subject);
                 }
             }
         }
+        Graph::from_verified(space, at, grants, revocations, bad_signature_subjects)
+    }
+
+    /// The graph of statements whose signatures were checked already.
+    fn from_verified(
+        space: &SpaceId,
+        at: Timestamp,
+        grants: Vec<&'a Grant>,
+        revocations: Vec<&'a Revocation>,
+        bad_signature_subjects: BTreeSet<AuthorId>,
+    ) -> Self {
+        let mut graph = Graph {
+            space: *space,
+            at,
+            grants,
+            revocations,
+            bad_signature_subjects,
+            admins: BTreeSet::from([*space]),
+        };
         // Admins: reachability from the space key over grants of admin that are valid
         // in themselves (time, revocation) at `at`. Each author enters the set once, so
         // loops terminate.

@@ -42,6 +42,7 @@ mod node_key;
 pub use capability::{
     AccessDenied, DecodeError, Grant, Revocation, Right, STATEMENT_SIGNING_CONTEXT,
     STATEMENT_VERSION, SignedStatement, SpaceMode, Statement, Timestamp, check_access,
+    check_issuer,
 };
 pub use error::{Error, Result};
 pub use keys::{

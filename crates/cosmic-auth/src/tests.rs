@@ -432,6 +432,84 @@ fn delegation_loop_terminates_and_is_rejected() {
     assert!(w.check(0, Right::Admin, 5, &statements).is_err());
 }
 
+/// `check_issuer` over the statements of `held`, as a store calls it.
+fn may_issue(statement: &SignedStatement, held: &[SignedStatement]) -> Result<(), AccessDenied> {
+    check_issuer(statement.statement(), held.iter().map(SignedStatement::statement))
+}
+
+#[test]
+fn issuers_must_hold_admin_at_the_statements_own_time() {
+    let w = world(4);
+    let space = w.space.id();
+    // The space key may issue anything, with nothing held.
+    may_issue(&w.space.grant(w.id(0), Right::Admin, Timestamp(10), Some(Timestamp(50))), &[])
+        .unwrap();
+    may_issue(&w.space.revoke(w.id(0), Timestamp(10)), &[]).unwrap();
+    // A stranger may issue nothing: not a grant, not a revocation, not to itself.
+    let stranger = w.authors[3].grant(space, w.id(3), Right::Admin, Timestamp(1), None);
+    assert_eq!(may_issue(&stranger, &[]), Err(AccessDenied::UnknownSigner { issuer: w.id(3) }));
+    // Holding its own self-issued grant (were it kept) only makes a loop.
+    assert_eq!(
+        may_issue(&w.authors[3].revoke(space, w.id(0), Timestamp(1)), &[stranger.clone()]),
+        Err(AccessDenied::DelegationLoop { issuer: w.id(3) })
+    );
+    // An admin may issue while its grant is valid, judged at the statement's time.
+    let held = vec![
+        w.space.grant(w.id(0), Right::Admin, Timestamp(10), Some(Timestamp(50))),
+        w.authors[0].grant(space, w.id(1), Right::Admin, Timestamp(20), None),
+    ];
+    may_issue(&held[1], &held[..1]).unwrap();
+    may_issue(&w.authors[1].grant(space, w.id(2), Right::Write, Timestamp(30), None), &held)
+        .unwrap();
+    may_issue(&w.authors[0].revoke(space, w.id(2), Timestamp(50)), &held).unwrap();
+    assert_eq!(
+        may_issue(&w.authors[0].grant(space, w.id(2), Right::Write, Timestamp(9), None), &held),
+        Err(AccessDenied::NotYetValid { issued_at: Timestamp(10) })
+    );
+    assert_eq!(
+        may_issue(&w.authors[0].grant(space, w.id(2), Right::Write, Timestamp(51), None), &held),
+        Err(AccessDenied::Expired { not_after: Timestamp(50) })
+    );
+    // Below an expired link, the chain is broken.
+    assert_eq!(
+        may_issue(&w.authors[1].grant(space, w.id(2), Right::Write, Timestamp(60), None), &held),
+        Err(AccessDenied::ChainBroken { issuer: w.id(1) })
+    );
+    // A write grant does not make its holder an issuer.
+    let writer = vec![w.space.grant(w.id(2), Right::Write, Timestamp(1), None)];
+    assert!(
+        may_issue(&w.authors[2].grant(space, w.id(3), Right::Read, Timestamp(5), None), &writer)
+            .is_err()
+    );
+    // Loops that do not reach the space key give nothing.
+    let looped = vec![
+        w.authors[2].grant(space, w.id(3), Right::Admin, Timestamp(1), None),
+        w.authors[3].grant(space, w.id(2), Right::Admin, Timestamp(1), None),
+    ];
+    assert_eq!(
+        may_issue(&w.authors[3].grant(space, w.id(0), Right::Read, Timestamp(5), None), &looped),
+        Err(AccessDenied::DelegationLoop { issuer: w.id(3) })
+    );
+}
+
+#[test]
+fn issuing_ignores_revocations_so_arrival_order_cannot_matter() {
+    let w = world(2);
+    let space = w.space.id();
+    let admin = w.space.grant(w.id(0), Right::Admin, Timestamp(10), None);
+    let revoked = w.space.revoke(w.id(0), Timestamp(20));
+    let before = w.authors[0].grant(space, w.id(1), Right::Write, Timestamp(15), None);
+    let after = w.authors[0].grant(space, w.id(1), Right::Write, Timestamp(25), None);
+    // Kept whether or not the revocation arrived first...
+    for held in [vec![admin.clone()], vec![admin.clone(), revoked.clone()]] {
+        may_issue(&before, &held).unwrap();
+        may_issue(&after, &held).unwrap();
+    }
+    // ...and still powerless where it counts.
+    let all = [admin, revoked, before, after];
+    assert!(w.check(1, Right::Write, 30, &all).is_err());
+}
+
 #[test]
 fn statement_decode_errors() {
     let w = world(1);
