@@ -450,7 +450,7 @@ fn issuers_must_hold_admin_at_the_statements_own_time() {
     assert_eq!(may_issue(&stranger, &[]), Err(AccessDenied::UnknownSigner { issuer: w.id(3) }));
     // Holding its own self-issued grant (were it kept) only makes a loop.
     assert_eq!(
-        may_issue(&w.authors[3].revoke(space, w.id(0), Timestamp(1)), &[stranger.clone()]),
+        may_issue(&w.authors[3].revoke(space, w.id(0), Timestamp(1)), &[stranger]),
         Err(AccessDenied::DelegationLoop { issuer: w.id(3) })
     );
     // An admin may issue while its grant is valid, judged at the statement's time.
