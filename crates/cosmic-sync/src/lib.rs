@@ -32,6 +32,7 @@
 
 mod blobs;
 mod error;
+mod peer_clock;
 pub mod recon;
 mod replicator;
 mod state;

@@ -13,14 +13,15 @@ use cosmic_net::{GossipMessage, InboundRequest, Net, PeerId, Response, TopicSubs
 use cosmic_store::{Change, Entry, Inserted, Origin, Store, Value};
 use tokio::task::JoinHandle;
 use tokio_stream::StreamExt as _;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
+use crate::peer_clock::{self, PeerClocks};
 use crate::recon::{self, Session};
 use crate::state::{self, SpaceState};
 use crate::types::{
     BlobFetcher, BlobPolicy, BlobStatus, Metrics, SessionStats, SyncEvent, SyncOptions,
 };
-use crate::wire::{self, Message};
+use crate::wire::{self, Message, Part};
 use crate::{Error, Result};
 
 /// The application protocol name of reconciliation requests on `cosmic-net`.
@@ -87,6 +88,9 @@ struct Inner {
     /// Told when the gossip queue overflowed and messages were lost: every joined space
     /// is then reconciled at once rather than at the next periodic round.
     missed_gossip: tokio::sync::Notify,
+    /// Peers' wall clocks as they reported them, which set the store's time floor when
+    /// most of them are ahead of ours.
+    clocks: Mutex<PeerClocks>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -140,6 +144,7 @@ impl Replicator {
                 served: Mutex::new(HashMap::new()),
                 deferred: Mutex::new(HashMap::new()),
                 missed_gossip: tokio::sync::Notify::new(),
+                clocks: Mutex::new(PeerClocks::default()),
                 tasks: Mutex::new(Vec::new()),
             }),
         };
@@ -395,6 +400,9 @@ impl Replicator {
         let (mut session, mut message) = self
             .blocking(move |store| Ok(Session::start(&store, space, limits, max_rounds)?))
             .await?;
+        // The first message carries our wall clock, and its answer the peer's.
+        message.parts.push(Part::Clock(self.inner.store.wall_clock_millis()));
+        let mut clock_sent = Some(Instant::now());
         let origin = Origin::Peer(peer.to_string());
         let mut stats = SessionStats::default();
         loop {
@@ -402,12 +410,16 @@ impl Replicator {
             stats.bytes_sent += bytes.len() as u64;
             stats.entries_sent += count_entries(&message);
             let reply = self.inner.net.request(peer, RECON_PROTOCOL, bytes).await?;
+            let received = Instant::now();
             stats.bytes_received += reply.len() as u64;
             let reply = Message::decode(&reply, options.max_message_size)
                 .map_err(|source| Error::Wire { peer: peer.to_string(), source })?;
             if reply.space != space {
                 let reason = format!("answered for space {}", reply.space);
                 return Err(Error::Refused { peer: peer.to_string(), reason });
+            }
+            if let (Some(sent), Some(theirs)) = (clock_sent.take(), clock_of(&reply)) {
+                self.observe_clock(peer, peer_clock::at_receipt(theirs, sent, received), received);
             }
             let origin = origin.clone();
             let (back, next, step) = self
@@ -429,6 +441,34 @@ impl Replicator {
         stats.converged = session.converged();
         stats.duration_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
         Ok(stats)
+    }
+
+    /// Records that `peer`'s wall clock read `millis` at `at`, and sets the store's time
+    /// floor to what the peers' clocks now vote for (see [`crate::peer_clock`]).
+    fn observe_clock(&self, peer: PeerId, millis: u64, at: Instant) {
+        let store = &self.inner.store;
+        let ours = store.wall_clock_millis();
+        let (ahead_ms, floor, voters) = {
+            let mut clocks = self.inner.clocks.lock().unwrap_or_else(PoisonError::into_inner);
+            let ahead_ms = clocks.observe(peer, millis, at, ours);
+            (ahead_ms, clocks.floor(at, ours), clocks.len() + 1)
+        };
+        debug!(%peer, ahead_ms, "a peer's wall clock");
+        let before = store.clock_correction();
+        store.set_time_floor(floor);
+        let after = store.clock_correction();
+        if after.abs_diff(before) >= peer_clock::DEAD_BAND {
+            if after.is_zero() {
+                info!(voters, "the wall clock agrees with most peers again: no clock correction");
+            } else {
+                warn!(
+                    correction_s = after.as_secs(),
+                    voters,
+                    "this machine's wall clock is behind most of its peers': entries are \
+                     stamped and judged by their time until it is set right"
+                );
+            }
+        }
     }
 
     fn report_rejected(
@@ -774,11 +814,20 @@ impl Replicator {
             served.retain(|_, at| at.elapsed() < SERVED_RECENTLY);
             served.insert((space, peer), Instant::now());
         }
+        // A session's first message carries the peer's wall clock: judge it before any
+        // entry, and answer with ours.
+        let clock = clock_of(&message);
+        if let Some(theirs) = clock {
+            self.observe_clock(peer, theirs, Instant::now());
+        }
         let limits = options.recon;
         let origin = Origin::Peer(peer.to_string());
-        let (reply, step) = self
+        let (mut reply, step) = self
             .blocking(move |store| Ok(recon::respond(&store, &message, &origin, &limits)?))
             .await?;
+        if clock.is_some() {
+            reply.parts.push(Part::Clock(self.inner.store.wall_clock_millis()));
+        }
         let mut ignored = SessionStats::default();
         self.report_rejected(space, peer, step.rejected, &mut ignored);
         let bytes = reply.encode(options.max_message_size).map_err(Error::Outgoing)?;
@@ -931,6 +980,14 @@ impl Replicator {
 
 fn data_text(bytes: &[u8]) -> String {
     bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+/// The wall clock a message carries, if any.
+fn clock_of(message: &Message) -> Option<u64> {
+    message.parts.iter().find_map(|part| match part {
+        Part::Clock(millis) => Some(*millis),
+        _ => None,
+    })
 }
 
 fn count_entries(message: &Message) -> u64 {

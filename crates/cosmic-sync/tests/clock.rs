@@ -2,8 +2,9 @@
 //! replicators), each store running on an injected wall clock: a node an hour ahead cannot
 //! take over fields, its entries are refused with a visible reason until they are within
 //! the allowed drift; a node behind by less than the drift converges and its clock catches
-//! up; a node an hour behind loses none of its writes, refuses the others' (saying why)
-//! and converges once its clock is set right.
+//! up; a node an hour behind two peers follows their clocks and converges; a node an hour
+//! behind its only peer (which cannot outvote it) loses none of its writes, refuses the
+//! other's (saying why) and converges once its clock is set right.
 
 #![allow(clippy::unwrap_used, reason = "a test fails loudly, helpers included")]
 
@@ -171,20 +172,19 @@ async fn a_node_an_hour_ahead_is_refused_until_within_drift() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_behind_within_the_drift_converges_and_its_clock_catches_up() {
-    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    // Two nodes: with a single peer the node behind keeps its own wall clock (one peer
+    // cannot outvote it), so this is the hybrid logical clock alone at work.
+    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
     let a = start(dirs[0].path(), 0).await;
-    let b = start(dirs[1].path(), 0).await;
     // 45 s behind: the others' entries are 45 s in its future, within the 60 s drift.
-    let behind = start(dirs[2].path(), -45_000).await;
+    let behind = start(dirs[1].path(), -45_000).await;
     let space = a.store.create_space(&SpaceKey::generate(), SpaceMode::Open).unwrap().space;
-    for node in [&a, &b, &behind] {
+    for node in [&a, &behind] {
         node.replicator.join(space).await.unwrap();
     }
-    b.dial(&a).await;
     behind.dial(&a).await;
-    behind.dial(&b).await;
     eventually("every node to learn the space", || {
-        [&a, &b, &behind].iter().all(|node| node.state(&space).is_some())
+        [&a, &behind].iter().all(|node| node.state(&space).is_some())
     })
     .await;
 
@@ -204,32 +204,90 @@ async fn a_node_behind_within_the_drift_converges_and_its_clock_catches_up() {
     let newer = write(&behind, &late, &space, "shared", "by the node behind");
     assert!(newer > seen, "{newer} after {seen}");
 
-    // Concurrent writes from everyone to more fields.
+    // Concurrent writes from both to more fields.
     for i in 0..10 {
         let doc = format!("doc{i}");
         write(&a, &AuthorKey::generate(), &space, &doc, "a");
         write(&behind, &late, &space, &doc, "behind");
-        write(&b, &AuthorKey::generate(), &space, &doc, "b");
     }
-    eventually("the three nodes to converge", || {
+    eventually("the two nodes to converge", || {
         let first = a.state(&space);
-        first.is_some() && b.state(&space) == first && behind.state(&space) == first
+        first.is_some() && behind.state(&space) == first
     })
     .await;
-    for node in [&a, &b, &behind] {
+    for node in [&a, &behind] {
         assert_eq!(node.value(&space, "behind-own", "v"), Some(Value::String("kept".into())));
         assert_eq!(
             node.value(&space, "shared", "v"),
             Some(Value::String("by the node behind".into()))
         );
     }
+    assert_eq!(behind.store.clock_correction(), Duration::ZERO, "a single peer moved it");
+    for node in [a, behind] {
+        node.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_an_hour_behind_two_peers_follows_them_and_converges() {
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let a = start(dirs[0].path(), 0).await;
+    let b = start(dirs[1].path(), 0).await;
+    let behind = start(dirs[2].path(), -HOUR_MS).await;
+    let space = a.store.create_space(&SpaceKey::generate(), SpaceMode::Open).unwrap().space;
+    for node in [&a, &b, &behind] {
+        node.replicator.join(space).await.unwrap();
+    }
+    // A writes before the nodes meet: an hour in the future of the node behind.
+    write(&a, &AuthorKey::generate(), &space, "from-a", "now");
+    b.dial(&a).await;
+    behind.dial(&a).await;
+    behind.dial(&b).await;
+
+    // Both peers report clocks an hour ahead of its own: it takes their word (the lesser
+    // of the two readings, give or take the round trip) and converges without anyone
+    // touching its clock.
+    eventually("the node behind to follow its peers' clocks", || {
+        behind.store.clock_correction() > Duration::from_millis(3_590_000)
+    })
+    .await;
+    let correction = behind.store.clock_correction();
+    assert!(correction < Duration::from_millis(3_610_000), "{correction:?}");
+    for node in [&a, &b] {
+        assert_eq!(node.store.clock_correction(), Duration::ZERO, "honest nodes keep theirs");
+    }
+    eventually("the three nodes to converge", || {
+        let first = a.state(&space);
+        first.is_some() && b.state(&space) == first && behind.state(&space) == first
+    })
+    .await;
+    assert_eq!(behind.value(&space, "from-a", "v"), Some(Value::String("now".into())));
+
+    // Its new writes are stamped in the present, not an hour ago, and reach everyone.
+    let stamped = write(&behind, &AuthorKey::generate(), &space, "shared", "by the node behind");
+    let now = SystemClock.now_millis();
+    assert!(stamped.millis.abs_diff(now) < 5_000, "{stamped} at {now}");
+    eventually("its write to reach everyone", || {
+        [&a, &b, &behind].iter().all(|node| {
+            node.value(&space, "shared", "v") == Some(Value::String("by the node behind".into()))
+        })
+    })
+    .await;
+
+    // Its clock is set right: the peers no longer vote for a correction.
+    behind.clock.set(0);
+    eventually("the correction to be dropped", || {
+        behind.store.clock_correction() == Duration::ZERO
+    })
+    .await;
     for node in [a, b, behind] {
         node.stop().await;
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_node_an_hour_behind_keeps_its_writes_and_converges_once_its_clock_is_set() {
+async fn a_node_an_hour_behind_its_only_peer_keeps_its_writes_and_converges_once_its_clock_is_set()
+{
     let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
     let a = start(dirs[0].path(), 0).await;
     let behind = start(dirs[1].path(), -HOUR_MS).await;
