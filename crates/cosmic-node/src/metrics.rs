@@ -59,6 +59,7 @@ pub(crate) struct Metrics {
     pub(crate) sync_sessions: Gauge<u64, AtomicU64>,
     pub(crate) sync_bytes: Gauge<u64, AtomicU64>,
     pub(crate) uptime_seconds: Gauge<u64, AtomicU64>,
+    pub(crate) clock_correction: Gauge<f64, AtomicU64>,
 }
 
 impl Metrics {
@@ -124,6 +125,13 @@ impl Metrics {
             "Seconds since the node started",
             uptime_seconds.clone(),
         );
+        let clock_correction = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "clock_correction_seconds",
+            "How far ahead of this machine's wall clock the node stamps and judges entries, \
+             because most of its peers' clocks are ahead (0: it trusts its own)",
+            clock_correction.clone(),
+        );
         Self {
             registry,
             http_requests,
@@ -138,6 +146,7 @@ impl Metrics {
             sync_sessions,
             sync_bytes,
             uptime_seconds,
+            clock_correction,
         }
     }
 

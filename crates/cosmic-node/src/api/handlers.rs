@@ -56,6 +56,10 @@ pub(crate) struct Status {
     version: &'static str,
     /// Seconds since the node started.
     uptime_seconds: u64,
+    /// Milliseconds by which the node stamps and judges entries ahead of this machine's
+    /// wall clock, because most of its peers report clocks that far ahead (0: it trusts
+    /// its own clock).
+    clock_correction_ms: u64,
     /// Peers with an open connection.
     peers: usize,
     /// Spaces the store holds.
@@ -82,6 +86,8 @@ pub(crate) async fn status(State(state): State<AppState>) -> ApiResult<axum::Jso
         listen: listen.iter().map(ToString::to_string).collect(),
         version: env!("CARGO_PKG_VERSION"),
         uptime_seconds: shared.started_at.elapsed().as_secs(),
+        clock_correction_ms: u64::try_from(shared.store.clock_correction().as_millis())
+            .unwrap_or(u64::MAX),
         peers: stats.connected_peers,
         spaces,
         entries,
@@ -713,6 +719,7 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
     }
     metrics.last_seq.set(shared.store.last_seq());
     metrics.uptime_seconds.set(shared.started_at.elapsed().as_secs());
+    metrics.clock_correction.set(shared.store.clock_correction().as_secs_f64());
     (
         [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
         metrics.encode(),

@@ -506,6 +506,7 @@ async fn status_openapi_and_metrics_answer() {
     assert_eq!(status["peer_id"], fixture.node.peer_id().to_string());
     assert!(status["listen"][0].as_str().unwrap().starts_with("/ip4/127.0.0.1/tcp/"));
     assert_eq!(status["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(status["clock_correction_ms"], 0, "no peer has moved the clock");
     let openapi = fixture.call(Method::GET, "/v1/openapi.json", None).await.json();
     assert!(openapi["openapi"].as_str().unwrap().starts_with("3."));
     assert!(openapi["paths"]["/v1/spaces/{space}/docs/{key}"]["put"].is_object());
@@ -521,6 +522,7 @@ async fn status_openapi_and_metrics_answer() {
         "cosmic_sync_bytes",
         "cosmic_gossip_messages",
         "cosmic_blob_bytes",
+        "cosmic_clock_correction_seconds",
     ] {
         assert!(text.contains(name), "{name} missing from:\n{text}");
     }
