@@ -1,7 +1,7 @@
 //! Space records: a space's mode, signed by the space key.
 //!
 //! Who may write is decided by `cosmic_auth::check_access` over the capability statements
-//! stored in the space (see `Store::insert_statement`); this module only adds the record that
+//! kept in the space (see `Store::insert_statements`); this module only adds the record that
 //! says whether the space is open or restricted, which `cosmic-auth` leaves to its users.
 
 use cosmic_auth::{AuthorKey, PublicKey, Signature, SpaceKey, SpaceMode};

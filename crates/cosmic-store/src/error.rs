@@ -89,6 +89,19 @@ pub enum Error {
         #[source]
         source: Box<cosmic_auth::Error>,
     },
+    /// A capability statement whose issuer may not issue it: neither the space key nor an
+    /// admin of the space at the statement's time, among the statements held. It would
+    /// grant nothing, so it is not kept (nor forwarded).
+    #[error("issuer {issuer} may not issue capability statements in space {space}")]
+    UnauthorizedStatement {
+        /// The statement's space.
+        space: cosmic_auth::PublicKey,
+        /// The statement's issuer.
+        issuer: cosmic_auth::PublicKey,
+        /// Why its issuer holds no right to issue it.
+        #[source]
+        reason: Box<cosmic_auth::AccessDenied>,
+    },
     /// The space is not known to this store.
     #[error("unknown space {space}")]
     UnknownSpace {

@@ -21,6 +21,8 @@ use crate::schema::{self, BUCKETS, CHANGES, DOCS, ENTRIES, META, SPACES, STATEME
 use crate::value::Reader;
 use crate::{Change, Clock, Entry, Error, Hlc, Origin, Result, Subscription, SystemClock, Value};
 
+mod statements;
+
 /// How a [`Store`] is opened.
 #[derive(Clone, Debug)]
 pub struct Options {
@@ -444,26 +446,6 @@ impl Store {
             }
             let row = encode_space_row(record, stats);
             tables.spaces.insert(key, row.as_slice()).map_err(|e| self.err(e))?;
-            Ok(true)
-        })
-    }
-
-    /// Inserts a capability statement (a grant or a revocation) into its space; returns
-    /// whether it was new. Its signature must verify; whether its issuer may issue it is
-    /// judged by `cosmic_auth::check_access` when entries are inserted.
-    pub fn insert_statement(&self, statement: &SignedStatement) -> Result<bool> {
-        let space = *statement.statement().space();
-        statement
-            .verify()
-            .map_err(|source| Error::BadStatement { space, source: Box::new(source) })?;
-        let bytes = statement.to_bytes();
-        let mut key = space.as_bytes().to_vec();
-        key.extend_from_slice(blake3::hash(&bytes).as_bytes());
-        self.write_txn(|_, tables, _| {
-            if tables.statements.get(key.as_slice()).map_err(|e| self.err(e))?.is_some() {
-                return Ok(false);
-            }
-            tables.statements.insert(key.as_slice(), bytes.as_slice()).map_err(|e| self.err(e))?;
             Ok(true)
         })
     }

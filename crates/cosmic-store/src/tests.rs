@@ -357,10 +357,10 @@ fn restricted_spaces_need_a_capability() {
     let grant = owner.grant(author.public(), Right::Write, Timestamp(0), None);
     let forged = SignedStatement::from_parts(grant.statement().clone(), key(5).sign(b"x"));
     assert!(matches!(store.insert_statement(&forged), Err(Error::BadStatement { .. })));
-    // A grant by someone who is not an admin, a read grant and an expired grant do not help.
-    store
-        .insert_statement(&key(5).grant(space, author.public(), Right::Write, Timestamp(0), None))
-        .unwrap();
+    // A grant by someone who is not an admin is refused; a read grant and an expired grant
+    // are kept but do not help.
+    let powerless = key(5).grant(space, author.public(), Right::Write, Timestamp(0), None);
+    assert!(matches!(store.insert_statement(&powerless), Err(Error::UnauthorizedStatement { .. })));
     store.insert_statement(&owner.grant(author.public(), Right::Read, Timestamp(0), None)).unwrap();
     store
         .insert_statement(&owner.grant(
@@ -374,10 +374,177 @@ fn restricted_spaces_need_a_capability() {
     assert!(store.insert_statement(&grant).unwrap());
     assert!(!store.insert_statement(&grant).unwrap(), "statements are idempotent");
     write(&store).unwrap();
-    assert_eq!(store.statements(&space).unwrap().len(), 4);
+    assert_eq!(store.statements(&space).unwrap().len(), 3);
     // Opening the space up later lets anyone in.
     store.create_space(&owner, SpaceMode::Open).unwrap();
     store.write(&key(7), &space, "d", vec![("g".into(), Value::Int(1))]).unwrap();
+}
+
+#[test]
+fn powerless_statements_are_refused_and_not_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let space = open_space(&store, SpaceMode::Restricted);
+    let (stranger, author) = (key(5), key(2));
+    let before = store.state_hash(&space).unwrap();
+    let seq = store.last_seq();
+    for statement in [
+        stranger.grant(space, stranger.public(), Right::Admin, Timestamp(1), None),
+        stranger.grant(space, author.public(), Right::Write, Timestamp(1), None),
+        stranger.revoke(space, author.public(), Timestamp(1)),
+    ] {
+        let error = store.insert_statement(&statement).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "issuer {} may not issue capability statements in space {space}",
+                stranger.public()
+            )
+        );
+        assert!(
+            matches!(error, Error::UnauthorizedStatement { issuer, .. } if issuer == stranger.public())
+        );
+    }
+    assert!(store.statements(&space).unwrap().is_empty());
+    assert_eq!(store.state_hash(&space).unwrap(), before);
+    assert_eq!(store.last_seq(), seq);
+    // A write grant does not make its holder an issuer either.
+    store
+        .insert_statement(&space_key(1).grant(author.public(), Right::Write, Timestamp(1), None))
+        .unwrap();
+    let by_writer = author.grant(space, key(6).public(), Right::Read, Timestamp(2), None);
+    let error = store.insert_statement(&by_writer).unwrap_err();
+    let reason = std::error::Error::source(&error).unwrap().to_string();
+    assert!(reason.contains("unknown in the space"), "{reason}");
+    assert_eq!(store.statements(&space).unwrap().len(), 1);
+}
+
+#[test]
+fn admins_may_issue_while_their_own_grant_is_valid() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let space = open_space(&store, SpaceMode::Restricted);
+    let (admin, deputy, writer) = (key(3), key(4), key(2));
+    store
+        .insert_statement(&space_key(1).grant(
+            admin.public(),
+            Right::Admin,
+            Timestamp(10),
+            Some(Timestamp(NOW)),
+        ))
+        .unwrap();
+    // Delegated admin, then a writer two links from the space key.
+    assert!(
+        store
+            .insert_statement(&admin.grant(
+                space,
+                deputy.public(),
+                Right::Admin,
+                Timestamp(20),
+                None
+            ))
+            .unwrap()
+    );
+    let grant = deputy.grant(space, writer.public(), Right::Write, Timestamp(30), None);
+    assert!(store.insert_statement(&grant).unwrap());
+    assert!(!store.insert_statement(&grant).unwrap(), "statements are idempotent");
+    store.write(&writer, &space, "d", vec![("f".into(), Value::Int(1))]).unwrap();
+    // Revocations by an admin are kept too.
+    assert!(store.insert_statement(&admin.revoke(space, writer.public(), Timestamp(40))).unwrap());
+    // Outside its grant's validity the admin may issue nothing: before it, or after it ended.
+    for issued_at in [Timestamp(5), Timestamp(NOW + 1)] {
+        let early_or_late = admin.grant(space, key(7).public(), Right::Read, issued_at, None);
+        assert!(matches!(
+            store.insert_statement(&early_or_late),
+            Err(Error::UnauthorizedStatement { .. })
+        ));
+    }
+    assert_eq!(store.statements(&space).unwrap().len(), 4);
+}
+
+#[test]
+fn a_batch_resolves_grants_that_come_before_their_issuers_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let space = open_space(&store, SpaceMode::Restricted);
+    let (a0, a1, a2, writer, stranger) = (key(3), key(4), key(5), key(2), key(9));
+    // A chain space -> a0 -> a1 -> a2 -> writer listed backwards, with a duplicate, a
+    // powerless grant and a forged signature mixed in.
+    let chain = [
+        space_key(1).grant(a0.public(), Right::Admin, Timestamp(1), None),
+        a0.grant(space, a1.public(), Right::Admin, Timestamp(2), None),
+        a1.grant(space, a2.public(), Right::Admin, Timestamp(3), None),
+        a2.grant(space, writer.public(), Right::Write, Timestamp(4), None),
+    ];
+    let powerless = stranger.grant(space, writer.public(), Right::Admin, Timestamp(4), None);
+    let forged = SignedStatement::from_parts(chain[0].statement().clone(), stranger.sign(b"x"));
+    let mut batch: Vec<SignedStatement> = chain.iter().rev().cloned().collect();
+    batch.extend([powerless, forged, chain[3].clone()]);
+    let results = store.insert_statements(&batch).unwrap();
+    assert!(results[1..4].iter().all(|result| matches!(result, Ok(true))), "{results:?}");
+    assert!(matches!(results[4], Err(Error::UnauthorizedStatement { .. })), "{results:?}");
+    assert!(matches!(results[5], Err(Error::BadStatement { .. })), "{results:?}");
+    // Of the two copies of the last link, one is new and the other held by then.
+    let copies = [&results[0], &results[6]];
+    assert!(matches!(copies, [Ok(true), Ok(false)] | [Ok(false), Ok(true)]), "{results:?}");
+    let mut held = store.statements(&space).unwrap();
+    let mut expected = chain.to_vec();
+    held.sort_by_key(SignedStatement::to_bytes);
+    expected.sort_by_key(SignedStatement::to_bytes);
+    assert_eq!(held, expected);
+    store.write(&writer, &space, "d", vec![("f".into(), Value::Int(1))]).unwrap();
+    // Offered again, the same batch writes nothing.
+    let seq = store.last_seq();
+    let again = store.insert_statements(&batch).unwrap();
+    assert!(again[..4].iter().all(|result| matches!(result, Ok(false))), "{again:?}");
+    assert_eq!(store.last_seq(), seq);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(16))]
+
+    /// Two stores that are offered the same statements, one at a time in different orders
+    /// and again until nothing changes (as reconciliation does), keep the same ones.
+    #[test]
+    fn kept_statements_do_not_depend_on_arrival_order(
+        order in Just((0..9usize).collect::<Vec<_>>()).prop_shuffle(),
+    ) {
+        let space_id = space_key(1).id();
+        let keys: Vec<AuthorKey> = (3..7).map(key).collect();
+        let statements = vec![
+            space_key(1).grant(keys[0].public(), Right::Admin, Timestamp(10), Some(Timestamp(50))),
+            keys[0].grant(space_id, keys[1].public(), Right::Admin, Timestamp(20), None),
+            keys[1].grant(space_id, keys[2].public(), Right::Write, Timestamp(30), None),
+            space_key(1).revoke(keys[0].public(), Timestamp(25)),
+            keys[0].grant(space_id, keys[3].public(), Right::Admin, Timestamp(40), None),
+            keys[3].grant(space_id, keys[2].public(), Right::Read, Timestamp(45), None),
+            keys[0].grant(space_id, keys[2].public(), Right::Write, Timestamp(60), None),
+            keys[2].grant(space_id, keys[3].public(), Right::Admin, Timestamp(35), None),
+            keys[3].grant(space_id, keys[3].public(), Right::Admin, Timestamp(1), None),
+        ];
+        let kept = |order: &[usize]| {
+            let dir = tempfile::tempdir().unwrap();
+            let store = open(dir.path());
+            open_space(&store, SpaceMode::Restricted);
+            loop {
+                let mut new = 0;
+                for &idx in order {
+                    if matches!(store.insert_statement(&statements[idx]), Ok(true)) {
+                        new += 1;
+                    }
+                }
+                if new == 0 {
+                    break;
+                }
+            }
+            let mut held = store.statements(&space_id).unwrap();
+            held.sort_by_key(SignedStatement::to_bytes);
+            held
+        };
+        let in_order = kept(&(0..statements.len()).collect::<Vec<_>>());
+        prop_assert_eq!(in_order.len(), 6, "the last three have no valid issuer");
+        prop_assert_eq!(kept(&order), in_order);
+    }
 }
 
 // ---- queries ----

@@ -1,0 +1,135 @@
+//! Capability statements: a statement is kept only when its signature verifies and its
+//! issuer may issue it (`cosmic_auth::check_issuer`), judged against the space's
+//! statements already held.
+//!
+//! The issuer rule is monotone (more statements held never turn a yes into a no), so every
+//! node that is offered the same statements ends up holding the same ones, whatever order
+//! they come in: a statement refused because its issuer's own grant has not arrived yet is
+//! accepted when a later reconciliation offers it again.
+
+use redb::ReadableTable as _;
+
+use cosmic_auth::{PublicKey, SignedStatement, check_issuer};
+
+use super::{Store, read_statements};
+use crate::schema::STATEMENTS;
+use crate::{Error, Result};
+
+impl Store {
+    /// Inserts a capability statement (a grant or a revocation) into its space; returns
+    /// whether it was new.
+    ///
+    /// Its signature must verify ([`Error::BadStatement`]), and its issuer must be the
+    /// space key or an admin of the space at the statement's own time among the statements
+    /// held ([`Error::UnauthorizedStatement`]; see `cosmic_auth::check_issuer`). What a
+    /// kept statement grants is decided by `cosmic_auth::check_access` when entries are
+    /// inserted. [`Store::insert_statements`] inserts a batch whose statements may depend
+    /// on each other.
+    pub fn insert_statement(&self, statement: &SignedStatement) -> Result<bool> {
+        let mut results = self.insert_statements(std::slice::from_ref(statement))?;
+        results.pop().unwrap_or(Ok(false))
+    }
+
+    /// Inserts capability statements in one transaction, each judged as by
+    /// [`Store::insert_statement`]; returns one result per statement, in order (`Ok(true)`:
+    /// new, `Ok(false)`: held already). The outer error is a storage failure, after which
+    /// nothing of the batch is kept.
+    ///
+    /// A statement may lean on another of the same batch wherever it stands (an admin's
+    /// grant listed after the grants that admin issued, as reconciliation lists statements
+    /// by hash): the batch is gone through again while that makes progress. Statements
+    /// held already cost a read, never a write.
+    pub fn insert_statements(&self, statements: &[SignedStatement]) -> Result<Vec<Result<bool>>> {
+        let mut results: Vec<Option<Result<bool>>> = statements.iter().map(|_| None).collect();
+        let rows: Vec<(Vec<u8>, Vec<u8>)> = statements.iter().map(statement_row).collect();
+        {
+            let txn = self.begin_read()?;
+            let table = txn.open_table(STATEMENTS).map_err(|e| self.err(e))?;
+            for ((key, _), result) in rows.iter().zip(&mut results) {
+                if table.get(key.as_slice()).map_err(|e| self.err(e))?.is_some() {
+                    *result = Some(Ok(false));
+                }
+            }
+        }
+        // Signatures are checked outside the writer lock: they are the costly part.
+        for (statement, result) in statements.iter().zip(&mut results) {
+            if result.is_none()
+                && let Err(source) = statement.verify()
+            {
+                let space = *statement.statement().space();
+                *result = Some(Err(Error::BadStatement { space, source: Box::new(source) }));
+            }
+        }
+        let mut pending: Vec<usize> =
+            (0..statements.len()).filter(|&idx| results[idx].is_none()).collect();
+        if !pending.is_empty() {
+            self.write_txn(|_, tables, _| {
+                loop {
+                    let mut progress = false;
+                    let mut refused = Vec::new();
+                    for statement_idx in pending {
+                        let signed = &statements[statement_idx];
+                        let (key, bytes) = &rows[statement_idx];
+                        // The same statement twice in one batch: the second is held already.
+                        if tables.statements.get(key.as_slice()).map_err(|e| self.err(e))?.is_some()
+                        {
+                            results[statement_idx] = Some(Ok(false));
+                            continue;
+                        }
+                        let space = *signed.statement().space();
+                        if !tables.statements_by_space.contains_key(space.as_bytes()) {
+                            let held = read_statements(&tables.statements, &space)
+                                .map_err(|error| self.map_read_error(error))?;
+                            tables.statements_by_space.insert(*space.as_bytes(), held);
+                        }
+                        let held = tables
+                            .statements_by_space
+                            .get_mut(space.as_bytes())
+                            .expect("the space's statements were loaded just above");
+                        match check_issuer(
+                            signed.statement(),
+                            held.iter().map(SignedStatement::statement),
+                        ) {
+                            Ok(()) => {
+                                tables
+                                    .statements
+                                    .insert(key.as_slice(), bytes.as_slice())
+                                    .map_err(|e| self.err(e))?;
+                                held.push(signed.clone());
+                                results[statement_idx] = Some(Ok(true));
+                                progress = true;
+                            }
+                            Err(reason) => refused.push((statement_idx, reason)),
+                        }
+                    }
+                    if !progress {
+                        for (statement_idx, reason) in refused {
+                            let statement = statements[statement_idx].statement();
+                            results[statement_idx] = Some(Err(Error::UnauthorizedStatement {
+                                space: *statement.space(),
+                                issuer: *statement.issuer(),
+                                reason: Box::new(reason),
+                            }));
+                        }
+                        return Ok(());
+                    }
+                    pending = refused.into_iter().map(|(statement_idx, _)| statement_idx).collect();
+                }
+            })?;
+        }
+        Ok(results
+            .into_iter()
+            .map(|result| result.expect("every statement was decided above"))
+            .collect())
+    }
+}
+
+/// The row of a statement in `statements-1`: key `space (32) ++ blake3(bytes)`, value its
+/// encoding.
+fn statement_row(statement: &SignedStatement) -> (Vec<u8>, Vec<u8>) {
+    let bytes = statement.to_bytes();
+    let space: &PublicKey = statement.statement().space();
+    let mut key = space.as_bytes().to_vec();
+    key.extend_from_slice(blake3::hash(&bytes).as_bytes());
+    (key, bytes)
+}
