@@ -48,4 +48,12 @@ fn identities_move_between_data_dirs_in_encrypted_form() {
     assert!(stderr.starts_with("error:"), "stderr:\n{stderr}");
     let (_, stdout, _) = identity(&b, &["list"]);
     assert_eq!(stdout.trim(), format!("alice2 {author}"), "nothing half-imported");
+
+    // A damaged file in the keystore is named on stderr and hides no other identity.
+    std::fs::write(b.join("keystore").join("carol.identity"), b"not an identity").unwrap();
+    let (status, stdout, stderr) = identity(&b, &["list"]);
+    assert!(status.success(), "stderr:\n{stderr}");
+    assert_eq!(stdout.trim(), format!("alice2 {author}"));
+    assert!(stderr.contains("warning: skipped a damaged identity file"), "stderr:\n{stderr}");
+    assert!(stderr.contains("carol.identity"), "stderr:\n{stderr}");
 }

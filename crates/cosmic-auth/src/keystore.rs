@@ -120,6 +120,17 @@ pub struct IdentityInfo {
     pub public: PublicKey,
 }
 
+/// What [`Keystore::list`] found: the readable identities, and the files that look like
+/// identities but cannot be read as one (each with the reason), so that one damaged file
+/// does not hide the others.
+#[derive(Debug, Default)]
+pub struct Listing {
+    /// The readable identities, sorted by alias.
+    pub identities: Vec<IdentityInfo>,
+    /// The damaged or unreadable identity files, sorted by path, with why.
+    pub damaged: Vec<Error>,
+}
+
 impl Keystore {
     /// Opens (creating it if needed) the keystore directory `dir`, with the default
     /// (strong) Argon2 parameters for new encryptions.
@@ -157,21 +168,33 @@ impl Keystore {
         })
     }
 
-    /// The identities in the keystore, sorted by alias. Files that are not valid
-    /// encrypted identities are reported as errors.
-    pub fn list(&self) -> Result<Vec<IdentityInfo>> {
+    /// The identities in the keystore, sorted by alias, and apart from them the identity
+    /// files that cannot be read or are not valid encrypted identities. Only a keystore
+    /// directory that cannot be read is an error.
+    pub fn list(&self) -> Result<Listing> {
         let entries = std::fs::read_dir(&self.dir).map_err(|error| Error::io(&self.dir, error))?;
-        let mut identities = Vec::new();
+        let mut found = Vec::new();
         for entry in entries {
             let entry = entry.map_err(|error| Error::io(&self.dir, error))?;
             let path = entry.path();
-            let Some(alias) = alias_of(&path) else { continue };
-            let bytes = std::fs::read(&path).map_err(|error| Error::io(&path, error))?;
-            let public = Encrypted::parse(&bytes, &path.display().to_string())?.public;
-            identities.push(IdentityInfo { alias, public });
+            if let Some(alias) = alias_of(&path) {
+                found.push((path, alias));
+            }
         }
-        identities.sort_by(|left, right| left.alias.cmp(&right.alias));
-        Ok(identities)
+        found.sort();
+        let mut listing = Listing::default();
+        for (path, alias) in found {
+            let read = std::fs::read(&path).map_err(|error| Error::io(&path, error));
+            let public = read.and_then(|bytes| {
+                Encrypted::parse(&bytes, &path.display().to_string()).map(|parsed| parsed.public)
+            });
+            match public {
+                Ok(public) => listing.identities.push(IdentityInfo { alias, public }),
+                Err(error) => listing.damaged.push(error),
+            }
+        }
+        listing.identities.sort_by(|left, right| left.alias.cmp(&right.alias));
+        Ok(listing)
     }
 
     /// Decrypts the identity `alias`.

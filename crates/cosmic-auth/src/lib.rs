@@ -49,7 +49,7 @@ pub use keys::{
     AuthorId, AuthorKey, PUBLIC_KEY_TEXT_LEN, PublicKey, Signature, SpaceId, SpaceKey, verify,
     verify_batch,
 };
-pub use keystore::{IdentityInfo, KdfParams, Keystore};
+pub use keystore::{IdentityInfo, KdfParams, Keystore, Listing};
 #[doc(hidden)]
 pub use keystore::{decrypt_identity, read_identity_header};
 pub use node_key::{NODE_KEY_FILE_HEADER, NodeKey};

@@ -151,7 +151,7 @@ fn keystore_round_trip() {
     let (_dir, keystore) = fast_keystore();
     let alice = keystore.create("alice", "correct horse").unwrap();
     let bob = keystore.create("bob", "battery staple").unwrap();
-    let listed = keystore.list().unwrap();
+    let listed = keystore.list().unwrap().identities;
     assert_eq!(
         listed,
         vec![
@@ -180,7 +180,7 @@ fn keystore_round_trip() {
         Err(Error::IdentityNotFound { .. })
     ));
     assert!(matches!(keystore.delete("bob"), Err(Error::IdentityNotFound { .. })));
-    assert_eq!(keystore.list().unwrap().len(), 1);
+    assert_eq!(keystore.list().unwrap().identities.len(), 1);
     for bad in ["", "../evil", ".hidden", "Upper", "a/b"] {
         assert!(matches!(keystore.create(bad, "x"), Err(Error::InvalidAlias { .. })), "{bad}");
     }
@@ -199,7 +199,14 @@ fn keystore_detects_damaged_files() {
     std::fs::write(&path, b"-----BEGIN OPENSSH PRIVATE KEY-----\n").unwrap();
     let error = keystore.unlock("alice", "pass").unwrap_err();
     assert!(matches!(error, Error::CorruptIdentity { .. }), "{error}");
-    assert!(keystore.list().is_err());
+    // One damaged file is reported by path and does not hide the others.
+    keystore.create("bob", "pass").unwrap();
+    let listing = keystore.list().unwrap();
+    let aliases: Vec<_> = listing.identities.iter().map(|info| info.alias.as_str()).collect();
+    assert_eq!(aliases, ["bob"]);
+    assert_eq!(listing.damaged.len(), 1, "{:?}", listing.damaged);
+    let reason = listing.damaged[0].to_string();
+    assert!(reason.contains("alice.identity"), "{reason}");
 
     let mut wrong_version = good.clone();
     wrong_version[8] = 2;

@@ -58,7 +58,11 @@ pub(crate) fn run(data_dir: &Path, command: IdentityCommand) -> anyhow::Result<(
             output::line(&format!("created {alias} {}", key.public()));
         }
         IdentityCommand::List { json } => {
-            let identities = keystore.list().context("listing identities")?;
+            let listing = keystore.list().context("listing identities")?;
+            for damaged in &listing.damaged {
+                output::warning(&format!("skipped a damaged identity file: {damaged}"));
+            }
+            let identities = listing.identities;
             if json {
                 let rows: Vec<_> = identities
                     .iter()

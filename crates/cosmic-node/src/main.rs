@@ -375,12 +375,19 @@ mod logging {
 }
 
 mod output {
-    //! The one place that writes to stdout: data for the user or for scripts.
+    //! The one place that writes to stdout (data for the user or for scripts) and warnings
+    //! to stderr.
 
     /// Prints one line to stdout.
     #[expect(clippy::print_stdout, reason = "stdout is the CLI's output channel")]
     pub(crate) fn line(text: &str) {
         println!("{text}");
+    }
+
+    /// Prints one warning line to stderr, beside the data on stdout.
+    #[expect(clippy::print_stderr, reason = "stderr is the CLI's channel for warnings")]
+    pub(crate) fn warning(text: &str) {
+        eprintln!("warning: {text}");
     }
 }
 
