@@ -49,8 +49,12 @@ pub trait ItemSource {
     fn space_part(&self, space: &PublicKey) -> cosmic_store::Result<Option<Part>>;
     /// Merges a space record; whether it changed the space.
     fn insert_space_record(&self, record: &SpaceRecord) -> cosmic_store::Result<bool>;
-    /// Merges a capability statement; whether it was new.
-    fn insert_statement(&self, statement: &SignedStatement) -> cosmic_store::Result<bool>;
+    /// Merges capability statements of one space, all checks included, in one batch whose
+    /// statements may depend on each other in any order; per statement, whether it was new.
+    fn insert_statements(
+        &self,
+        statements: &[SignedStatement],
+    ) -> cosmic_store::Result<Vec<cosmic_store::Result<bool>>>;
     /// Merges entries from `origin`, all checks included.
     fn insert_entries(
         &self,
@@ -96,8 +100,11 @@ impl ItemSource for Store {
         Store::insert_space_record(self, record)
     }
 
-    fn insert_statement(&self, statement: &SignedStatement) -> cosmic_store::Result<bool> {
-        Store::insert_statement(self, statement)
+    fn insert_statements(
+        &self,
+        statements: &[SignedStatement],
+    ) -> cosmic_store::Result<Vec<cosmic_store::Result<bool>>> {
+        Store::insert_statements(self, statements)
     }
 
     fn insert_entries(
@@ -346,16 +353,30 @@ fn merge_space<S: ItemSource + ?Sized>(
         Ok(record) => step.rejected.push(format!("a space record for {}", record.space)),
         Err(error) => step.rejected.push(format!("space record: {error}")),
     }
+    let mut decoded = Vec::with_capacity(statements.len());
     for bytes in statements {
         match SignedStatement::from_bytes(bytes) {
-            Ok(statement) if statement.statement().space() == space => {
-                if let Err(error) = source.insert_statement(&statement) {
-                    step.rejected.push(format!("statement: {error}"));
-                }
-            }
+            Ok(statement) if statement.statement().space() == space => decoded.push(statement),
             Ok(_) => step.rejected.push("a statement of another space".to_owned()),
             Err(error) => step.rejected.push(format!("statement: {error}")),
         }
+    }
+    if decoded.is_empty() {
+        return;
+    }
+    // One batch: the statements come ordered by hash, so an admin's own grant may come
+    // after the grants it issued. One refused here because its issuer's grant has not
+    // reached us at all is offered again by the next session, which sends every statement.
+    match source.insert_statements(&decoded) {
+        Ok(results) => {
+            for error in results.into_iter().filter_map(Result::err) {
+                let cause = std::error::Error::source(&error)
+                    .map(|cause| format!(": {cause}"))
+                    .unwrap_or_default();
+                step.rejected.push(format!("statement: {error}{cause}"));
+            }
+        }
+        Err(error) => step.rejected.push(format!("statements: {error}")),
     }
 }
 

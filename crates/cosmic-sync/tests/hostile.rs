@@ -344,9 +344,12 @@ async fn forged_capabilities_and_signatures_over_reconciliation_are_refused() {
     let record = b.store.space_record(&space).unwrap().unwrap().encode();
 
     // A grant to mallory's author in the space key's name with a borrowed signature, a
-    // grant it signs itself, and entries by that author leaning on them.
+    // grant it signs itself, one signed by the real writer (who holds write, not admin),
+    // and entries by that author leaning on them. The last two are validly signed but
+    // powerless: b must neither keep nor forward them.
     let intruder = AuthorKey::generate();
     let self_issued = intruder.grant(space, intruder.public(), Right::Admin, Timestamp(0), None);
+    let by_writer = writer.grant(space, intruder.public(), Right::Write, Timestamp(1), None);
     let stolen_signature = *b.store.statements(&space).unwrap()[0].signature();
     let mut claimed = self_issued.statement().clone();
     if let cosmic_auth::Statement::Grant(grant) = &mut claimed {
@@ -361,7 +364,10 @@ async fn forged_capabilities_and_signatures_over_reconciliation_are_refused() {
     let message = Message {
         space,
         parts: vec![
-            Part::Space { record, statements: vec![forged.to_bytes(), self_issued.to_bytes()] },
+            Part::Space {
+                record,
+                statements: vec![forged.to_bytes(), self_issued.to_bytes(), by_writer.to_bytes()],
+            },
             Part::Entry(bad.encode()),
             Part::Entry(tampered.encode()),
         ],
@@ -377,6 +383,7 @@ async fn forged_capabilities_and_signatures_over_reconciliation_are_refused() {
     assert!(!b.has(&space, "tampered"), "an entry with a forged signature was stored");
     let statements = b.store.statements(&space).unwrap();
     assert!(!statements.iter().any(|s| s.to_bytes() == forged.to_bytes()), "forged grant kept");
+    assert_eq!(statements.len(), statements_before, "a powerless statement was kept");
     let mut reasons = Vec::new();
     while let Ok(Some(event)) = events.try_recv() {
         if let SyncEvent::EntryRejected { peer, reason, .. } = event {
@@ -385,9 +392,16 @@ async fn forged_capabilities_and_signatures_over_reconciliation_are_refused() {
         }
     }
     assert!(reasons.iter().any(|r| r.contains("statement")), "{reasons:?}");
+    let powerless = reasons.iter().filter(|r| r.contains("may not issue")).count();
+    assert_eq!(powerless, 2, "{reasons:?}");
     assert!(reasons.iter().any(|r| r.contains("may not write")), "{reasons:?}");
     assert!(reasons.iter().any(|r| r.contains("signature")), "{reasons:?}");
-    eprintln!("refused: {reasons:?}; statements {statements_before} -> {}", statements.len());
+    // Nor does it forward them: a reconciliation of a (the third node) with b brings a
+    // nothing new.
+    let sessions = a.replicator.sync_now(space).await.unwrap();
+    assert!(sessions.iter().any(|session| session.peer == b.net.peer_id()), "{sessions:?}");
+    assert!(sessions.iter().all(|session| session.result.is_ok()), "{sessions:?}");
+    assert_eq!(a.store.statements(&space).unwrap(), statements);
 
     // Garbage in place of a reconciliation message is refused with an error.
     let garbage = mallory.request(b.net.peer_id(), RECON_PROTOCOL, vec![wire::WIRE_VERSION, 0xff]);

@@ -2,7 +2,7 @@
 
 #![allow(clippy::unwrap_used, reason = "a test fails loudly, helpers included")]
 
-use cosmic_auth::{AuthorKey, PublicKey, SpaceKey, SpaceMode};
+use cosmic_auth::{AuthorKey, PublicKey, Right, SignedStatement, SpaceKey, SpaceMode, Timestamp};
 use cosmic_store::{Entry, Fingerprint, Hlc, Options, Origin, RangeKey, Store, Value};
 use cosmic_sync::recon::{self, Limits, Session};
 use cosmic_sync::wire::{self, Message, Part, Range, WireError};
@@ -160,6 +160,79 @@ fn invalid_entries_in_a_reconciliation_are_refused_and_reported() {
     assert_eq!(step.entries_applied, 0);
     assert_eq!(step.rejected.len(), 3, "{:?}", step.rejected);
     assert!(b.recon_items(&space, None, None, 10).unwrap().is_empty());
+}
+
+/// A restricted space on a fresh store `a` with the chain space key -> admin -> deputy
+/// (admin) -> writer (write) and entries by the writer; `b` holds only the record.
+fn restricted_chain() -> (Store, Store, PublicKey, Vec<SignedStatement>) {
+    let (a, b) = (store("a"), store("b"));
+    let space_key = SpaceKey::generate();
+    let space = a.create_space(&space_key, SpaceMode::Restricted).unwrap().space;
+    b.insert_space_record(&a.space_record(&space).unwrap().unwrap()).unwrap();
+    let (admin, deputy, writer) =
+        (AuthorKey::generate(), AuthorKey::generate(), AuthorKey::generate());
+    let chain = vec![
+        space_key.grant(admin.public(), Right::Admin, Timestamp(1), None),
+        admin.grant(space, deputy.public(), Right::Admin, Timestamp(2), None),
+        deputy.grant(space, writer.public(), Right::Write, Timestamp(3), None),
+    ];
+    for statement in &chain {
+        a.insert_statement(statement).unwrap();
+    }
+    a.insert_batch(entries(space, &writer, 0..8, 1)).unwrap();
+    (a, b, space, chain)
+}
+
+fn space_message(space: PublicKey, record: &Store, statements: &[SignedStatement]) -> Message {
+    let record = record.space_record(&space).unwrap().unwrap().encode();
+    let statements = statements.iter().map(SignedStatement::to_bytes).collect();
+    Message { space, parts: vec![Part::Space { record, statements }] }
+}
+
+#[test]
+fn a_chain_delivered_in_reverse_order_across_two_sessions_ends_up_complete() {
+    let (a, b, space, chain) = restricted_chain();
+    // First session: only the lower links arrive, last first (from a peer that had the
+    // rest to give but did not). Neither issuer is an admin yet, so nothing is kept.
+    let tail: Vec<SignedStatement> = chain[1..].iter().rev().cloned().collect();
+    let (_, step) = recon::respond(
+        &b,
+        &space_message(space, &a, &tail),
+        &Origin::Peer("a".into()),
+        &Limits::default(),
+    )
+    .unwrap();
+    assert_eq!(step.rejected.len(), 2, "{:?}", step.rejected);
+    assert!(
+        step.rejected.iter().all(|reason| reason.contains("may not issue")),
+        "{:?}",
+        step.rejected
+    );
+    assert!(b.statements(&space).unwrap().is_empty());
+    // Second session: every session's first round carries all statements again, and the
+    // whole chain (in hash order) is taken in one batch, with the writer's entries.
+    reconcile(&a, &b, space, Limits::default());
+    assert_eq!(b.statements(&space).unwrap().len(), 3);
+    assert_eq!(a.state_hash(&space).unwrap(), b.state_hash(&space).unwrap());
+}
+
+#[test]
+fn one_batch_takes_a_whole_chain_listed_backwards() {
+    let (a, b, space, mut chain) = restricted_chain();
+    chain.reverse();
+    let (_, step) = recon::respond(
+        &b,
+        &space_message(space, &a, &chain),
+        &Origin::Peer("a".into()),
+        &Limits::default(),
+    )
+    .unwrap();
+    assert!(step.rejected.is_empty(), "{:?}", step.rejected);
+    assert_eq!(b.statements(&space).unwrap().len(), 3);
+    // Only the entries were left to send.
+    let totals = reconcile(&a, &b, space, Limits::default());
+    assert_eq!(totals.entries, 8, "{totals:?}");
+    assert_eq!(a.state_hash(&space).unwrap(), b.state_hash(&space).unwrap());
 }
 
 #[test]
