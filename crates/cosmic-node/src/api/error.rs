@@ -123,7 +123,10 @@ fn from_store(error: &cosmic_store::Error, message: String) -> ApiError {
         E::ValueTooLarge { .. } => {
             ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "value_too_large", message)
         }
-        E::AccessDenied { .. } => ApiError::new(StatusCode::FORBIDDEN, "forbidden", message),
+        // A write or a statement (a grant) its author or issuer holds no right to make.
+        E::AccessDenied { .. } | E::UnauthorizedStatement { .. } => {
+            ApiError::new(StatusCode::FORBIDDEN, "forbidden", message)
+        }
         E::UnknownSpace { .. } => ApiError::not_found("unknown_space", message),
         E::BadSignature { .. } | E::BadStatement { .. } | E::Decode { .. } => {
             ApiError::bad_request("invalid_input", message)

@@ -405,6 +405,42 @@ async fn restricted_space_grants_are_signed_and_stored() {
     fixture.node.shutdown().await.unwrap();
 }
 
+#[tokio::test]
+async fn grants_by_a_node_that_is_not_admin_are_forbidden_and_not_stored() {
+    let fixture = fixture().await;
+    // A restricted space this node holds the record of, but neither its key nor admin.
+    let foreign = cosmic_auth::SpaceKey::generate();
+    let store = fixture.node.store();
+    let space = store.create_space(&foreign, cosmic_auth::SpaceMode::Restricted).unwrap().space;
+    let other = cosmic_auth::AuthorKey::generate().public().to_string();
+    let answer = fixture
+        .call(
+            Method::POST,
+            &format!("/v1/spaces/{space}/grants"),
+            Some(json!({"author": other, "rights": "write"})),
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::FORBIDDEN);
+    assert_eq!(answer.assert_client_error("a grant by a non-admin"), "forbidden");
+    assert!(store.statements(&space).unwrap().is_empty());
+    // The store's own refusal of a powerless statement maps to the same answer.
+    let author = &fixture.node.shared.author;
+    let powerless = author.grant(
+        space,
+        author.public(),
+        cosmic_auth::Right::Admin,
+        cosmic_auth::Timestamp::now(),
+        None,
+    );
+    let refused = store.insert_statement(&powerless).unwrap_err();
+    assert!(matches!(refused, cosmic_store::Error::UnauthorizedStatement { .. }), "{refused}");
+    let api_error = super::error::ApiError::from(crate::error::Error::Store(refused));
+    assert_eq!((api_error.status, api_error.code), (StatusCode::FORBIDDEN, "forbidden"));
+    assert!(api_error.message.contains("may not issue"), "{}", api_error.message);
+    assert!(store.statements(&space).unwrap().is_empty());
+    fixture.node.shutdown().await.unwrap();
+}
+
 /// Reads SSE events from a body until `count` change events arrived, bounded in time.
 async fn read_events(body: Body, count: usize) -> Vec<(u64, Value)> {
     let mut stream = body.into_data_stream();
