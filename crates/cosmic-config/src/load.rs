@@ -435,8 +435,9 @@ fn flag_provider(entry: &Override) -> DictProvider {
 }
 
 /// Reads the `COSMIC_*__*` environment variables into one layer, or `None` if there are
-/// none. Each value is parsed as figment parses env values: `[a, b]` is a list, `true` a
-/// bool, `5` a number, anything else a string.
+/// none. A text key (a string or a path) takes the value verbatim, so `COSMIC_NODE__DATA_DIR=1`
+/// is the directory `1`; any other value is parsed as figment parses env values: `[a, b]`
+/// is a list, `true` a bool, `5` a number, anything else a string.
 fn env_provider() -> Result<Option<DictProvider>> {
     let mut dict = Dict::new();
     let mut names = BTreeMap::new();
@@ -457,7 +458,11 @@ fn env_provider() -> Result<Option<DictProvider>> {
                     .to_owned(),
             });
         }
-        let value = Value::from_str(&value).unwrap_or_else(|_| Value::from(value.clone()));
+        let value = if is_text_key(&path) {
+            Value::from(value)
+        } else {
+            Value::from_str(&value).unwrap_or_else(|_| Value::from(value.clone()))
+        };
         let path_refs: Vec<&str> = path.iter().map(String::as_str).collect();
         insert(&mut dict, &path_refs, value);
         names.insert(path.join("."), name.to_owned());
@@ -469,6 +474,14 @@ fn env_provider() -> Result<Option<DictProvider>> {
     let metadata = Metadata::named(ENV_NAME)
         .interpolater(move |_: &Profile, path: &[&str]| env_name(&names, path));
     Ok(Some(DictProvider::new(metadata, dict)))
+}
+
+/// Whether `path` (`[section, field]`) names a text field of the schema.
+fn is_text_key(path: &[String]) -> bool {
+    let [section, field] = path else { return false };
+    crate::schema::Config::SECTIONS
+        .iter()
+        .any(|doc| doc.name == section && doc.fields.iter().any(|f| f.name == field && f.is_text()))
 }
 
 /// The variable that set `path`: itself, or the variable below it (`COSMIC_FOO__BAR` for

@@ -33,6 +33,16 @@ pub(crate) struct SectionDoc {
 pub(crate) struct FieldDoc {
     pub(crate) name: &'static str,
     pub(crate) doc: &'static [&'static str],
+    /// The field's Rust type as written (`String`, `PathBuf`, `Duration`, ...).
+    pub(crate) ty: &'static str,
+}
+
+impl FieldDoc {
+    /// Whether the field holds free text (a string or a path), which an environment
+    /// variable sets verbatim even when it looks like a number or a bool.
+    pub(crate) fn is_text(&self) -> bool {
+        matches!(self.ty, "String" | "PathBuf")
+    }
 }
 
 /// Declares a section struct, its `Default` and its [`SectionDoc`] from one list of fields.
@@ -71,7 +81,11 @@ macro_rules! section {
             pub(crate) const DOC: SectionDoc = SectionDoc {
                 name: $section,
                 doc: &[$($section_doc),*],
-                fields: &[$(FieldDoc { name: stringify!($field), doc: &[$($doc),*] }),*],
+                fields: &[$(FieldDoc {
+                    name: stringify!($field),
+                    doc: &[$($doc),*],
+                    ty: stringify!($ty),
+                }),*],
             };
         }
     };

@@ -703,3 +703,21 @@ fn docs_state_the_true_defaults() {
         }
     }
 }
+
+#[test]
+fn numeric_looking_env_values_of_text_keys_stay_text() {
+    in_jail(|jail| {
+        let dir = jail.directory().to_owned();
+        jail.set_env("COSMIC_LOG__FILTER", "007");
+        jail.set_env("COSMIC_NODE__DATA_DIR", dir.join("2.50").display().to_string());
+        jail.set_env("COSMIC_SYNC__MAX_CLOCK_DRIFT", "2m");
+        let loaded = load(&LoadOptions::default()).unwrap();
+        assert_eq!(loaded.config.log.filter, "007");
+        assert_eq!(loaded.config.node.data_dir, dir.join("2.50"));
+        assert_eq!(loaded.config.sync.max_clock_drift.as_secs(), 120);
+        // A bare number for a data dir is a relative path, not a number.
+        jail.set_env("COSMIC_NODE__DATA_DIR", "1");
+        let loaded = load(&LoadOptions::default()).unwrap();
+        assert_eq!(loaded.config.node.data_dir, std::path::PathBuf::from("1"));
+    });
+}
