@@ -9,7 +9,7 @@
 
 use redb::ReadableTable as _;
 
-use cosmic_auth::{PublicKey, SignedStatement, check_issuer};
+use cosmic_auth::{PublicKey, SignedStatement, Statement, Timestamp, check_issuer};
 
 use super::{Store, read_statements};
 use crate::schema::STATEMENTS;
@@ -37,8 +37,8 @@ impl Store {
     ///
     /// A statement may lean on another of the same batch wherever it stands (an admin's
     /// grant listed after the grants that admin issued, as reconciliation lists statements
-    /// by hash): the batch is gone through again while that makes progress. Statements
-    /// held already cost a read, never a write.
+    /// by hash): the batch is taken in time order, and gone through again while that makes
+    /// progress. Statements held already cost a read, never a write.
     pub fn insert_statements(&self, statements: &[SignedStatement]) -> Result<Vec<Result<bool>>> {
         let mut results: Vec<Option<Result<bool>>> = statements.iter().map(|_| None).collect();
         let rows: Vec<(Vec<u8>, Vec<u8>)> = statements.iter().map(statement_row).collect();
@@ -62,6 +62,10 @@ impl Store {
         }
         let mut pending: Vec<usize> =
             (0..statements.len()).filter(|&idx| results[idx].is_none()).collect();
+        // An issuer's own admin grant is issued no later than what it issues (else it was
+        // not admin then), so in time order one pass mostly suffices, whatever order the
+        // batch came in; equal times may need another.
+        pending.sort_by_key(|&idx| issued_at(&statements[idx]));
         if !pending.is_empty() {
             self.write_txn(|_, tables, _| {
                 loop {
@@ -121,6 +125,13 @@ impl Store {
             .into_iter()
             .map(|result| result.expect("every statement was decided above"))
             .collect())
+    }
+}
+
+fn issued_at(statement: &SignedStatement) -> Timestamp {
+    match statement.statement() {
+        Statement::Grant(grant) => grant.issued_at,
+        Statement::Revoke(revocation) => revocation.issued_at,
     }
 }
 
