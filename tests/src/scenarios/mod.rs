@@ -123,7 +123,7 @@ pub const SCENARIOS: &[Scenario] = &[
     Scenario {
         name: "crash-blobs",
         about: "SIGKILL during blob adds and fetches; blobs absent or complete, retries succeed",
-        deadline: minutes(15),
+        deadline: minutes(8),
         quick_deadline: minutes(2),
         start: |o| Box::pin(async move { crash_blobs::run(&o).await }),
     },
