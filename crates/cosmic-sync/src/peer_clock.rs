@@ -45,7 +45,13 @@ pub(crate) struct PeerClocks {
 impl PeerClocks {
     /// Records that `peer`'s wall clock read `millis` at `at`; returns how far (in ms) that
     /// is ahead of `our_millis`, our wall clock at the same moment (negative: behind).
-    pub(crate) fn observe(&mut self, peer: PeerId, millis: u64, at: Instant, our_millis: u64) -> i64 {
+    pub(crate) fn observe(
+        &mut self,
+        peer: PeerId,
+        millis: u64,
+        at: Instant,
+        our_millis: u64,
+    ) -> i64 {
         if self.readings.len() >= MAX_PEERS && !self.readings.contains_key(&peer) {
             let oldest = self.readings.iter().min_by_key(|(_, reading)| reading.at);
             if let Some(oldest) = oldest.map(|(peer, _)| *peer) {

@@ -145,6 +145,37 @@ pub struct Step {
     pub entries_sent: u64,
     /// Why received entries, records or statements were refused.
     pub rejected: Vec<String>,
+    /// How many of the refusals prove the sender at fault: bytes that do not decode, items
+    /// of another space, bad signatures, malformed keys or values. An honest node never
+    /// sends those (it checked them before storing them), unlike an entry ahead of our
+    /// clock or a statement whose issuer's grant we lack yet.
+    pub offences: u64,
+}
+
+impl Step {
+    /// Records a refusal that proves the sender at fault.
+    fn offence(&mut self, reason: String) {
+        self.offences += 1;
+        self.rejected.push(reason);
+    }
+
+    /// Records a refusal for `error`, an offence when the error says so.
+    fn refused(&mut self, reason: String, error: &cosmic_store::Error) {
+        if is_offence(error) { self.offence(reason) } else { self.rejected.push(reason) }
+    }
+}
+
+/// Whether a store refusal proves that whoever sent the item is at fault.
+fn is_offence(error: &cosmic_store::Error) -> bool {
+    use cosmic_store::Error as E;
+    matches!(
+        error,
+        E::Decode { .. }
+            | E::BadSignature { .. }
+            | E::BadStatement { .. }
+            | E::InvalidKey { .. }
+            | E::InvalidValue { .. }
+    )
 }
 
 /// Answers a request from a peer (`origin`): merges what it carries and returns the answer,
@@ -199,11 +230,11 @@ fn answer<S: ItemSource + ?Sized>(
                     received.insert(key, entry.hash());
                     entries.push(entry);
                 }
-                Ok(entry) => step.rejected.push(format!(
+                Ok(entry) => step.offence(format!(
                     "entry {}/{} belongs to space {}, not {space}",
                     entry.doc, entry.field, entry.space
                 )),
-                Err(error) => step.rejected.push(format!("undecodable entry: {error}")),
+                Err(error) => step.offence(format!("undecodable entry: {error}")),
             }
         }
     }
@@ -214,7 +245,7 @@ fn answer<S: ItemSource + ?Sized>(
             match result {
                 Ok(Inserted::Applied { .. }) => step.entries_applied += 1,
                 Ok(_) => {}
-                Err(error) => step.rejected.push(format!("entry {what}: {error}")),
+                Err(error) => step.refused(format!("entry {what}: {error}"), &error),
             }
         }
     }
@@ -347,18 +378,18 @@ fn merge_space<S: ItemSource + ?Sized>(
     match SpaceRecord::decode(record) {
         Ok(record) if record.space == *space => {
             if let Err(error) = source.insert_space_record(&record) {
-                step.rejected.push(format!("space record: {error}"));
+                step.refused(format!("space record: {error}"), &error);
             }
         }
-        Ok(record) => step.rejected.push(format!("a space record for {}", record.space)),
-        Err(error) => step.rejected.push(format!("space record: {error}")),
+        Ok(record) => step.offence(format!("a space record for {}", record.space)),
+        Err(error) => step.offence(format!("space record: {error}")),
     }
     let mut decoded = Vec::with_capacity(statements.len());
     for bytes in statements {
         match SignedStatement::from_bytes(bytes) {
             Ok(statement) if statement.statement().space() == space => decoded.push(statement),
-            Ok(_) => step.rejected.push("a statement of another space".to_owned()),
-            Err(error) => step.rejected.push(format!("statement: {error}")),
+            Ok(_) => step.offence("a statement of another space".to_owned()),
+            Err(error) => step.offence(format!("statement: {error}")),
         }
     }
     if decoded.is_empty() {
@@ -373,7 +404,7 @@ fn merge_space<S: ItemSource + ?Sized>(
                 let cause = std::error::Error::source(&error)
                     .map(|cause| format!(": {cause}"))
                     .unwrap_or_default();
-                step.rejected.push(format!("statement: {error}{cause}"));
+                step.refused(format!("statement: {error}{cause}"), &error);
             }
         }
         Err(error) => step.rejected.push(format!("statements: {error}")),

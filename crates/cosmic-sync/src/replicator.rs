@@ -431,7 +431,8 @@ impl Replicator {
             session = back;
             stats.entries_received += step.entries_received;
             stats.entries_applied += step.entries_applied;
-            self.report_rejected(space, peer, step.rejected, &mut stats);
+            let mut step = step;
+            self.report_rejected(space, peer, &mut step, &mut stats).await;
             match next {
                 Some(next) => message = next,
                 None => break,
@@ -471,14 +472,28 @@ impl Replicator {
         }
     }
 
-    fn report_rejected(
+    /// Reports each refusal of a reconciliation step as an event, and strikes the peer
+    /// once for a message that held items proving it at fault (see [`recon::Step`]).
+    async fn report_rejected(
         &self,
         space: PublicKey,
         peer: PeerId,
-        rejected: Vec<String>,
+        step: &mut recon::Step,
         stats: &mut SessionStats,
     ) {
+        let rejected = std::mem::take(&mut step.rejected);
         stats.rejected += rejected.len() as u64;
+        if step.offences > 0 {
+            let first = rejected.first().map_or("", String::as_str);
+            let reason = format!(
+                "{} invalid items in a reconciliation message for space {space} ({first})",
+                step.offences
+            );
+            debug!(%peer, %reason, "striking a peer");
+            if let Err(error) = self.inner.net.report_peer(peer, reason).await {
+                debug!(%peer, %error, "striking a peer failed");
+            }
+        }
         for reason in rejected {
             self.inner.bus.publish(SyncEvent::EntryRejected { space, peer, reason });
         }
@@ -793,7 +808,15 @@ impl Replicator {
         let peer = request.peer_id;
         let response = match self.answer(&request).await {
             Ok(bytes) => Response::Ok(bytes.into()),
-            Err(error) => Response::Error(error.to_string()),
+            Err(error) => {
+                // A request that does not decode is the sender's fault: strike it.
+                if let Error::Wire { .. } = error
+                    && let Err(strike) = self.inner.net.report_peer(peer, error.to_string()).await
+                {
+                    debug!(%peer, error = %strike, "striking a peer failed");
+                }
+                Response::Error(error.to_string())
+            }
         };
         if let Err(error) = self.inner.net.respond(request.request_id, response).await {
             debug!(%peer, %error, "answering a reconciliation request failed");
@@ -829,7 +852,8 @@ impl Replicator {
             reply.parts.push(Part::Clock(self.inner.store.wall_clock_millis()));
         }
         let mut ignored = SessionStats::default();
-        self.report_rejected(space, peer, step.rejected, &mut ignored);
+        let mut step = step;
+        self.report_rejected(space, peer, &mut step, &mut ignored).await;
         let bytes = reply.encode(options.max_message_size).map_err(Error::Outgoing)?;
         self.metrics_mut(|metrics| {
             metrics.requests_served += 1;
