@@ -228,9 +228,15 @@ section! {
         /// Default: `1048576` (1 MiB).
         max_value_size: u64 = MIB,
         /// When a write is on disk: `immediate` (before the write returns) or `eventual`
-        /// (soon after; a crash can lose the last writes, never corrupt the store).
+        /// (within 200 ms after; a crash can lose the last writes, never corrupt the store;
+        /// writes that reached peers come back from them).
         /// Default: `"immediate"`.
         durability: Durability = Durability::Immediate,
+        /// Memory for the database's page cache in bytes, 1 MiB to 64 GiB. Opening the
+        /// store reads the file through this cache, so resident memory grows with the
+        /// store up to about this much; the operating system's page cache serves the rest.
+        /// Default: `67108864` (64 MiB).
+        cache_size: u64 = 64 * MIB,
     }
 }
 

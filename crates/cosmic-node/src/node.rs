@@ -81,6 +81,12 @@ impl Node {
         let store_options = cosmic_store::Options {
             max_clock_drift: config.sync.max_clock_drift,
             max_value_size: usize::try_from(config.store.max_value_size).unwrap_or(usize::MAX),
+            cache_size: Some(usize::try_from(config.store.cache_size).unwrap_or(usize::MAX)),
+            durability: match config.store.durability {
+                cosmic_config::Durability::Eventual => cosmic_store::Durability::Eventual,
+                // `Immediate`, and the safe choice for any level added later.
+                _ => cosmic_store::Durability::Immediate,
+            },
             ..cosmic_store::Options::default()
         };
         let (data_dir, node_key, author, store, report) = blocking(move || {
@@ -251,6 +257,12 @@ impl Node {
         }
         if let Err(error) = self.shared.net.shutdown().await {
             tracing::debug!(%error, "network already stopped");
+        }
+        // With eventual durability the last writes may still be in memory: write them out
+        // now rather than whenever the last handle goes.
+        let store = self.shared.store.clone();
+        if let Err(error) = blocking(move || Ok(store.flush()?)).await {
+            tracing::error!(%error, "writing the last writes to disk failed");
         }
         let data_dir = self.shared.data_dir.path().to_path_buf();
         // The store closes (and the data dir lock is released) with the last handle.

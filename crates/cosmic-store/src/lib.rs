@@ -75,6 +75,7 @@ pub use crate::error::{Error, Result};
 pub use crate::hlc::{Clock, Hlc, SystemClock};
 pub use crate::recon::Fingerprint;
 pub use crate::store::{
-    Document, Field, Inserted, Options, RangeKey, ReconItem, SpaceInfo, Store, TimeFloor,
+    Document, Durability, FLUSH_INTERVAL, Field, Inserted, Options, RangeKey, ReconItem, SpaceInfo,
+    Store, TimeFloor,
 };
 pub use crate::value::Value;

@@ -21,7 +21,10 @@ use crate::schema::{self, BUCKETS, CHANGES, DOCS, ENTRIES, META, SPACES, STATEME
 use crate::value::Reader;
 use crate::{Change, Clock, Entry, Error, Hlc, Origin, Result, Subscription, SystemClock, Value};
 
+mod durability;
 mod statements;
+
+pub use durability::{Durability, FLUSH_INTERVAL};
 
 /// How a [`Store`] is opened.
 #[derive(Clone, Debug)]
@@ -36,6 +39,8 @@ pub struct Options {
     /// redb's page cache size in bytes (`None`: redb's default, 1 GiB). Resident memory
     /// grows with the cache, not with the number of entries.
     pub cache_size: Option<usize>,
+    /// When a write reaches the disk (the node passes config `store.durability`).
+    pub durability: Durability,
 }
 
 impl Default for Options {
@@ -45,6 +50,7 @@ impl Default for Options {
             max_value_size: 64 * 1024,
             clock: Arc::new(SystemClock),
             cache_size: None,
+            durability: Durability::Immediate,
         }
     }
 }
@@ -155,6 +161,8 @@ struct Inner {
     /// were refused for it since.
     drift_logged_at: AtomicU64,
     drift_refused: AtomicU64,
+    /// Writes committed since the last durable commit ([`Durability::Eventual`]).
+    dirty: AtomicBool,
     /// The earliest the present can be (see [`Store::set_time_floor`]).
     time_floor: Mutex<Option<TimeFloor>>,
     /// Public keys read from the database and already checked, by their bytes.
@@ -177,6 +185,8 @@ const CHECKED_KEYS_CAPACITY: usize = 4096;
 struct WriterState {
     hlc: HlcState,
     last_seq: u64,
+    /// With [`Durability::Eventual`]: sequence numbers up to here are reserved durably.
+    seq_reserved: u64,
 }
 
 /// The stats kept after the space record in `spaces-1`.
@@ -267,10 +277,15 @@ impl Store {
         let txn = begin_write(&db, &path)?;
         schema::init(&txn, &path)?;
         txn.commit().map_err(|error| Error::redb(&path, error))?;
-        let (hlc, last_seq) = read_writer_state(&db, &path)?;
+        let (hlc, last_seq, seq_reserved) = read_writer_state(&db, &path)?;
+        // After a crash with eventual durability the last changes may be gone: continue
+        // after every number that may have been handed out.
+        let last_seq = last_seq.max(seq_reserved);
         let (sender, _) = watch::channel(last_seq);
-        Ok(Store {
+        let eventual = options.durability == Durability::Eventual;
+        let store = Store {
             inner: Arc::new(Inner {
+                dirty: AtomicBool::new(false),
                 db: RwLock::new(Some(db)),
                 reopen,
                 failed: AtomicBool::new(false),
@@ -279,11 +294,19 @@ impl Store {
                 time_floor: Mutex::new(None),
                 path,
                 options,
-                writer: Mutex::new(WriterState { hlc: HlcState { last: hlc }, last_seq }),
+                writer: Mutex::new(WriterState {
+                    hlc: HlcState { last: hlc },
+                    last_seq,
+                    seq_reserved: last_seq,
+                }),
                 last_seq: sender,
                 checked_keys: Mutex::new(HashMap::new()),
             }),
-        })
+        };
+        if eventual {
+            durability::spawn_flusher(&store.inner);
+        }
+        Ok(store)
     }
 
     /// The database path (or label).
@@ -338,7 +361,11 @@ impl Store {
         let db = (reopen.0)()?;
         // A commit that failed late (in its final sync, say) may have reached the file:
         // never issue its sequence numbers or timestamps again.
-        let (hlc, last_seq) = read_writer_state(&db, &self.inner.path)?;
+        // (With eventual durability the writes since the last flush are gone, as after a
+        // crash; the numbers they took stay taken.)
+        let (hlc, last_seq, reserved) = read_writer_state(&db, &self.inner.path)?;
+        let last_seq = last_seq.max(reserved);
+        self.inner.dirty.store(false, Ordering::Release);
         writer.hlc.last = writer.hlc.last.max(hlc);
         if last_seq > writer.last_seq {
             writer.last_seq = last_seq;
@@ -630,10 +657,13 @@ impl Store {
     ) -> Result<T> {
         self.recover_if_failed()?;
         let mut guard = self.inner.writer.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut state =
-            WriterState { hlc: HlcState { last: guard.hlc.last }, last_seq: guard.last_seq };
+        let mut state = WriterState {
+            hlc: HlcState { last: guard.hlc.last },
+            last_seq: guard.last_seq,
+            seq_reserved: guard.seq_reserved,
+        };
         let wall = self.now_millis();
-        let txn = {
+        let mut txn = {
             let db = self.inner.db.read().unwrap_or_else(PoisonError::into_inner);
             let db = db.as_ref().ok_or_else(|| self.closed())?;
             two_phase(db.begin_write().map_err(|e| self.err(e))?)
@@ -664,7 +694,25 @@ impl Store {
             meta.insert("last_seq", state.last_seq.to_be_bytes().as_slice())
                 .map_err(|e| self.err(e))?;
         }
+        // Eventual durability: commit in memory, unless this commit must reserve more
+        // sequence numbers (durably, so that a crash never lets a number be reused).
+        let mut durable = self.inner.options.durability == Durability::Immediate;
+        if !durable && state.last_seq > state.seq_reserved {
+            state.seq_reserved = state.last_seq.saturating_add(durability::SEQ_RESERVE);
+            let mut meta = txn.open_table(META).map_err(|e| self.err(e))?;
+            meta.insert("seq_reserved", state.seq_reserved.to_be_bytes().as_slice())
+                .map_err(|e| self.err(e))?;
+            durable = true;
+        }
+        if !durable {
+            txn.set_durability(redb::Durability::None).map_err(|error| Error::Io {
+                path: self.inner.path.clone(),
+                source: redb::Error::Corrupted(error.to_string()),
+            })?;
+        }
         txn.commit().map_err(|e| self.err(e))?;
+        // A durable commit makes the earlier in-memory ones durable too.
+        self.inner.dirty.store(!durable, Ordering::Release);
         let seq_changed = state.last_seq != guard.last_seq;
         *guard = state;
         if seq_changed {
@@ -1149,13 +1197,14 @@ fn open_file(path: &Path, options: &Options, check_integrity: bool) -> Result<re
     builder.create(path).map_err(|error| Error::redb(path, error))
 }
 
-/// The persisted clock and last change sequence number.
-fn read_writer_state(db: &redb::Database, path: &Path) -> Result<(Hlc, u64)> {
+/// The persisted clock, last change sequence number and reserved sequence numbers.
+fn read_writer_state(db: &redb::Database, path: &Path) -> Result<(Hlc, u64, u64)> {
     let hlc = schema::read_meta::<{ Hlc::LEN }>(db, path, "hlc")?
         .map(Hlc::from_bytes)
         .unwrap_or_default();
     let last_seq = schema::read_meta::<8>(db, path, "last_seq")?.map_or(0, u64::from_be_bytes);
-    Ok((hlc, last_seq))
+    let reserved = schema::read_meta::<8>(db, path, "seq_reserved")?.map_or(0, u64::from_be_bytes);
+    Ok((hlc, last_seq, reserved))
 }
 
 /// An error with its sources, for logs.

@@ -962,6 +962,111 @@ fn acknowledged_writes_survive_kill_9() {
     store.write(&key(2), &space, "after", vec![("f".into(), Value::Bool(true))]).unwrap();
 }
 
+// ---- eventual durability ----
+
+fn eventual() -> Options {
+    Options { durability: Durability::Eventual, ..options_at(NOW).0 }
+}
+
+#[test]
+fn eventual_writes_are_kept_by_a_clean_close_and_sequence_numbers_never_repeat() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.redb");
+    let store = Store::open(&path, eventual()).unwrap();
+    let space = open_space(&store, SpaceMode::Open);
+    for i in 0..50 {
+        store.write(&key(2), &space, &format!("d{i}"), vec![("f".into(), Value::Int(i))]).unwrap();
+    }
+    let last = store.last_seq();
+    drop(store);
+
+    let store = Store::open(&path, eventual()).unwrap();
+    for i in 0..50 {
+        assert!(store.get_doc(&space, &format!("d{i}")).unwrap().is_some(), "write {i} lost");
+    }
+    // Numbers up to the reserved block may have been handed out before a crash: the
+    // reopened store continues after them.
+    assert!(store.last_seq() >= last, "{} after {last}", store.last_seq());
+    store.write(&key(2), &space, "after", vec![("f".into(), Value::Bool(true))]).unwrap();
+    assert!(store.last_seq() > last);
+    store.flush().unwrap();
+}
+
+const EVENTUAL_WRITER_ENV: &str = "COSMIC_STORE_EVENTUAL_WRITER";
+
+/// In the child: 40 writes, a pause longer than the flush interval, then writes forever;
+/// each acknowledged one printed with its sequence number.
+fn eventual_writer(path: &str) {
+    use std::io::Write as _;
+    let store = Store::open(path, eventual()).unwrap();
+    let space = store.create_space(&space_key(1), SpaceMode::Open).unwrap().space;
+    let mut stdout = std::io::stdout();
+    for i in 0u64.. {
+        store.write(&key(2), &space, &format!("d{i}"), vec![("f".into(), Value::Int(1))]).unwrap();
+        writeln!(stdout, "ack {i} {}", store.last_seq()).unwrap();
+        if i == 39 {
+            std::thread::sleep(FLUSH_INTERVAL * 3);
+            writeln!(stdout, "rested").unwrap();
+        }
+        stdout.flush().unwrap();
+    }
+}
+
+#[test]
+fn eventual_writes_older_than_the_flush_interval_survive_kill_9() {
+    if let Ok(path) = std::env::var(EVENTUAL_WRITER_ENV) {
+        eventual_writer(&path);
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.redb");
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "tests::eventual_writes_older_than_the_flush_interval_survive_kill_9",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(EVENTUAL_WRITER_ENV, &path)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut acked = Vec::new();
+    let mut rested = false;
+    // Kill it some writes after the pause, in the middle of its stream of writes.
+    while acked.len() < 200 {
+        let line = lines.next().expect("the writer goes on").unwrap();
+        if line == "rested" {
+            rested = true;
+        } else if let Some(rest) = line.strip_prefix("ack ") {
+            let (i, seq) = rest.split_once(' ').unwrap();
+            acked.push((i.parse::<u64>().unwrap(), seq.parse::<u64>().unwrap(), rested));
+        }
+    }
+    let status = std::process::Command::new("kill")
+        .args(["-KILL", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    child.wait().unwrap();
+
+    // The file opens cleanly; every write acknowledged before the pause is there.
+    let store = Store::open(&path, eventual()).unwrap();
+    let space = space_key(1).id();
+    for (i, _, after_pause) in &acked {
+        let held = store.get_doc(&space, &format!("d{i}")).unwrap().is_some();
+        assert!(held || *after_pause, "write {i}, made before the pause, is lost");
+    }
+    let items = store.recon_items(&space, None, None, usize::MAX).unwrap();
+    assert_eq!(store.fingerprint(&space, None, None).unwrap(), naive(&items, None, None));
+    // No sequence number handed out before the crash is handed out again.
+    let max_acked = acked.iter().map(|(_, seq, _)| *seq).max().unwrap();
+    store.write(&key(2), &space, "after", vec![("f".into(), Value::Bool(true))]).unwrap();
+    assert!(store.last_seq() > max_acked, "{} after {max_acked}", store.last_seq());
+}
+
 /// A storage backend that fails every write, sync and resize once its budget of such
 /// operations is spent, like a disk that fills up or a device that fails.
 #[derive(Debug)]

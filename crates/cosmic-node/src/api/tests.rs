@@ -770,3 +770,34 @@ async fn space_ids_end_in_a_or_q_as_documented() {
     assert_eq!(answer.assert_client_error("trailing bits"), "invalid_space");
     fixture.node.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn eventual_durability_from_the_config_keeps_writes_across_a_clean_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(dir.path());
+    config.store.durability = cosmic_config::Durability::Eventual;
+    config.store.cache_size = 1024 * 1024;
+    let node = Node::start(config.clone()).await.unwrap();
+    assert_eq!(node.shared.store.options().durability, cosmic_store::Durability::Eventual);
+    assert_eq!(node.shared.store.options().cache_size, Some(1024 * 1024));
+    let token = node.shared.data_dir.api_token().unwrap();
+    let fixture = Fixture {
+        app: router(AppState::new(node.shared.clone(), token.clone(), Default::default())),
+        node,
+        token,
+        _dir: dir,
+    };
+    let space = fixture.create_space("open").await;
+    let path = format!("/v1/spaces/{space}/docs/note");
+    let put = fixture.call(Method::PUT, &path, Some(json!({"text": "kept"}))).await;
+    assert!(put.status.is_success(), "{}", String::from_utf8_lossy(&put.body));
+    let Fixture { node, app, _dir: dir, .. } = fixture;
+    drop(app);
+    node.shutdown().await.unwrap();
+
+    let node = Node::start(config).await.unwrap();
+    let doc = node.shared.store.get_doc(&space.parse().unwrap(), "note").unwrap();
+    assert!(doc.is_some(), "the write was lost in a clean restart");
+    node.shutdown().await.unwrap();
+    drop(dir);
+}
