@@ -93,7 +93,7 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
     let n_chunks = size.div_ceil(CHUNK);
     let mut sent_at_kill = Vec::new();
     let mut restarts = Vec::new();
-    let (mut add_kept, mut fetch_kept, mut fetch_late) = (0, 0, 0);
+    let (mut add_kept, mut fetch_kept, mut fetch_late, mut answered_at_kill) = (0, 0, 0, 0);
     let started = Instant::now();
     for round in 0..rounds {
         let at = format!("add round {} of {rounds} (seed {seed})", round + 1);
@@ -208,7 +208,7 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
         kill(&mut cluster, &at).await?;
         fetch_kills += 1;
         match tokio::time::timeout(SHORT_CALL, &mut fetch).await {
-            Ok(Ok(Ok(status))) if status.is_success() => fetch_late += 1,
+            Ok(Ok(Ok(status))) if status.is_success() => answered_at_kill += 1,
             Ok(_) => cut += 1,
             Err(_) => bail!("{at}: the cut fetch did not end within {SHORT_CALL:?}"),
         }
@@ -230,10 +230,12 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
     let sent_max = sent_at_kill.iter().copied().fold(0.0, f64::max);
     Ok(Report {
         detail: format!(
-            "seed {seed}: {} SIGKILLs on {mib} MiB blobs in {:.0}s ({:.1}s per kill); {rounds} during adds, cut after \
-             {:.0}-{:.0}% of the upload (complete after restart {add_kept}); {cut} during fetches before the answer, \
-             drawn within {:.3}s (the median fetch; {fetch_late} answered first, redrawn; complete after restart \
-             {fetch_kept}); restart+reconnect mean {restart_mean:.2}s max {restart_max:.2}s; every retry verified, logs clean",
+            "seed {seed}: {} SIGKILLs on {mib} MiB blobs in {:.0}s ({:.1}s per kill); \
+             {rounds} during adds, cut after {:.0}-{:.0}% of the upload (complete after restart \
+             {add_kept}); {cut} during fetches before the answer, drawn within {:.3}s (the median \
+             fetch; {fetch_late} answered first and redrawn, {answered_at_kill} answered as the \
+             kill came and not counted; complete after restart {fetch_kept}); restart+reconnect \
+             mean {restart_mean:.2}s max {restart_max:.2}s; every retry verified, logs clean",
             rounds + fetch_kills,
             elapsed.as_secs_f64(),
             elapsed.as_secs_f64() / (rounds + fetch_kills) as f64,
