@@ -341,7 +341,8 @@ pub(crate) enum Rights {
 pub(crate) enum Expiry {
     /// Milliseconds since the Unix epoch.
     Millis(u64),
-    /// An RFC 3339 time such as `2027-01-01T00:00:00Z`.
+    /// An RFC 3339 time such as `2027-01-01T00:00:00Z` or `2027-01-01T01:00:00+01:00`.
+    #[schema(format = DateTime)]
     Time(String),
 }
 
@@ -350,7 +351,7 @@ pub(crate) enum Expiry {
 #[serde(deny_unknown_fields)]
 pub(crate) struct GrantRequest {
     /// The author id receiving the right.
-    #[schema(pattern = "^[a-z2-7]{51}[aq]$")]
+    #[schema(pattern = "^[a-z2-7]{51}[aq]$", format = "cosmic-author-id")]
     author: String,
     /// The right.
     rights: Rights,
@@ -401,19 +402,17 @@ pub(crate) async fn grant(
         None => None,
         Some(Expiry::Millis(millis)) => Some(Timestamp(*millis)),
         Some(Expiry::Time(text)) => {
-            let time = humantime::parse_rfc3339_weak(text.trim()).map_err(|error| {
+            let millis = parse_rfc3339(text.trim()).map_err(|reason| {
                 ApiError::bad_request(
                     "invalid_expires",
                     format!(
-                        "invalid expiry {text:?}: {error} (expected e.g. 2027-01-01T00:00:00Z)"
+                        "invalid expiry {text:?}: {reason} (expected an RFC 3339 time such as \
+                         2027-01-01T00:00:00Z)"
                     ),
                 )
             })?;
-            let millis = time
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_err(|_| ApiError::bad_request("invalid_expires", "expiry before 1970"))?
-                .as_millis();
-            Some(Timestamp(u64::try_from(millis).unwrap_or(u64::MAX)))
+            // A time before 1970 has passed as surely as the epoch has: the grant has ended.
+            Some(Timestamp(u64::try_from(millis).unwrap_or(0)))
         }
     };
     let statement = state.spaces.grant(space, subject, right, not_after).await?;
@@ -431,6 +430,94 @@ pub(crate) async fn grant(
             expires: grant.not_after.map(|time| time.0),
         }),
     ))
+}
+
+/// Milliseconds since the Unix epoch (negative before 1970) of an RFC 3339 `date-time`:
+/// `YYYY-MM-DDTHH:MM:SS`, an optional fraction (kept to the millisecond), then `Z` or a
+/// `+HH:MM`/`-HH:MM` offset. `T` and `Z` may be lowercase and `T` a space (RFC 3339 §5.6);
+/// a leap second (`:60`) counts as the first second of the next minute.
+pub(crate) fn parse_rfc3339(text: &str) -> Result<i64, &'static str> {
+    let number = |from: usize, to: usize| -> Result<i64, &'static str> {
+        match text.get(from..to) {
+            Some(part) if part.bytes().all(|byte| byte.is_ascii_digit()) => {
+                part.parse().map_err(|_| "a number is malformed")
+            }
+            _ => Err("a number is malformed"),
+        }
+    };
+    let separator = |at: usize, allowed: &[u8]| match text.as_bytes().get(at) {
+        Some(byte) if allowed.contains(byte) => Ok(()),
+        _ => Err("a separator is missing or wrong"),
+    };
+    let year = number(0, 4)?;
+    separator(4, b"-")?;
+    let month = number(5, 7)?;
+    separator(7, b"-")?;
+    let day = number(8, 10)?;
+    separator(10, b"Tt ")?;
+    let hour = number(11, 13)?;
+    separator(13, b":")?;
+    let minute = number(14, 16)?;
+    separator(16, b":")?;
+    let second = number(17, 19)?;
+    let mut rest = text.get(19..).ok_or("the time is cut short")?;
+    let mut millis = 0;
+    if let Some(fraction) = rest.strip_prefix('.') {
+        let digits = fraction.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            return Err("the fraction of a second has no digits");
+        }
+        for (place, byte) in fraction.bytes().take(digits.min(3)).enumerate() {
+            let scale = [100, 10, 1][place];
+            millis += i64::from(byte - b'0') * scale;
+        }
+        rest = &fraction[digits..];
+    }
+    let offset_minutes = match rest {
+        "Z" | "z" => 0,
+        _ => {
+            let sign = match rest.as_bytes().first() {
+                Some(b'+') => 1,
+                Some(b'-') => -1,
+                _ => return Err("the offset is neither Z nor +HH:MM or -HH:MM"),
+            };
+            if rest.len() != 6 || rest.as_bytes()[3] != b':' {
+                return Err("the offset is neither Z nor +HH:MM or -HH:MM");
+            }
+            let hours = rest[1..3].parse::<i64>().map_err(|_| "the offset is malformed")?;
+            let minutes = rest[4..6].parse::<i64>().map_err(|_| "the offset is malformed")?;
+            if !rest[1..3].bytes().chain(rest[4..6].bytes()).all(|byte| byte.is_ascii_digit())
+                || hours > 23
+                || minutes > 59
+            {
+                return Err("the offset is out of range");
+            }
+            sign * (hours * 60 + minutes)
+        }
+    };
+    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+    let days_in_month = match month {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if leap => 29,
+        2 => 28,
+        _ => return Err("the month is out of range"),
+    };
+    if !(1..=days_in_month).contains(&day) {
+        return Err("the day is out of range");
+    }
+    if hour > 23 || minute > 59 || second > 60 {
+        return Err("the time of day is out of range");
+    }
+    // Days from 1970-01-01 to the civil date (H. Hinnant's `days_from_civil`).
+    let shifted_year = if month <= 2 { year - 1 } else { year };
+    let era = shifted_year.div_euclid(400);
+    let year_of_era = shifted_year - era * 400;
+    let day_of_year = (153 * ((month + 9) % 12) + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    let days = era * 146_097 + day_of_era - 719_468;
+    let seconds = days * 86_400 + hour * 3_600 + minute * 60 + second - offset_minutes * 60;
+    Ok(seconds * 1_000 + millis)
 }
 
 /// `GET /v1/spaces/{space}/docs` query.
@@ -609,6 +696,64 @@ pub(crate) struct ChangeEvent {
     origin: String,
 }
 
+/// One Server-Sent Event of a change stream, as the document describes it: before
+/// OpenAPI 3.2 the schema of an event stream is that of each event (`id`, `event`, `data`).
+/// A change's `data` is a JSON [`ChangeEvent`]; an `error` event's is the reason, as text.
+pub(crate) struct ChangeFrame;
+
+impl utoipa::PartialSchema for ChangeFrame {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::extensions::Extensions;
+        use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
+
+        let text = |description: &str| {
+            ObjectBuilder::new().schema_type(Type::String).description(Some(description))
+        };
+        let event = |name: &str| {
+            ObjectBuilder::new().schema_type(Type::String).enum_values(Some([name.to_owned()]))
+        };
+        // `contentSchema` (JSON Schema 2020-12) has no builder method; extensions are
+        // written as they are named.
+        let mut content = Extensions::default();
+        content.insert(
+            "contentSchema".to_owned(),
+            serde_json::json!({"$ref": "#/components/schemas/ChangeEvent"}),
+        );
+        let change = ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .description(Some("a change: `data` is a ChangeEvent as JSON"))
+            .property("id", text("the change's local sequence number"))
+            .property("event", event("message"))
+            .property(
+                "data",
+                text("the ChangeEvent")
+                    .content_media_type("application/json")
+                    .extensions(Some(content)),
+            )
+            .required("id")
+            .required("data");
+        let error = ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .description(Some("the stream ends on a store error: `data` is the reason"))
+            .property("event", event("error"))
+            .property("data", text("the reason"))
+            .required("event")
+            .required("data");
+        OneOfBuilder::new().item(change).item(error).into()
+    }
+}
+
+impl ToSchema for ChangeFrame {
+    fn schemas(
+        schemas: &mut Vec<(String, utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>)>,
+    ) {
+        schemas.push((
+            ChangeEvent::name().into_owned(),
+            <ChangeEvent as utoipa::PartialSchema>::schema(),
+        ));
+    }
+}
+
 fn change_event(change: &Change) -> ChangeEvent {
     let entry = &change.entry;
     ChangeEvent {
@@ -627,13 +772,14 @@ fn change_event(change: &Change) -> ChangeEvent {
 
 /// A live stream of the changes of a space as Server-Sent Events.
 ///
-/// Each event's `id` is its local sequence number and its `data` a [`ChangeEvent`]. A
+/// Each event's `id` is its local sequence number and its `data` a [`ChangeEvent`] (the
+/// document describes each event as a [`ChangeFrame`]). A
 /// reconnect with `Last-Event-ID` (or `?since=`) resumes with no gap and no duplicate;
 /// with neither, the stream starts with every current field, then follows live changes.
 #[utoipa::path(get, path = "/v1/spaces/{space}/events", tag = "docs",
     params(("space" = String, Path, description = "space id"), EventsQuery,
         ("Last-Event-ID" = Option<u64>, Header, description = "resume after this event id")),
-    responses((status = 200, content_type = "text/event-stream", body = ChangeEvent),
+    responses((status = 200, content_type = "text/event-stream", body = ChangeFrame),
         (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(crate) async fn events(
     State(state): State<AppState>,

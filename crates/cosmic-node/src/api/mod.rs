@@ -110,6 +110,16 @@ const DOC_KEY_PATTERN: &str =
     "^[^/\\u0000-\\u001f\\u007f-\\u009f]+(/[^/\\u0000-\\u001f\\u007f-\\u009f]+)*$";
 /// A CID as the node prints it: multibase base32 (`b`), lowercase.
 const CID_PATTERN: &str = "^b[a-z2-7]+$";
+/// The OpenAPI `format` of a space id: beyond [`KEY_ID_PATTERN`], the 32 bytes must be an
+/// ed25519 point. A custom format, so that a test client can plug in a generator of valid
+/// ids; an author id in a body has the same rules and the format `cosmic-author-id`.
+pub(crate) const SPACE_ID_FORMAT: &str = "cosmic-space-id";
+/// The OpenAPI `format` of a document key: beyond [`DOC_KEY_PATTERN`], at most 512 bytes
+/// of UTF-8 (a schema's `maxLength` counts characters).
+const DOC_KEY_FORMAT: &str = "cosmic-doc-key";
+/// The OpenAPI `format` of a CID: beyond [`CID_PATTERN`], a CIDv1 raw with a BLAKE3
+/// multihash (`bafkr4...`).
+const CID_FORMAT: &str = "cosmic-cid";
 
 /// Adds to the document what every operation shares but its annotation does not say:
 /// the 401 of a missing token, the 400/413/415/422 of a JSON body the extractor refuses,
@@ -119,7 +129,7 @@ struct CommonAnswers;
 impl utoipa::Modify for CommonAnswers {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         use utoipa::openapi::path::ParameterIn;
-        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        use utoipa::openapi::schema::{ObjectBuilder, SchemaFormat, Type};
         use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
 
         let error = |description: &str| {
@@ -169,16 +179,18 @@ impl utoipa::Modify for CommonAnswers {
                     if parameter.parameter_in != ParameterIn::Path {
                         continue;
                     }
-                    let pattern = match parameter.name.as_str() {
-                        "space" => KEY_ID_PATTERN,
-                        "key" => DOC_KEY_PATTERN,
-                        "cid" => CID_PATTERN,
+                    let (pattern, format) = match parameter.name.as_str() {
+                        "space" => (KEY_ID_PATTERN, Some(SPACE_ID_FORMAT)),
+                        "key" => (DOC_KEY_PATTERN, Some(DOC_KEY_FORMAT)),
+                        "cid" => (CID_PATTERN, Some(CID_FORMAT)),
                         _ => continue,
                     };
+                    let format = format.map(|name| SchemaFormat::Custom(name.to_owned()));
                     parameter.schema = Some(RefOr::T(
                         ObjectBuilder::new()
                             .schema_type(Type::String)
                             .pattern(Some(pattern))
+                            .format(format)
                             .into(),
                     ));
                 }

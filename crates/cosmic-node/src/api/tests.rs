@@ -771,6 +771,96 @@ async fn space_ids_end_in_a_or_q_as_documented() {
     fixture.node.shutdown().await.unwrap();
 }
 
+/// Ids, document keys and CIDs carry custom formats (their pattern cannot say "an ed25519
+/// point", "at most 512 bytes" or "a BLAKE3 multihash"), so a fuzzer can be given generators of valid ones; the textual
+/// expiry is a standard `date-time`.
+#[test]
+fn hard_parameters_have_formats() {
+    let document = serde_json::to_value(ApiDoc::openapi()).unwrap();
+    let path_format = |path: &str, method: &str, name: &str| {
+        let parameters = document["paths"][path][method]["parameters"].as_array().unwrap();
+        let parameter = parameters.iter().find(|parameter| parameter["name"] == name).unwrap();
+        parameter["schema"]["format"].as_str().unwrap().to_owned()
+    };
+    assert_eq!(path_format("/v1/spaces/{space}/grants", "post", "space"), super::SPACE_ID_FORMAT);
+    assert_eq!(path_format("/v1/spaces/{space}/docs/{key}", "put", "space"), "cosmic-space-id");
+    assert_eq!(path_format("/v1/spaces/{space}/docs/{key}", "get", "key"), "cosmic-doc-key");
+    assert_eq!(path_format("/v1/blobs/{cid}", "get", "cid"), "cosmic-cid");
+    let schemas = &document["components"]["schemas"];
+    let author = &schemas["GrantRequest"]["properties"]["author"];
+    assert_eq!(author["format"], "cosmic-author-id");
+    assert_eq!(author["pattern"], super::KEY_ID_PATTERN);
+    let texts: Vec<&Value> = schemas["Expiry"]["oneOf"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|variant| variant["type"] == "string")
+        .collect();
+    assert_eq!(texts.len(), 1);
+    assert_eq!(texts[0]["format"], "date-time");
+}
+
+#[test]
+fn rfc3339_times_parse_with_any_offset_and_before_1970() {
+    use super::handlers::parse_rfc3339;
+    for (text, millis) in [
+        ("1970-01-01T00:00:00Z", 0),
+        ("2100-01-01T00:00:00Z", 4_102_444_800_000),
+        ("2027-01-01T01:00:00+01:00", 1_798_761_600_000),
+        ("2026-12-31t23:30:00-00:30", 1_798_761_600_000),
+        ("2026-12-31 19:00:00.5-05:00", 1_798_761_600_500),
+        ("2027-01-01T00:00:00.123456789z", 1_798_761_600_123),
+        ("1969-12-31T23:59:59.999Z", -1),
+        ("2024-02-29T00:00:00Z", 1_709_164_800_000),
+        ("1998-12-31T23:59:60Z", 915_148_800_000),
+        ("0000-01-01T00:00:00Z", -62_167_219_200_000),
+    ] {
+        assert_eq!(parse_rfc3339(text), Ok(millis), "{text}");
+    }
+    for text in [
+        "",
+        "soon",
+        "2027-01-01",
+        "2027-01-01T00:00:00",
+        "2027-13-01T00:00:00Z",
+        "2023-02-29T00:00:00Z",
+        "2027-01-01T24:00:00Z",
+        "2027-01-01T00:00:00.Z",
+        "2027-01-01T00:00:00+1:00",
+        "2027-01-01T00:00:00+24:00",
+        "2027-01-01T00:00:00+01:60",
+        "+027-01-01T00:00:00Z",
+        "2027-01-01T00:00:00+0100",
+        "2027-01-01T00:00:00+01:00z",
+    ] {
+        assert!(parse_rfc3339(text).is_err(), "{text:?}");
+    }
+}
+
+/// Found by fuzzing with valid inputs: an expiry with an offset other than `Z`, or before
+/// 1970, is an RFC 3339 time as documented, and was refused.
+#[tokio::test]
+async fn grants_take_any_rfc3339_expiry() {
+    let fixture = fixture().await;
+    let space = fixture.create_space("open").await;
+    let other = cosmic_auth::AuthorKey::generate().public().to_string();
+    for (expires, millis) in
+        [("2027-01-01T01:00:00+01:00", 1_798_761_600_000u64), ("1969-07-20T20:17:40Z", 0)]
+    {
+        let answer = fixture
+            .call(
+                Method::POST,
+                &format!("/v1/spaces/{space}/grants"),
+                Some(json!({"author": other, "rights": "read", "expires": expires})),
+            )
+            .await;
+        let body = String::from_utf8_lossy(&answer.body).into_owned();
+        assert_eq!(answer.status, StatusCode::CREATED, "{expires}: {body}");
+        assert_eq!(answer.json()["expires"], millis, "{expires}");
+    }
+    fixture.node.shutdown().await.unwrap();
+}
+
 #[tokio::test]
 async fn eventual_durability_from_the_config_keeps_writes_across_a_clean_restart() {
     let dir = tempfile::tempdir().unwrap();
@@ -800,4 +890,24 @@ async fn eventual_durability_from_the_config_keeps_writes_across_a_clean_restart
     assert!(doc.is_some(), "the write was lost in a clean restart");
     node.shutdown().await.unwrap();
     drop(dir);
+}
+
+/// Found by fuzzing with a space that exists: an event stream's schema (before OpenAPI 3.2)
+/// is that of each event, `{id, event, data}`, and described the `data` instead.
+#[test]
+fn the_event_stream_is_documented_event_by_event() {
+    let document = serde_json::to_value(ApiDoc::openapi()).unwrap();
+    let response = &document["paths"]["/v1/spaces/{space}/events"]["get"]["responses"]["200"];
+    let schema = &response["content"]["text/event-stream"]["schema"];
+    let name = schema["$ref"].as_str().unwrap().rsplit('/').next().unwrap();
+    let frame = &document["components"]["schemas"][name];
+    let variants = frame["oneOf"].as_array().unwrap();
+    let change =
+        variants.iter().find(|variant| variant["properties"]["event"]["enum"][0] == "message");
+    let data = &change.unwrap()["properties"]["data"];
+    assert_eq!(data["contentMediaType"], "application/json");
+    assert_eq!(data["contentSchema"]["$ref"], "#/components/schemas/ChangeEvent");
+    let required = document["components"]["schemas"]["ChangeEvent"]["required"].as_array().unwrap();
+    assert!(required.contains(&json!("seq")), "{required:?}");
+    assert!(variants.iter().any(|variant| variant["properties"]["event"]["enum"][0] == "error"));
 }
