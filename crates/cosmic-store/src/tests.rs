@@ -901,6 +901,28 @@ fn kill_writer(path: &str) {
     }
 }
 
+/// Runs the test `test` of this binary again as a child process, with `env` set to
+/// `path`: the child plays the writer, its stdout piped here.
+fn spawn_writer(test: &str, env: &str, path: &Path) -> std::process::Child {
+    std::process::Command::new(std::env::current_exe().unwrap())
+        .args([test, "--exact", "--nocapture", "--test-threads=1"])
+        .env(env, path)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// SIGKILLs `child` and reaps it.
+fn kill_9(child: &mut std::process::Child) {
+    let status = std::process::Command::new("kill")
+        .args(["-KILL", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    child.wait().unwrap();
+}
+
 #[test]
 fn acknowledged_writes_survive_kill_9() {
     if let Ok(path) = std::env::var(KILL_WRITER_ENV) {
@@ -909,18 +931,8 @@ fn acknowledged_writes_survive_kill_9() {
     }
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("store.redb");
-    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "tests::acknowledged_writes_survive_kill_9",
-            "--exact",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(KILL_WRITER_ENV, &path)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child =
+        spawn_writer("tests::acknowledged_writes_survive_kill_9", KILL_WRITER_ENV, &path);
     let stdout = child.stdout.take().unwrap();
     let (sender, receiver) = std::sync::mpsc::sync_channel(1024);
     let reader = std::thread::spawn(move || {
@@ -938,12 +950,7 @@ fn acknowledged_writes_survive_kill_9() {
         acked
             .push(receiver.recv_timeout(Duration::from_secs(30)).expect("the writer acknowledges"));
     }
-    let status = std::process::Command::new("kill")
-        .args(["-KILL", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    child.wait().unwrap();
+    kill_9(&mut child);
     reader.join().unwrap();
     acked.extend(receiver.try_iter());
 
@@ -1020,18 +1027,8 @@ fn eventual_writes_older_than_the_flush_interval_survive_kill_9() {
     }
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("store.redb");
-    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "tests::eventual_writes_older_than_the_flush_interval_survive_kill_9",
-            "--exact",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(EVENTUAL_WRITER_ENV, &path)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let test = "tests::eventual_writes_older_than_the_flush_interval_survive_kill_9";
+    let mut child = spawn_writer(test, EVENTUAL_WRITER_ENV, &path);
     let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
     let mut acked = Vec::new();
     let mut rested = false;
@@ -1045,12 +1042,7 @@ fn eventual_writes_older_than_the_flush_interval_survive_kill_9() {
             acked.push((i.parse::<u64>().unwrap(), seq.parse::<u64>().unwrap(), rested));
         }
     }
-    let status = std::process::Command::new("kill")
-        .args(["-KILL", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    child.wait().unwrap();
+    kill_9(&mut child);
 
     // The file opens cleanly; every write acknowledged before the pause is there.
     let store = Store::open(&path, eventual()).unwrap();
