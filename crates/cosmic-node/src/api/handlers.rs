@@ -339,7 +339,7 @@ pub(crate) enum Rights {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(untagged)]
 pub(crate) enum Expiry {
-    /// Milliseconds since the Unix epoch.
+    /// Milliseconds since the Unix epoch, at most 2^63 - 1.
     Millis(u64),
     /// An RFC 3339 time such as `2027-01-01T00:00:00Z` or `2027-01-01T01:00:00+01:00`.
     #[schema(format = DateTime)]
@@ -400,6 +400,13 @@ pub(crate) async fn grant(
     };
     let not_after = match &request.expires {
         None => None,
+        // The document says `int64`, as a JSON client can hold: what lies beyond is refused.
+        Some(Expiry::Millis(millis)) if i64::try_from(*millis).is_err() => {
+            return Err(ApiError::bad_request(
+                "invalid_expires",
+                format!("expiry {millis} is out of range: expected at most {}", i64::MAX),
+            ));
+        }
         Some(Expiry::Millis(millis)) => Some(Timestamp(*millis)),
         Some(Expiry::Time(text)) => {
             let millis = parse_rfc3339(text.trim()).map_err(|reason| {

@@ -838,7 +838,8 @@ fn rfc3339_times_parse_with_any_offset_and_before_1970() {
 }
 
 /// Found by fuzzing with valid inputs: an expiry with an offset other than `Z`, or before
-/// 1970, is an RFC 3339 time as documented, and was refused.
+/// 1970, is an RFC 3339 time as documented, and was refused; milliseconds beyond `int64`
+/// were taken though the document bounds them.
 #[tokio::test]
 async fn grants_take_any_rfc3339_expiry() {
     let fixture = fixture().await;
@@ -858,6 +859,13 @@ async fn grants_take_any_rfc3339_expiry() {
         assert_eq!(answer.status, StatusCode::CREATED, "{expires}: {body}");
         assert_eq!(answer.json()["expires"], millis, "{expires}");
     }
+    // Found by fuzzing: milliseconds are documented as `int64`, and 2^63 was taken.
+    let grant = |expires: u64| json!({"author": other, "rights": "read", "expires": expires});
+    let uri = format!("/v1/spaces/{space}/grants");
+    let largest = fixture.call(Method::POST, &uri, Some(grant(i64::MAX as u64))).await;
+    assert_eq!(largest.status, StatusCode::CREATED);
+    let beyond = fixture.call(Method::POST, &uri, Some(grant(1 << 63))).await;
+    assert_eq!(beyond.assert_client_error("expires 2^63"), "invalid_expires");
     fixture.node.shutdown().await.unwrap();
 }
 
