@@ -161,8 +161,16 @@ struct Inner {
     /// were refused for it since.
     drift_logged_at: AtomicU64,
     drift_refused: AtomicU64,
-    /// Writes committed since the last durable commit ([`Durability::Eventual`]).
-    dirty: AtomicBool,
+    /// Write transactions committed so far (counted under the writer lock), and how many of
+    /// them are known durable: see `store/durability.rs`.
+    commits: AtomicU64,
+    durable_upto: AtomicU64,
+    /// Held by the one caller making commits durable; the others wait on it and then find
+    /// their commit already covered (group commit).
+    sync_lock: Mutex<()>,
+    /// Write transactions begun and not yet committed (or failed): a sync waits a moment for
+    /// them, so that it covers them too.
+    writing: AtomicU64,
     /// The earliest the present can be (see [`Store::set_time_floor`]).
     time_floor: Mutex<Option<TimeFloor>>,
     /// Public keys read from the database and already checked, by their bytes.
@@ -285,7 +293,10 @@ impl Store {
         let eventual = options.durability == Durability::Eventual;
         let store = Store {
             inner: Arc::new(Inner {
-                dirty: AtomicBool::new(false),
+                commits: AtomicU64::new(0),
+                durable_upto: AtomicU64::new(0),
+                sync_lock: Mutex::new(()),
+                writing: AtomicU64::new(0),
                 db: RwLock::new(Some(db)),
                 reopen,
                 failed: AtomicBool::new(false),
@@ -365,7 +376,9 @@ impl Store {
         // crash; the numbers they took stay taken.)
         let (hlc, last_seq, reserved) = read_writer_state(&db, &self.inner.path)?;
         let last_seq = last_seq.max(reserved);
-        self.inner.dirty.store(false, Ordering::Release);
+        self.inner
+            .durable_upto
+            .fetch_max(self.inner.commits.load(Ordering::Acquire), Ordering::AcqRel);
         writer.hlc.last = writer.hlc.last.max(hlc);
         if last_seq > writer.last_seq {
             writer.last_seq = last_seq;
@@ -656,6 +669,7 @@ impl Store {
         body: impl FnOnce(&mut WriterState, &mut Tables<'_>, u64) -> Result<T>,
     ) -> Result<T> {
         self.recover_if_failed()?;
+        let writing = durability::Writing::enter(&self.inner);
         let mut guard = self.inner.writer.lock().unwrap_or_else(PoisonError::into_inner);
         let mut state = WriterState {
             hlc: HlcState { last: guard.hlc.last },
@@ -694,10 +708,12 @@ impl Store {
             meta.insert("last_seq", state.last_seq.to_be_bytes().as_slice())
                 .map_err(|e| self.err(e))?;
         }
-        // Eventual durability: commit in memory, unless this commit must reserve more
-        // sequence numbers (durably, so that a crash never lets a number be reused).
-        let mut durable = self.inner.options.durability == Durability::Immediate;
-        if !durable && state.last_seq > state.seq_reserved {
+        // Commit in memory, then make it durable together with whatever other writers
+        // committed meanwhile (immediate), or let the flush thread do it (eventual); unless
+        // this commit must reserve more sequence numbers, which is durable at once, so that
+        // a crash never lets a number be reused.
+        let mut durable = false;
+        if state.last_seq > state.seq_reserved {
             state.seq_reserved = state.last_seq.saturating_add(durability::SEQ_RESERVE);
             let mut meta = txn.open_table(META).map_err(|e| self.err(e))?;
             meta.insert("seq_reserved", state.seq_reserved.to_be_bytes().as_slice())
@@ -711,12 +727,20 @@ impl Store {
             })?;
         }
         txn.commit().map_err(|e| self.err(e))?;
-        // A durable commit makes the earlier in-memory ones durable too.
-        self.inner.dirty.store(!durable, Ordering::Release);
+        let ticket = self.inner.commits.fetch_add(1, Ordering::AcqRel) + 1;
+        if durable {
+            // A durable commit makes the earlier in-memory ones durable too.
+            self.inner.durable_upto.fetch_max(ticket, Ordering::AcqRel);
+        }
         let seq_changed = state.last_seq != guard.last_seq;
         *guard = state;
         if seq_changed {
             self.inner.last_seq.send_replace(guard.last_seq);
+        }
+        drop(guard);
+        drop(writing);
+        if self.inner.options.durability == Durability::Immediate {
+            durability::wait_durable(&self.inner, ticket)?;
         }
         Ok(result)
     }

@@ -1,12 +1,21 @@
-//! When a write reaches the disk: [`Durability::Immediate`] (each write transaction is
-//! fsynced before it returns) or [`Durability::Eventual`] (write transactions are committed
-//! in memory and a background flusher makes them durable every [`FLUSH_INTERVAL`]).
+//! When a write reaches the disk. Every write transaction commits in memory first (redb's
+//! `Durability::None`); an empty durable commit then persists it together with every other
+//! commit made before it. [`Durability::Immediate`]: the writer waits for that before it
+//! returns, and writers that commit while one sync runs share the next one (group commit),
+//! so concurrent writers do not queue for one fsync each. [`Durability::Eventual`]: a
+//! background flusher does it every [`FLUSH_INTERVAL`], and a crash loses at most the
+//! writes of the last interval.
 //!
-//! With `Eventual`, a crash loses at most the writes of the last interval, never corrupts
-//! the file (redb keeps the last durable commit), and never reuses a change sequence number:
-//! sequence numbers are reserved in durable blocks of [`SEQ_RESERVE`], and a reopened store
-//! continues after the reserved block, so a subscriber resuming from a number it saw before
-//! the crash does not skip the changes made after it.
+//! Either way a crash never corrupts the file (redb keeps the last durable commit) and
+//! never reuses a change sequence number, although subscribers hear of a change as soon as
+//! it commits in memory: numbers are reserved in durable blocks of [`SEQ_RESERVE`], and a
+//! reopened store continues after the reserved block, so a subscriber resuming from a
+//! number it saw before the crash does not skip the changes made after it.
+//!
+//! A write whose sync fails returns the error; the store then reopens its file before the
+//! next operation and so drops what was only in memory (a sync by another writer that
+//! succeeded in between may have kept it: as with any failed fsync, the outcome of that one
+//! write is not known, but nothing acknowledged is lost).
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, PoisonError, Weak};
@@ -29,45 +38,93 @@ pub enum Durability {
 /// How often a store with [`Durability::Eventual`] makes its writes durable.
 pub const FLUSH_INTERVAL: Duration = Duration::from_millis(200);
 
+/// How long a sync waits, at most, for write transactions in progress to commit so that it
+/// covers them too.
+const GATHER: Duration = Duration::from_millis(2);
+
+/// Counts a write transaction in progress while alive.
+pub(super) struct Writing<'a>(&'a Inner);
+
+impl<'a> Writing<'a> {
+    pub(super) fn enter(inner: &'a Inner) -> Writing<'a> {
+        inner.writing.fetch_add(1, Ordering::AcqRel);
+        Writing(inner)
+    }
+}
+
+impl Drop for Writing<'_> {
+    fn drop(&mut self) {
+        self.0.writing.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// Sequence numbers reserved durably at a time with [`Durability::Eventual`].
 pub(super) const SEQ_RESERVE: u64 = 10_000;
 
 impl Store {
-    /// Makes every write so far durable (with [`Durability::Immediate`] they already are).
+    /// Makes every write so far durable (with [`Durability::Immediate`] they already are
+    /// when the write returns).
     pub fn flush(&self) -> Result<()> {
-        flush_inner(&self.inner)
+        let upto = self.inner.commits.load(Ordering::Acquire);
+        wait_durable(&self.inner, upto)
     }
 }
 
-/// Commits an empty durable transaction if writes since the last one were not durable:
-/// redb then persists them too.
-pub(super) fn flush_inner(inner: &Inner) -> Result<()> {
-    if !inner.dirty.swap(false, Ordering::AcqRel) {
+/// Returns once commit number `ticket` is durable. The first caller to find it is not
+/// makes every commit so far durable with one empty durable commit (redb then persists
+/// the in-memory commits before it too); callers arriving meanwhile wait for it and
+/// usually find their own commit covered: one sync for many writers (group commit).
+pub(super) fn wait_durable(inner: &Inner, ticket: u64) -> Result<()> {
+    if inner.durable_upto.load(Ordering::Acquire) >= ticket {
         return Ok(());
     }
-    // Under the writer lock, so that no write commits (non-durably) in between.
-    let _guard = inner.writer.lock().unwrap_or_else(PoisonError::into_inner);
-    let result = (|| {
-        let db = inner.db.read().unwrap_or_else(PoisonError::into_inner);
-        let Some(db) = db.as_ref() else { return Ok(()) };
-        let txn = super::begin_write(db, &inner.path)?;
-        txn.commit().map_err(|error| crate::Error::redb(&inner.path, error))
-    })();
-    if result.is_err() {
-        inner.dirty.store(true, Ordering::Release);
+    let _sync = inner.sync_lock.lock().unwrap_or_else(PoisonError::into_inner);
+    if inner.durable_upto.load(Ordering::Acquire) >= ticket {
+        return Ok(());
     }
-    result
+    // Writers already on their way commit first, and share this sync.
+    let waiting = std::time::Instant::now();
+    while inner.writing.load(Ordering::Acquire) > 0 && waiting.elapsed() < GATHER {
+        std::thread::yield_now();
+    }
+    // Under the writer lock no commit happens, so everything counted is in the file's
+    // in-memory state that this commit persists.
+    let writer = inner.writer.lock().unwrap_or_else(PoisonError::into_inner);
+    let upto = inner.commits.load(Ordering::Acquire);
+    let slot = inner.db.read().unwrap_or_else(PoisonError::into_inner);
+    let Some(db) = slot.as_ref() else {
+        return Err(crate::Error::Io {
+            path: inner.path.clone(),
+            source: redb::Error::DatabaseClosed,
+        });
+    };
+    let txn = super::begin_write(db, &inner.path)?;
+    let result = txn.commit().map_err(|error| {
+        let error = crate::Error::redb(&inner.path, error);
+        // Like any failed write: the next operation reopens the file (and the commits that
+        // were only in memory are gone with the handle).
+        if matches!(error, crate::Error::Io { .. }) {
+            inner.failed.store(true, Ordering::SeqCst);
+        }
+        error
+    });
+    drop(slot);
+    drop(writer);
+    result?;
+    inner.durable_upto.fetch_max(upto, Ordering::AcqRel);
+    Ok(())
 }
 
-/// Starts the thread that flushes the store behind `inner` every [`FLUSH_INTERVAL`]; it
-/// ends when the store is dropped (which flushes one last time).
+/// Starts the thread that makes the writes of the store behind `inner` durable every
+/// [`FLUSH_INTERVAL`]; it ends when the store is dropped (which flushes one last time).
 pub(super) fn spawn_flusher(inner: &Arc<Inner>) {
     let weak: Weak<Inner> = Arc::downgrade(inner);
     let spawned = std::thread::Builder::new().name("cosmic-store-flush".into()).spawn(move || {
         loop {
             std::thread::sleep(FLUSH_INTERVAL);
             let Some(inner) = weak.upgrade() else { return };
-            if let Err(error) = flush_inner(&inner) {
+            let upto = inner.commits.load(Ordering::Acquire);
+            if let Err(error) = wait_durable(&inner, upto) {
                 tracing::warn!(path = %inner.path.display(), %error, "flushing writes failed");
             }
         }
@@ -80,7 +137,8 @@ pub(super) fn spawn_flusher(inner: &Arc<Inner>) {
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        if let Err(error) = flush_inner(self) {
+        let upto = self.commits.load(Ordering::Acquire);
+        if let Err(error) = wait_durable(self, upto) {
             tracing::warn!(path = %self.path.display(), %error, "flushing writes at close failed");
         }
     }
