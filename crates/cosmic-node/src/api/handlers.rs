@@ -692,8 +692,8 @@ pub(crate) struct ChangeEvent {
     doc: String,
     /// The field name.
     field: String,
-    /// The new value (`null`: deleted).
-    #[schema(value_type = Object)]
+    /// The new value, any JSON (`null`: deleted; a link is `{"#": key}` or `{"/": cid}`).
+    #[schema(value_type = Value)]
     value: serde_json::Value,
     /// The author id.
     author: String,
