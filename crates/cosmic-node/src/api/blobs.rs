@@ -192,7 +192,8 @@ fn not_satisfiable(size: u64) -> Response {
 /// Supports a single `Range: bytes=...` (answered with 206 and `Content-Range`).
 #[utoipa::path(get, path = "/v1/blobs/{cid}", tag = "blobs",
     params(("cid" = String, Path, description = "the blob's CID"),
-        ("Range" = Option<String>, Header, description = "one byte range, e.g. bytes=0-99")),
+        ("Range" = Option<String>, Header, nullable = false,
+            description = "one byte range, e.g. bytes=0-99")),
     responses((status = 200, content_type = "application/octet-stream", body = Vec<u8>),
         (status = 206, content_type = "application/octet-stream", body = Vec<u8>),
         (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),

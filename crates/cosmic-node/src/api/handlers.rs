@@ -785,7 +785,8 @@ fn change_event(change: &Change) -> ChangeEvent {
 /// with neither, the stream starts with every current field, then follows live changes.
 #[utoipa::path(get, path = "/v1/spaces/{space}/events", tag = "docs",
     params(("space" = String, Path, description = "space id"), EventsQuery,
-        ("Last-Event-ID" = Option<u64>, Header, description = "resume after this event id")),
+        ("Last-Event-ID" = Option<u64>, Header, nullable = false,
+            description = "resume after this event id")),
     responses((status = 200, content_type = "text/event-stream", body = ChangeFrame),
         (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(crate) async fn events(

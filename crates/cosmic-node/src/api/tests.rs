@@ -923,3 +923,23 @@ fn the_event_stream_is_documented_event_by_event() {
     let value = &document["components"]["schemas"]["ChangeEvent"]["properties"]["value"];
     assert!(value.get("type").is_none(), "{value}");
 }
+
+/// Found by fuzzing: an optional header was documented as nullable, and a client that
+/// believed it sent the text `null`; a header is absent or has a value.
+#[test]
+fn optional_headers_are_not_nullable() {
+    let document = serde_json::to_value(ApiDoc::openapi()).unwrap();
+    let mut headers = 0;
+    for item in document["paths"].as_object().unwrap().values() {
+        for operation in item.as_object().unwrap().values() {
+            let Some(parameters) = operation["parameters"].as_array() else { continue };
+            for parameter in parameters.iter().filter(|parameter| parameter["in"] == "header") {
+                headers += 1;
+                let kind = &parameter["schema"]["type"];
+                assert!(kind.is_string(), "{}: {kind}", parameter["name"]);
+                assert_eq!(parameter["required"], false, "{}", parameter["name"]);
+            }
+        }
+    }
+    assert_eq!(headers, 2);
+}
