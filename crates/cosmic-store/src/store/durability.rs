@@ -135,11 +135,30 @@ pub(super) fn spawn_flusher(inner: &Arc<Inner>) {
     }
 }
 
+/// At a clean close: one durable commit that covers every write and hands back the unused
+/// part of the reserved block of sequence numbers, so that the next open continues without
+/// a gap.
+fn close(inner: &Inner) -> Result<()> {
+    let writer = inner.writer.lock().unwrap_or_else(PoisonError::into_inner);
+    if inner.failed.load(Ordering::SeqCst) {
+        return Ok(());
+    }
+    let slot = inner.db.read().unwrap_or_else(PoisonError::into_inner);
+    let Some(db) = slot.as_ref() else { return Ok(()) };
+    let redb_error = |error: redb::Error| crate::Error::redb(&inner.path, error);
+    let txn = super::begin_write(db, &inner.path)?;
+    {
+        let mut meta = txn.open_table(crate::schema::META).map_err(|e| redb_error(e.into()))?;
+        meta.insert("seq_reserved", writer.last_seq.to_be_bytes().as_slice())
+            .map_err(|e| redb_error(e.into()))?;
+    }
+    txn.commit().map_err(|e| redb_error(e.into()))
+}
+
 impl Drop for Inner {
     fn drop(&mut self) {
-        let upto = self.commits.load(Ordering::Acquire);
-        if let Err(error) = wait_durable(self, upto) {
-            tracing::warn!(path = %self.path.display(), %error, "flushing writes at close failed");
+        if let Err(error) = close(self) {
+            tracing::warn!(path = %self.path.display(), %error, "writing out at close failed");
         }
     }
 }
