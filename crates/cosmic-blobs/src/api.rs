@@ -314,23 +314,44 @@ impl Blobs {
     ) -> Result<Added> {
         let max = self.inner.config.max_blob_size;
         let mut total = 0u64;
-        let too_large = Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let flag = too_large.clone();
-        let limited = stream.map(move |item| {
-            let bytes = item?;
-            total += bytes.len() as u64;
-            if total > max {
-                flag.store(total, std::sync::atomic::Ordering::Relaxed);
-                return Err(io::Error::other("blob larger than blobs.max_blob_size"));
-            }
-            Ok(bytes)
-        });
+        // iroh-blobs 0.104's `add_stream` can panic when its source fails while it reports
+        // progress (its generator yields twice without an await between). So its source
+        // never fails: on the first error (ours or the caller's) we note it, wake the
+        // select below and stall; dropping the add then makes the store abort the import.
+        let failure = Arc::new(FirstFailure::default());
+        let (noted, stalled) = (failure.clone(), failure.clone());
+        let limited = stream
+            .map(move |item| {
+                let error = match item {
+                    Ok(bytes) => {
+                        total += bytes.len() as u64;
+                        if total <= max {
+                            return Some(bytes);
+                        }
+                        Error::TooLarge { size: total, max }
+                    }
+                    Err(error) => Error::store("add a stream", error),
+                };
+                noted.note(error);
+                None
+            })
+            .take_while(|item| futures::future::ready(item.is_some()))
+            .filter_map(futures::future::ready)
+            .map(io::Result::Ok)
+            // After a failure, stall rather than end (an end would complete the import).
+            .chain(
+                futures::stream::once(async move {
+                    if stalled.failed() {
+                        futures::future::pending::<()>().await;
+                    }
+                })
+                .filter_map(|()| futures::future::ready(None)),
+            );
         let blobs = self.inner.store.blobs();
-        let temp = blobs.add_stream(limited).await.temp_tag().await;
-        let size_seen = too_large.load(std::sync::atomic::Ordering::Relaxed);
-        if size_seen > 0 {
-            return Err(Error::TooLarge { size: size_seen, max });
-        }
+        let temp = tokio::select! {
+            temp = async { blobs.add_stream(limited).await.temp_tag().await } => temp,
+            error = failure.wait() => return Err(error),
+        };
         let temp = temp.map_err(|error| Error::store("add a stream", error))?;
         let cid = Cid::from_hash(temp.hash());
         self.set_pin(&cid, pin).await?;
@@ -549,6 +570,42 @@ async fn remove_leftover_temp_files(temp: &Path) {
         match tokio::fs::remove_file(&path).await {
             Ok(()) => tracing::info!(?path, "removed the temporary file of an interrupted add"),
             Err(error) => tracing::warn!(?path, %error, "cannot remove a leftover temporary file"),
+        }
+    }
+}
+
+/// The first failure of an added stream, and a wake-up for whoever waits for it.
+#[derive(Default)]
+struct FirstFailure {
+    failed: std::sync::atomic::AtomicBool,
+    error: std::sync::Mutex<Option<Error>>,
+    noticed: tokio::sync::Notify,
+}
+
+impl FirstFailure {
+    /// Keeps `error` if it is the first, and wakes the waiter.
+    fn note(&self, error: Error) {
+        let mut slot = self.error.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !self.failed.swap(true, std::sync::atomic::Ordering::AcqRel) {
+            *slot = Some(error);
+            // A stored permit: the waiter wakes even if it starts waiting later.
+            self.noticed.notify_one();
+        }
+    }
+
+    /// Whether a failure was noted.
+    fn failed(&self) -> bool {
+        self.failed.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Waits for the first failure and takes it.
+    async fn wait(&self) -> Error {
+        loop {
+            self.noticed.notified().await;
+            let taken = self.error.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+            if let Some(error) = taken {
+                return error;
+            }
         }
     }
 }

@@ -161,6 +161,23 @@ async fn bad_bind_address_and_failing_stream_are_clear_errors() {
     let error =
         blobs.add_stream(futures::stream::iter(chunks), Visibility::Public).await.err().unwrap();
     assert!(matches!(error, Error::Store { operation: "add a stream", .. }), "{error}");
+    assert!(
+        error.to_string().contains("disk on fire") || format!("{error:?}").contains("disk on fire"),
+        "{error:?}"
+    );
+    assert!(blobs.list().await.unwrap().is_empty());
+
+    // Sources that fail at every point of an upload, many times over: a clear error each
+    // time, never a panic (iroh-blobs' own add_stream can panic when its source fails
+    // while it reports progress), and nothing kept.
+    for failing_at in 0..40usize {
+        let mut chunks: Vec<std::io::Result<Bytes>> =
+            (0..failing_at).map(|_| Ok(Bytes::from(pattern(16 * 1024)))).collect();
+        chunks.push(Err(std::io::Error::other("connection reset")));
+        let added = blobs.add_stream(futures::stream::iter(chunks), Visibility::Public).await;
+        let error = added.err().unwrap();
+        assert!(matches!(error, Error::Store { operation: "add a stream", .. }), "{error}");
+    }
     assert!(blobs.list().await.unwrap().is_empty());
     blobs.shutdown().await.unwrap();
 }
