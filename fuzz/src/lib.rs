@@ -74,14 +74,30 @@ pub fn space_record(data: &[u8]) -> bool {
     true
 }
 
-/// A gossip payload (`wire::decode_gossip`): the entry it carries re-encodes into a
-/// gossip payload that decodes to the same entry encoding.
+/// A gossip payload (`wire::decode_gossip`), single entry or batch: what it carries
+/// re-encodes in the same form into a payload that decodes to the same sequence and the
+/// same entry encodings, and a batch is never empty.
 pub fn gossip(data: &[u8]) -> bool {
-    let Ok(entry) = wire::decode_gossip(data, WIRE_LIMIT) else { return false };
-    let encoded = wire::encode_gossip(&entry);
+    let Ok(gossip) = wire::decode_gossip(data, WIRE_LIMIT) else { return false };
+    assert!(!gossip.entries.is_empty(), "a gossip message decoded to no entry");
+    let encoded = match gossip.sequence {
+        None => {
+            assert_eq!(gossip.entries.len(), 1, "the single form carries one entry");
+            wire::encode_gossip(&gossip.entries[0])
+        }
+        Some(sequence) => {
+            let entries: Vec<Vec<u8>> = gossip.entries.iter().map(|entry| entry.encode()).collect();
+            wire::encode_gossip_batch(sequence, &entries)
+        }
+    };
     let again = wire::decode_gossip(&encoded, WIRE_LIMIT).expect("an encoded gossip decodes");
-    assert_eq!(again.encode(), entry.encode());
-    check_entry(&entry);
+    assert_eq!(again.sequence, gossip.sequence);
+    let before: Vec<Vec<u8>> = gossip.entries.iter().map(|entry| entry.encode()).collect();
+    let after: Vec<Vec<u8>> = again.entries.iter().map(|entry| entry.encode()).collect();
+    assert_eq!(before, after);
+    for entry in &gossip.entries {
+        check_entry(entry);
+    }
     true
 }
 

@@ -71,6 +71,9 @@ pub fn all() -> Vec<Seed> {
         seeds.push(seed("entry", name, entry.encode()));
         seeds.push(seed("gossip", name, wire::encode_gossip(entry)));
     }
+    let batch: Vec<Vec<u8>> = entries.iter().map(|(_, entry)| entry.encode()).collect();
+    let sequence = wire::Sequence { stream: 1_700_000_000_000_000_000, seq: 1 };
+    seeds.push(seed("gossip", "batch", wire::encode_gossip_batch(sequence, &batch)));
 
     let space_key = space_key();
     let record = SpaceRecord::sign(&space_key, SpaceMode::Restricted, 3);

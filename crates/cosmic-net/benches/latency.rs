@@ -16,9 +16,7 @@ use bytes::Bytes;
 use libp2p::multiaddr::Protocol;
 
 use cosmic_events::Bus;
-use cosmic_net::{
-    Config, GossipMessage, InboundRequest, Keypair, Net, Response, TopicSubscribed, Verdict,
-};
+use cosmic_net::{Config, GossipMessage, Keypair, Net, Response, TopicSubscribed, Verdict};
 
 const WARMUP: usize = 200;
 const SAMPLES: usize = 2000;
@@ -52,8 +50,12 @@ fn report(name: &str, size: usize, mut samples: Vec<Duration>) {
     );
 }
 
-async fn gossip(a: &Net, b: &Net, b_bus: &Bus, size: usize) -> Vec<Duration> {
-    let mut messages = b_bus.subscribe::<GossipMessage>();
+async fn gossip(
+    a: &Net,
+    b: &Net,
+    messages: &mut tokio::sync::mpsc::Receiver<GossipMessage>,
+    size: usize,
+) -> Vec<Duration> {
     let mut samples = Vec::with_capacity(SAMPLES);
     for index in 0..WARMUP + SAMPLES {
         // A distinct payload each time: message ids are content hashes.
@@ -93,12 +95,13 @@ fn main() {
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     runtime.block_on(async {
         let (a, _a_bus) = spawn_node().await;
-        let (b, b_bus) = spawn_node().await;
+        let (b, _b_bus) = spawn_node().await;
         let mut subscribed = a.bus().subscribe::<TopicSubscribed>();
         let responder = b.clone();
-        let mut requests = b_bus.subscribe::<InboundRequest>();
+        let mut requests = b.request_inbox("bench/echo/1", 64).await.unwrap();
+        let mut messages = b.gossip_inbox(1024).await.unwrap().messages;
         tokio::spawn(async move {
-            while let Ok(request) = requests.recv().await {
+            while let Some(request) = requests.recv().await {
                 let _ = responder.respond(request.request_id, Response::Ok(request.body)).await;
             }
         });
@@ -114,7 +117,7 @@ fn main() {
 
         println!("two nodes, tcp on 127.0.0.1, sequential samples after {WARMUP} warm-up");
         for size in [256, 16 * 1024] {
-            report("gossip one-way", size, gossip(&a, &b, &b_bus, size).await);
+            report("gossip one-way", size, gossip(&a, &b, &mut messages, size).await);
         }
         for size in [256, 16 * 1024] {
             report("request-response round trip", size, round_trips(&a, &b, size).await);

@@ -28,7 +28,7 @@ use cosmic_events::Bus;
 use crate::api::{ConnectionInfo, PeerInfo, PeerState, Stats, Verdict};
 use crate::behaviour::{self, Behaviour};
 use crate::codec::{Frame, Request, Response};
-use crate::events::{PeerBanned, RequestId};
+use crate::events::{GossipLoss, GossipMessage, InboundRequest, LossReason, PeerBanned, RequestId};
 use crate::peers::{self, Backoff, KnownPeers};
 use crate::{Config, Error, PublishFailure, Result};
 
@@ -71,6 +71,16 @@ pub(crate) enum Command {
     Unsubscribe {
         topic: String,
         reply: oneshot::Sender<bool>,
+    },
+    GossipHandler {
+        messages: mpsc::Sender<GossipMessage>,
+        losses: mpsc::Sender<GossipLoss>,
+        reply: oneshot::Sender<()>,
+    },
+    RequestHandler {
+        protocol: String,
+        sender: mpsc::Sender<InboundRequest>,
+        reply: oneshot::Sender<()>,
     },
     Publish {
         topic: String,
@@ -162,10 +172,26 @@ struct ProviderQuery {
     reply: oneshot::Sender<Result<Vec<PeerId>>>,
 }
 
+/// The gossip handler's queues (see [`Net::gossip_inbox`](crate::Net::gossip_inbox)).
+struct GossipHandler {
+    messages: mpsc::Sender<GossipMessage>,
+    losses: mpsc::Sender<GossipLoss>,
+}
+
+/// Losses not yet reported, coalesced: messages lost per peer, topic and reason.
+type PendingLosses = HashMap<(PeerId, Option<String>, LossReason), u64>;
+
+/// Peers, topics and reasons with a loss awaiting report, at most; beyond it losses are
+/// still counted in the stats, and merged into a report without a topic.
+const MAX_PENDING_LOSSES: usize = 4096;
+
 pub(crate) struct Actor {
     swarm: Swarm<Behaviour>,
     config: Config,
     bus: Bus,
+    gossip_handler: Option<GossipHandler>,
+    request_handlers: HashMap<String, mpsc::Sender<InboundRequest>>,
+    pending_losses: PendingLosses,
     commands: mpsc::Receiver<Command>,
     listen_addrs: Vec<Multiaddr>,
     peers: HashMap<PeerId, PeerMeta>,
@@ -238,6 +264,9 @@ impl Actor {
             swarm,
             config,
             bus,
+            gossip_handler: None,
+            request_handlers: HashMap::new(),
+            pending_losses: HashMap::new(),
             commands,
             listen_addrs: Vec::new(),
             peers: HashMap::new(),
@@ -304,6 +333,7 @@ impl Actor {
             self.lift_ban(&peer_id);
         }
         self.redial_due(now);
+        self.report_losses();
         if now.duration_since(self.last_idle_check) >= IDLE_CHECK_INTERVAL {
             self.last_idle_check = now;
             self.close_idle(now);
@@ -313,6 +343,44 @@ impl Actor {
         if persist_done && now.duration_since(self.last_persist) >= PERSIST_INTERVAL {
             self.last_persist = now;
             self.persisting = self.persist();
+        }
+    }
+
+    /// Notes `messages` gossip messages lost with `peer_id`, for the next report.
+    fn record_loss(
+        &mut self,
+        peer_id: PeerId,
+        topic: Option<String>,
+        reason: LossReason,
+        messages: u64,
+    ) {
+        let key = if self.pending_losses.len() < MAX_PENDING_LOSSES
+            || self.pending_losses.contains_key(&(peer_id, topic.clone(), reason))
+        {
+            (peer_id, topic, reason)
+        } else {
+            (peer_id, None, reason)
+        };
+        *self.pending_losses.entry(key).or_default() += messages;
+    }
+
+    /// Hands pending losses to the gossip handler's loss queue, as many as fit; the rest
+    /// wait for the next tick. Without a handler, nobody judges gossip: they are dropped.
+    fn report_losses(&mut self) {
+        if self.pending_losses.is_empty() {
+            return;
+        }
+        let Some(handler) = &self.gossip_handler else {
+            self.pending_losses.clear();
+            return;
+        };
+        let keys: Vec<_> = self.pending_losses.keys().cloned().collect();
+        for key in keys {
+            let Some(permit) = handler.losses.try_reserve().ok() else { break };
+            let messages = self.pending_losses.remove(&key).unwrap_or_default();
+            let (peer_id, topic, reason) = key;
+            tracing::debug!(%peer_id, ?topic, %reason, messages, "gossip lost");
+            permit.send(GossipLoss { peer_id, topic, reason, messages });
         }
     }
 
@@ -457,6 +525,14 @@ impl Actor {
             Command::Unsubscribe { topic, reply } => {
                 let ident = IdentTopic::new(topic);
                 let _ = reply.send(self.swarm.behaviour_mut().gossipsub.unsubscribe(&ident));
+            }
+            Command::GossipHandler { messages, losses, reply } => {
+                self.gossip_handler = Some(GossipHandler { messages, losses });
+                let _ = reply.send(());
+            }
+            Command::RequestHandler { protocol, sender, reply } => {
+                self.request_handlers.insert(protocol, sender);
+                let _ = reply.send(());
             }
             Command::Publish { topic, data, reply } => {
                 let _ = reply.send(self.publish(topic, data));

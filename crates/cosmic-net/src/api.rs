@@ -18,8 +18,12 @@ use cosmic_events::Bus;
 
 use crate::actor::{Actor, Command};
 use crate::codec::{self, Response};
-use crate::events::{Direction, RequestId};
+use crate::events::{Direction, GossipLoss, GossipMessage, InboundRequest, RequestId};
 use crate::{Config, Error, Result, behaviour};
+
+/// Room in the gossip handler's loss queue; losses beyond it wait in the swarm task,
+/// coalesced, for the next tick.
+const LOSS_QUEUE_LEN: usize = 64;
 
 /// How long [`Net::spawn`] waits for its listeners to report their addresses.
 const READY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -45,6 +49,17 @@ pub enum Verdict {
     Reject,
     /// Not wanted but not malicious: drop it without penalty.
     Ignore,
+}
+
+/// The gossip handler's two queues, from [`Net::gossip_inbox`].
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct GossipInbox {
+    /// Every gossip message of a subscribed topic, in arrival order; each needs a verdict.
+    pub messages: mpsc::Receiver<GossipMessage>,
+    /// Gossip lost between this node and a peer (a full queue either way), coalesced per
+    /// peer, topic and reason; at most one report per peer, topic and reason is pending.
+    pub losses: mpsc::Receiver<GossipLoss>,
 }
 
 /// What the swarm knows about one peer, from [`Net::peers`].
@@ -125,6 +140,13 @@ pub struct Stats {
     pub inbound_requests: u64,
     /// Inbound requests refused so far for going over `inbound_request_rate`.
     pub requests_rate_limited: u64,
+    /// Inbound requests refused so far because their handler's queue was full.
+    pub requests_dropped: u64,
+    /// Gossip messages dropped so far because the gossip handler's queue was full.
+    pub gossip_dropped_inbound: u64,
+    /// Gossip messages gossipsub could not queue for a slow peer so far (its `SlowPeer`
+    /// reports).
+    pub gossip_dropped_outbound: u64,
 }
 
 impl Net {
@@ -234,6 +256,37 @@ impl Net {
         let topic = topic.to_owned();
         let data = data.into();
         self.call(|reply| Command::Publish { topic, data, reply }).await?
+    }
+
+    /// Makes the caller the gossip handler: every gossip message of a subscribed topic
+    /// goes to the returned inbox's `messages`, a queue of `capacity` messages, and every
+    /// loss to its `losses`. A message that finds the queue full is dropped (ignored by
+    /// gossipsub, not forwarded, the sender not penalised), counted in
+    /// [`Stats::gossip_dropped_inbound`] and reported as a [`GossipLoss`]. A later call
+    /// replaces the handler (the earlier inbox ends).
+    pub async fn gossip_inbox(&self, capacity: usize) -> Result<GossipInbox> {
+        let (messages, message_receiver) = mpsc::channel(capacity.max(1));
+        let (losses, loss_receiver) = mpsc::channel(LOSS_QUEUE_LEN);
+        self.call(|reply| Command::GossipHandler { messages, losses, reply }).await?;
+        Ok(GossipInbox { messages: message_receiver, losses: loss_receiver })
+    }
+
+    /// Makes the caller the handler of inbound requests for application `protocol`: they
+    /// arrive on the returned queue of `capacity` requests. A request that finds the queue
+    /// full is refused with an error response and counted in [`Stats::requests_dropped`].
+    /// A later call for the same protocol replaces the handler.
+    pub async fn request_inbox(
+        &self,
+        protocol: &str,
+        capacity: usize,
+    ) -> Result<mpsc::Receiver<InboundRequest>> {
+        if !codec::is_valid_protocol_name(protocol) {
+            return Err(Error::InvalidProtocolName { name: protocol.to_owned() });
+        }
+        let (sender, receiver) = mpsc::channel(capacity.max(1));
+        let protocol = protocol.to_owned();
+        self.call(|reply| Command::RequestHandler { protocol, sender, reply }).await?;
+        Ok(receiver)
     }
 
     /// Gives gossipsub the application's verdict on a received message; returns false if

@@ -80,10 +80,12 @@ pub struct TopicUnsubscribed {
 
 /// A gossip message arrived on a subscribed topic and awaits a verdict.
 ///
-/// Gossipsub forwards it only after [`Net::report_validation`](crate::Net::report_validation)
-/// says [`Verdict::Accept`](crate::Verdict::Accept); give every message a verdict. If
-/// nobody subscribes to this event, the message is ignored (neither forwarded nor
-/// penalised).
+/// Delivered to the gossip handler ([`Net::gossip_inbox`](crate::Net::gossip_inbox)), not
+/// to the bus. Gossipsub forwards it only after
+/// [`Net::report_validation`](crate::Net::report_validation) says
+/// [`Verdict::Accept`](crate::Verdict::Accept); give every message a verdict. With no
+/// handler, or a handler whose queue is full, the message is ignored (neither forwarded
+/// nor penalised); a full queue is reported as a [`GossipLoss`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct GossipMessage {
@@ -99,10 +101,29 @@ pub struct GossipMessage {
     pub data: Bytes,
 }
 
+/// A copy of a gossip message that arrived on a subscribed topic, for observers (tests,
+/// tracing tools): the handler gets the message itself through the gossip queue. Like
+/// every bus event this copy is dropped for a subscriber that lags; it costs nothing when
+/// nobody subscribes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct GossipSeen {
+    /// The topic.
+    pub topic: String,
+    /// The peer that signed and first published the message.
+    pub source: Option<PeerId>,
+    /// The peer that forwarded it to us.
+    pub propagation_source: PeerId,
+    /// The payload.
+    pub data: Bytes,
+}
+
 /// A peer sent a request on our request-response protocol.
 ///
-/// Answer it with [`Net::respond`](crate::Net::respond) before `request_timeout`; if
-/// nobody subscribes to this event, the request is refused at once.
+/// Delivered to the handler of its protocol ([`Net::request_inbox`](crate::Net::request_inbox)),
+/// not to the bus. Answer it with [`Net::respond`](crate::Net::respond) before
+/// `request_timeout`. With no handler for the protocol, or a handler whose queue is full,
+/// the request is refused at once with an error response.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct InboundRequest {
@@ -114,6 +135,50 @@ pub struct InboundRequest {
     pub protocol: String,
     /// The request body.
     pub body: Bytes,
+}
+
+/// Why gossip messages were lost between this node and a peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum LossReason {
+    /// Messages from the peer found the gossip handler's queue full and were dropped here.
+    InboundQueueFull,
+    /// Messages to the peer found gossipsub's send queue for it full and were dropped
+    /// (gossipsub's `SlowPeer`): the peer did not get them from us.
+    SendQueueFull,
+}
+
+impl LossReason {
+    /// A short snake-case name, for metric labels and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LossReason::InboundQueueFull => "inbound_queue_full",
+            LossReason::SendQueueFull => "send_queue_full",
+        }
+    }
+}
+
+impl fmt::Display for LossReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Gossip messages between this node and a peer were lost: the handler should repair the
+/// gap (for example by reconciling with the peer). Reported on the gossip handler's loss
+/// queue within one maintenance tick (100 ms) of the loss, coalesced per peer, topic and
+/// reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct GossipLoss {
+    /// The peer the messages came from or were meant for.
+    pub peer_id: PeerId,
+    /// The topic, when known (a send-queue loss names none).
+    pub topic: Option<String>,
+    /// Why they were lost.
+    pub reason: LossReason,
+    /// How many messages were lost since the last report.
+    pub messages: u64,
 }
 
 /// A peer was banned for sending too many bad frames or invalid messages.

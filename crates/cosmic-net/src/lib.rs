@@ -9,11 +9,16 @@
 //! server).
 //!
 //! The swarm lives in one task. The rest of the node drives it through [`Net`], a cheap,
-//! cloneable handle that sends commands over a bounded queue, and hears from it on the
+//! cloneable handle that sends commands over a bounded queue. Protocol traffic goes to one
+//! handler per protocol, each through its own bounded queue: gossip messages to the gossip
+//! handler ([`Net::gossip_inbox`], with a second queue that reports [`GossipLoss`]es),
+//! inbound requests to the handler of their application protocol ([`Net::request_inbox`]).
+//! A full queue never stalls the swarm: the message is dropped, counted and reported as a
+//! loss, the request refused with an error. Observers hear what happens on the
 //! `cosmic-events` [`Bus`](cosmic_events::Bus): [`PeerConnected`], [`PeerDisconnected`],
-//! [`ListenAddrAdded`], [`TopicSubscribed`], [`GossipMessage`], [`InboundRequest`],
-//! [`PeerBanned`] and a few more, one type each (see [`events`]). The bus never blocks,
-//! so a slow consumer never stalls the swarm. Known peers are kept in a small file so a
+//! [`ListenAddrAdded`], [`TopicSubscribed`], [`PeerBanned`] and a few more, one type each
+//! (see [`events`]); the bus never blocks and may drop for laggards, so nothing that must
+//! not be lost rides it. Known peers are kept in a small file so a
 //! restarted node reconnects without mDNS; bootstrap peers and peers sharing a topic are
 //! redialled with exponential backoff.
 //!
@@ -24,14 +29,13 @@
 //!
 //! ```no_run
 //! use cosmic_events::Bus;
-//! use cosmic_net::{Config, GossipMessage, Keypair, Net, Verdict};
+//! use cosmic_net::{Config, Keypair, Net, Verdict};
 //!
 //! # async fn example() -> cosmic_net::Result<()> {
-//! let bus = Bus::new();
-//! let mut messages = bus.subscribe::<GossipMessage>();
-//! let net = Net::spawn(Keypair::generate_ed25519(), Config::local(), bus).await?;
+//! let net = Net::spawn(Keypair::generate_ed25519(), Config::local(), Bus::new()).await?;
+//! let mut inbox = net.gossip_inbox(1024).await?;
 //! net.subscribe("cosmic/space/1/example").await?;
-//! while let Ok(message) = messages.recv().await {
+//! while let Some(message) = inbox.messages.recv().await {
 //!     let verdict = if message.data.is_empty() { Verdict::Reject } else { Verdict::Accept };
 //!     net.report_validation(message.message_id, message.propagation_source, verdict).await?;
 //! }
@@ -51,14 +55,15 @@ mod peers;
 #[cfg(test)]
 mod tests;
 
-pub use api::{ConnectionInfo, Net, PeerInfo, PeerState, Stats, Verdict};
+pub use api::{ConnectionInfo, GossipInbox, Net, PeerInfo, PeerState, Stats, Verdict};
 pub use behaviour::{IDENTIFY_PROTOCOL_VERSION, KAD_PROTOCOL};
 pub use codec::{Request, Response};
 pub use config::Config;
 pub use error::{Error, PublishFailure, Result};
 pub use events::{
-    Direction, GossipMessage, InboundRequest, ListenAddrAdded, ListenAddrRemoved, PeerBanned,
-    PeerConnected, PeerDisconnected, RequestId, TopicSubscribed, TopicUnsubscribed,
+    Direction, GossipLoss, GossipMessage, GossipSeen, InboundRequest, ListenAddrAdded,
+    ListenAddrRemoved, LossReason, PeerBanned, PeerConnected, PeerDisconnected, RequestId,
+    TopicSubscribed, TopicUnsubscribed,
 };
 pub use libp2p::gossipsub::MessageId;
 pub use libp2p::identity::Keypair;

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use cosmic_auth::PublicKey;
 use cosmic_blobs::{AddressLookup, Blobs, BoxFuture, Cid, PeerAddr};
-use cosmic_net::{InboundRequest, Net, PeerId, Response};
+use cosmic_net::{Net, PeerId, Response};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
@@ -151,30 +151,28 @@ impl cosmic_sync::BlobFetcher for NodeBlobFetcher {
     }
 }
 
+/// Lookup requests waiting for an answer, at most; more are refused as busy.
+const REQUEST_QUEUE_LEN: usize = 256;
+
 /// Answers [`PROTOCOL`] requests until `cancel` fires.
 pub(crate) async fn serve(
     net: Net,
     blobs: Blobs,
     cancel: CancellationToken,
 ) -> Result<(), TaskError> {
-    let mut requests = net.bus().subscribe::<InboundRequest>();
+    // Its own bounded queue: a burst beyond it is refused with "busy", never silently lost.
+    let mut requests = match net.request_inbox(PROTOCOL, REQUEST_QUEUE_LEN).await {
+        Ok(requests) => requests,
+        // The network task is gone: the node is stopping.
+        Err(_) => return Ok(()),
+    };
     loop {
         let request = tokio::select! {
             () = cancel.cancelled() => return Ok(()),
             request = requests.recv() => request,
         };
-        let request = match request {
-            Ok(request) => request,
-            Err(cosmic_events::RecvError::Lagged { missed }) => {
-                tracing::warn!(missed, "blob lookup requests dropped: too many at once");
-                continue;
-            }
-            // The bus is gone: the node is stopping.
-            Err(_) => return Ok(()),
-        };
-        if request.protocol != PROTOCOL {
-            continue;
-        }
+        // The queue closed: the network task is gone, the node is stopping.
+        let Some(request) = request else { return Ok(()) };
         let response = match Cid::from_bytes(&request.body) {
             Ok(cid) => {
                 let has = blobs.has(&cid).await.unwrap_or(false);

@@ -8,11 +8,16 @@
 //!   policies survive restarts in a small file of the state directory
 //!   ([`STATE_FILE`], replaced atomically).
 //! - **Live push.** Local writes go to the store; the replicator follows the store's change
-//!   feed of each joined space and publishes each local change as its signed entry
-//!   ([`wire::encode_gossip`]). A remote entry is decoded with a size limit, and the store
-//!   checks its signature, the author's capability and its clock before merging it; the
-//!   verdict goes back to gossipsub, so an invalid entry is neither stored nor forwarded and
-//!   its sender loses score. Every applied change is a [`SyncEvent::Applied`] with its
+//!   feed of each joined space and publishes the local changes that are ready together as
+//!   one numbered batch of signed entries ([`wire::encode_gossip_batch`]). A remote batch
+//!   is decoded whole with a size limit, and the store checks each entry's signature, the
+//!   author's capability and its clock before merging the batch in one transaction; one
+//!   verdict per batch goes back to gossipsub, so an invalid entry is neither stored nor
+//!   forwarded and its sender loses score.
+//! - **No silent loss.** Every place gossip can be lost (a failed publish, a full send
+//!   queue for a slow peer, our own full inbound queue, a gap in a publisher's batch
+//!   numbering) is counted in [`Metrics::gossip_lost`] and starts a reconciliation with
+//!   the peer concerned within a fraction of a second. Every applied change is a [`SyncEvent::Applied`] with its
 //!   origin, read from the store's change log (`cosmic_store::Origin`).
 //! - **Catch-up** by range-based set reconciliation ([`recon`]) over `cosmic-net`'s
 //!   request-response protocol ([`RECON_PROTOCOL`]), on the store's range fingerprints:
@@ -44,6 +49,6 @@ pub use crate::recon::{ItemSource, Limits, Session, Step};
 pub use crate::replicator::{PeerSession, RECON_PROTOCOL, Replicator, space_topic};
 pub use crate::state::STATE_FILE;
 pub use crate::types::{
-    BlobFetcher, BlobPolicy, BlobStatus, BoxError, BoxFuture, Metrics, SessionStats, SyncEvent,
-    SyncOptions,
+    BlobFetcher, BlobPolicy, BlobStatus, BoxError, BoxFuture, LossCounts, LossKind, Metrics,
+    SessionStats, SyncEvent, SyncOptions,
 };

@@ -62,6 +62,12 @@ pub struct SyncOptions {
     pub blob_retry_delay: Duration,
     /// How long one attempt to fetch a blob may take (config `blobs.fetch_timeout`).
     pub blob_fetch_timeout: Duration,
+    /// Gossip messages waiting to be judged, at most; beyond it `cosmic-net` drops them,
+    /// counts them and reports the loss, which is repaired by reconciliation.
+    pub gossip_queue_len: usize,
+    /// Reconciliation requests waiting for an answer, at most; beyond it they are refused
+    /// as busy (the asking peer's session fails and is tried again).
+    pub request_queue_len: usize,
 }
 
 impl Default for SyncOptions {
@@ -76,6 +82,8 @@ impl Default for SyncOptions {
             blob_fetch_attempts: 5,
             blob_retry_delay: Duration::from_millis(500),
             blob_fetch_timeout: Duration::from_secs(300),
+            gossip_queue_len: 1024,
+            request_queue_len: 256,
         }
     }
 }
@@ -114,6 +122,12 @@ impl SyncOptions {
         }
         if self.recon.max_items == 0 || self.recon.branches < 2 {
             return invalid("recon", "max_items must be at least 1 and branches at least 2");
+        }
+        if self.gossip_queue_len == 0 || self.request_queue_len == 0 {
+            return invalid(
+                "queue lengths",
+                "gossip_queue_len and request_queue_len must be at least 1",
+            );
         }
         if self.max_rounds == 0 {
             return invalid("max_rounds", "must be at least 1");
@@ -192,6 +206,95 @@ pub struct Metrics {
     pub blobs_fetched: u64,
     /// Blob fetches that gave up after every attempt.
     pub blobs_failed: u64,
+    /// Entries published in gossip batches (`gossip_published` counts the batches).
+    pub gossip_entries_published: u64,
+    /// Entries received in gossip batches of joined spaces.
+    pub gossip_entries_received: u64,
+    /// Gossip messages lost, by where the loss was seen; each loss started a repair.
+    pub gossip_lost: LossCounts,
+    /// Reconciliations started to repair a loss (one per space and peer, coalesced).
+    pub loss_repairs: u64,
+}
+
+/// Where a gossip loss was seen, for [`LossCounts`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LossKind {
+    /// This node could not publish a batch (full queues, too large, or another failure).
+    PublishFailed,
+    /// A message found our gossip queue full and was dropped.
+    InboundQueueFull,
+    /// Gossipsub dropped messages for a slow peer (its send queue was full).
+    SendQueueFull,
+    /// A publisher's batch numbers skipped: batches lost on the way, wherever.
+    SequenceGap,
+    /// A loss the network layer reported for a reason this build does not know.
+    Other,
+}
+
+impl LossKind {
+    /// Every kind, in a fixed order.
+    pub const ALL: [LossKind; 5] = [
+        LossKind::PublishFailed,
+        LossKind::InboundQueueFull,
+        LossKind::SendQueueFull,
+        LossKind::SequenceGap,
+        LossKind::Other,
+    ];
+
+    /// A short snake-case name, for metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LossKind::PublishFailed => "publish_failed",
+            LossKind::InboundQueueFull => "inbound_queue_full",
+            LossKind::SendQueueFull => "send_queue_full",
+            LossKind::SequenceGap => "sequence_gap",
+            LossKind::Other => "other",
+        }
+    }
+}
+
+/// Gossip messages lost so far, by [`LossKind`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct LossCounts {
+    /// See [`LossKind::PublishFailed`].
+    pub publish_failed: u64,
+    /// See [`LossKind::InboundQueueFull`].
+    pub inbound_queue_full: u64,
+    /// See [`LossKind::SendQueueFull`].
+    pub send_queue_full: u64,
+    /// See [`LossKind::SequenceGap`] (messages missing, as the numbers tell).
+    pub sequence_gap: u64,
+    /// See [`LossKind::Other`].
+    pub other: u64,
+}
+
+impl LossCounts {
+    /// Adds `messages` to the count of `kind`.
+    pub fn add(&mut self, kind: LossKind, messages: u64) {
+        *self.counter(kind) += messages;
+    }
+
+    /// The count of `kind`.
+    pub fn get(&self, kind: LossKind) -> u64 {
+        let mut copy = *self;
+        *copy.counter(kind)
+    }
+
+    /// All kinds together.
+    pub fn total(&self) -> u64 {
+        LossKind::ALL.iter().map(|kind| self.get(*kind)).sum()
+    }
+
+    fn counter(&mut self, kind: LossKind) -> &mut u64 {
+        match kind {
+            LossKind::PublishFailed => &mut self.publish_failed,
+            LossKind::InboundQueueFull => &mut self.inbound_queue_full,
+            LossKind::SendQueueFull => &mut self.send_queue_full,
+            LossKind::SequenceGap => &mut self.sequence_gap,
+            LossKind::Other => &mut self.other,
+        }
+    }
 }
 
 /// What the replicator reports on the bus.

@@ -4,7 +4,9 @@
 //! a [`WireError`] saying what was wrong.
 //!
 //! ```text
-//! gossip    = version:u8=1 kind:u8=1 entry          (Entry::encode, the signed entry)
+//! gossip    = version:u8=1 kind:u8=1 entry             one signed entry (Entry::encode)
+//!           | version:u8=1 kind:u8=2 stream:u64be seq:u64be n:u32be entry:bytes32*n
+//!                                                      a batch, numbered by its publisher
 //! recon     = version:u8=1 space[32] n:u32 part*n
 //! part      = 1 record:bytes32 n:u16 statement:bytes32*n     space record and grants
 //!           | 2 range fingerprint[40]                        sum[32] ++ count:u64be
@@ -24,6 +26,35 @@ use cosmic_store::{Entry, Fingerprint, RangeKey};
 pub const WIRE_VERSION: u8 = 1;
 
 const GOSSIP_ENTRY: u8 = 1;
+const GOSSIP_BATCH: u8 = 2;
+
+/// The bytes a batch gossip message spends besides its entries' encodings.
+pub const GOSSIP_BATCH_HEADER: usize = 2 + 8 + 8 + 4;
+
+/// The bytes one entry adds to a batch gossip message besides its encoding.
+pub const GOSSIP_BATCH_PER_ENTRY: usize = 4;
+
+/// Where a batch stands in its publisher's numbering: a publisher numbers the batches it
+/// publishes on a space's topic 1, 2, 3, … within a `stream` it picks afresh each time it
+/// starts following the space, so a receiver that sees a number skipped knows it lost a
+/// batch, even one whose loss the publisher never saw.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Sequence {
+    /// The publisher's stream: a new value whenever its numbering starts again.
+    pub stream: u64,
+    /// The batch's number in the stream, from 1.
+    pub seq: u64,
+}
+
+/// A decoded gossip message: its entries (structure and keys checked, not signatures)
+/// and, for a batch, its place in the publisher's numbering.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Gossip {
+    /// `None` for the single-entry form, which older nodes publish.
+    pub sequence: Option<Sequence>,
+    /// At least one entry.
+    pub entries: Vec<Entry>,
+}
 
 /// Why bytes from a peer could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -114,16 +145,61 @@ pub fn encode_gossip(entry: &Entry) -> Vec<u8> {
     out
 }
 
-/// Decodes a gossip message of at most `limit` bytes into its entry (structure and keys
-/// checked, not the signature).
-pub fn decode_gossip(bytes: &[u8], limit: usize) -> Result<Entry, WireError> {
+/// Encodes a batch gossip message of `entries`, already encoded with `Entry::encode`
+/// (their total with the framing is the caller's to bound: see [`GOSSIP_BATCH_HEADER`]
+/// and [`GOSSIP_BATCH_PER_ENTRY`]).
+pub fn encode_gossip_batch(sequence: Sequence, entries: &[Vec<u8>]) -> Vec<u8> {
+    let body: usize = entries.iter().map(|entry| entry.len() + GOSSIP_BATCH_PER_ENTRY).sum();
+    let mut out = Vec::with_capacity(GOSSIP_BATCH_HEADER + body);
+    out.extend_from_slice(&[WIRE_VERSION, GOSSIP_BATCH]);
+    out.extend_from_slice(&sequence.stream.to_be_bytes());
+    out.extend_from_slice(&sequence.seq.to_be_bytes());
+    put_u32(&mut out, entries.len());
+    for entry in entries {
+        put_bytes(&mut out, entry);
+    }
+    out
+}
+
+/// Decodes a gossip message of at most `limit` bytes, either form, into its entries
+/// (structure and keys checked, not the signatures). One malformed entry makes the whole
+/// message malformed: a batch is read whole or not at all.
+pub fn decode_gossip(bytes: &[u8], limit: usize) -> Result<Gossip, WireError> {
     let what = "gossip message";
     if bytes.len() > limit {
         return Err(WireError::TooLarge { what, size: bytes.len(), limit });
     }
     match bytes {
         [WIRE_VERSION, GOSSIP_ENTRY, entry @ ..] => {
-            Entry::decode(entry).map_err(|error| malformed(what, error.to_string()))
+            let entry = Entry::decode(entry).map_err(|error| malformed(what, error.to_string()))?;
+            Ok(Gossip { sequence: None, entries: vec![entry] })
+        }
+        [WIRE_VERSION, GOSSIP_BATCH, rest @ ..] => {
+            let mut reader = Reader { bytes: rest, what };
+            let stream = u64::from_be_bytes(reader.array()?);
+            let seq = u64::from_be_bytes(reader.array()?);
+            if seq == 0 {
+                return Err(malformed(what, "batch number 0 (numbers start at 1)"));
+            }
+            let count = reader.u32()?;
+            if count == 0 {
+                return Err(malformed(what, "a batch of no entries"));
+            }
+            // Each entry takes at least its length prefix: a count beyond that is a lie.
+            if count > reader.bytes.len() / GOSSIP_BATCH_PER_ENTRY {
+                return Err(malformed(what, format!("{count} entries cannot fit")));
+            }
+            let mut entries = Vec::with_capacity(count);
+            for index in 0..count {
+                let entry = Entry::decode(reader.bytes32()?).map_err(|error| {
+                    malformed(what, format!("entry {index} of the batch: {error}"))
+                })?;
+                entries.push(entry);
+            }
+            if !reader.bytes.is_empty() {
+                return Err(malformed(what, "bytes after the last entry"));
+            }
+            Ok(Gossip { sequence: Some(Sequence { stream, seq }), entries })
         }
         [WIRE_VERSION, kind, ..] => Err(malformed(what, format!("unknown kind {kind}"))),
         [found, ..] => Err(WireError::Version { what, found: *found }),

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use cosmic_auth::{AuthorKey, PublicKey, Right, SpaceKey, SpaceMode, Timestamp};
 use cosmic_events::Bus;
-use cosmic_net::{Config, GossipMessage, Keypair, Net, PeerBanned, PeerId, TopicSubscribed};
+use cosmic_net::{Config, GossipSeen, Keypair, Net, PeerBanned, PeerId, TopicSubscribed};
 use cosmic_store::{Entry, Hlc, Options, Store, Value};
 use cosmic_sync::wire::{self, Message, Part};
 use cosmic_sync::{RECON_PROTOCOL, Replicator, SyncEvent, SyncOptions, space_topic};
@@ -144,7 +144,7 @@ async fn publish_unless_banned(net: &Net, target: &Node, topic: &str, data: Vec<
 
 /// The gossip messages `subscriber` saw that carry `data` and came from `from`.
 fn forwarded(
-    subscriber: &mut cosmic_events::Subscriber<GossipMessage>,
+    subscriber: &mut cosmic_events::Subscriber<GossipSeen>,
     from: PeerId,
     data: &[Vec<u8>],
 ) -> usize {
@@ -200,7 +200,7 @@ async fn entries_without_a_capability_are_held_in_bounds_then_rejected_and_struc
     let (a, b) = (node().await, node().await);
     let (space, _space_key, writer) = restricted_line(&[&a, &b]).await;
     let mallory = mallory(&space, &b).await;
-    let mut seen_on_a = a.bus.subscribe::<GossipMessage>();
+    let mut seen_on_a = a.bus.subscribe::<GossipSeen>();
     let topic = space_topic(&space);
 
     // More unauthorised entries than may be held for one peer.
@@ -242,7 +242,7 @@ async fn a_peer_flooding_garbage_gossip_is_contained() {
     let (a, b) = (node().await, node().await);
     let (space, _space_key, writer) = restricted_line(&[&a, &b]).await;
     let mallory = mallory(&space, &b).await;
-    let mut seen_on_a = a.bus.subscribe::<GossipMessage>();
+    let mut seen_on_a = a.bus.subscribe::<GossipSeen>();
     let mut banned = b.bus.subscribe::<PeerBanned>();
     let before = b.state(&space);
     let topic = space_topic(&space);
@@ -321,7 +321,7 @@ async fn a_replayed_old_entry_changes_nothing_and_is_not_forwarded() {
     .await;
 
     let mallory = mallory(&space, &b).await;
-    let mut seen_on_a = a.bus.subscribe::<GossipMessage>();
+    let mut seen_on_a = a.bus.subscribe::<GossipSeen>();
     let mut applied_on_b = b.bus.subscribe::<SyncEvent>();
     let before = b.state(&space);
     let ignored = b.replicator.metrics().gossip_ignored;

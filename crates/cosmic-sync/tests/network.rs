@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use cosmic_auth::{AuthorKey, PublicKey, Right, SpaceKey, SpaceMode, Timestamp};
 use cosmic_events::Bus;
-use cosmic_net::{Config, GossipMessage, Keypair, Net, TopicSubscribed};
+use cosmic_net::{Config, GossipSeen, Keypair, Net, TopicSubscribed};
 use cosmic_store::{Entry, Hlc, Options, Origin, Store, Value};
 use cosmic_sync::{Replicator, SyncEvent, SyncOptions, space_topic, wire};
 
@@ -333,8 +333,8 @@ impl Restricted {
     /// control reached every node while `bad` was stored nowhere and reached neither `a`
     /// nor `c` (so `b` did not forward it), and that `b` counted it against mallory.
     async fn check_rejected(self, bad: Vec<u8>) {
-        let mut seen_on_a = self.nodes[0].bus.subscribe::<GossipMessage>();
-        let mut seen_on_c = self.nodes[2].bus.subscribe::<GossipMessage>();
+        let mut seen_on_a = self.nodes[0].bus.subscribe::<GossipSeen>();
+        let mut seen_on_c = self.nodes[2].bus.subscribe::<GossipSeen>();
         let mut rejected_on_b = self.nodes[1].bus.subscribe::<SyncEvent>();
         let topic = space_topic(&self.space);
         publish_until_sent(&self.mallory, &topic, bad.clone()).await;

@@ -257,7 +257,54 @@ fn every_part_round_trips() {
     let bytes = message.encode(LIMIT).unwrap();
     assert_eq!(bytes.len(), message.encoded_len());
     assert_eq!(Message::decode(&bytes, LIMIT).unwrap(), message);
-    assert_eq!(wire::decode_gossip(&wire::encode_gossip(&entry), LIMIT).unwrap(), entry);
+    let single = wire::decode_gossip(&wire::encode_gossip(&entry), LIMIT).unwrap();
+    assert_eq!(single, wire::Gossip { sequence: None, entries: vec![entry.clone()] });
+}
+
+#[test]
+fn gossip_batches_round_trip_and_a_bad_batch_is_refused_whole() {
+    let store = Store::open_in_memory("a", Options::default()).unwrap();
+    let space = store.create_space(&SpaceKey::generate(), SpaceMode::Open).unwrap().space;
+    let author = AuthorKey::generate();
+    let entries: Vec<Entry> = (0..3)
+        .map(|n| {
+            Entry::sign(&author, space, "doc", &format!("f{n}"), Value::Int(n), Hlc::new(1, 0))
+                .unwrap()
+        })
+        .collect();
+    let encoded: Vec<Vec<u8>> = entries.iter().map(Entry::encode).collect();
+    let sequence = wire::Sequence { stream: 7, seq: 42 };
+    let bytes = wire::encode_gossip_batch(sequence, &encoded);
+    let expected_len = wire::GOSSIP_BATCH_HEADER
+        + encoded.iter().map(|e| e.len() + wire::GOSSIP_BATCH_PER_ENTRY).sum::<usize>();
+    assert_eq!(bytes.len(), expected_len, "the framing constants tell the true size");
+    let gossip = wire::decode_gossip(&bytes, LIMIT).unwrap();
+    assert_eq!(gossip, wire::Gossip { sequence: Some(sequence), entries: entries.clone() });
+
+    // Over the limit: refused before any entry is read.
+    let error = wire::decode_gossip(&bytes, bytes.len() - 1).unwrap_err();
+    assert!(matches!(error, WireError::TooLarge { .. }), "{error}");
+    // One damaged entry makes the whole batch malformed, naming the entry.
+    let mut damaged = encoded.clone();
+    damaged[1][0] ^= 0xff;
+    let error =
+        wire::decode_gossip(&wire::encode_gossip_batch(sequence, &damaged), LIMIT).unwrap_err();
+    assert!(error.to_string().contains("entry 1 of the batch"), "{error}");
+    // A count that cannot fit, an empty batch, number 0 and trailing bytes.
+    let mut lying = bytes[..18].to_vec();
+    lying.extend_from_slice(&u32::MAX.to_be_bytes());
+    let error = wire::decode_gossip(&lying, LIMIT).unwrap_err();
+    assert!(error.to_string().contains("cannot fit"), "{error}");
+    let empty = wire::encode_gossip_batch(sequence, &[]);
+    let error = wire::decode_gossip(&empty, LIMIT).unwrap_err();
+    assert!(error.to_string().contains("no entries"), "{error}");
+    let zero = wire::encode_gossip_batch(wire::Sequence { stream: 7, seq: 0 }, &encoded);
+    let error = wire::decode_gossip(&zero, LIMIT).unwrap_err();
+    assert!(error.to_string().contains("number 0"), "{error}");
+    let mut trailing = bytes.clone();
+    trailing.push(0);
+    let error = wire::decode_gossip(&trailing, LIMIT).unwrap_err();
+    assert!(error.to_string().contains("after the last entry"), "{error}");
 }
 
 #[test]

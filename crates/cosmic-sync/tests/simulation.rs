@@ -3,11 +3,16 @@
 //! partitions, all driven by one seed. Every schedule must converge once the network heals,
 //! to the winners the merge rule picks over every entry written.
 //!
+//! Nodes are also overloaded: writes leave as numbered gossip batches, each node takes
+//! gossip into a small bounded queue and judges only a few messages a step, so bursts
+//! overflow it. As in the real node, a message dropped at a full queue starts a
+//! reconciliation with its sender, and so does a gap in a publisher's batch numbers.
+//!
 //! A failing seed is printed; replay it alone with `COSMIC_SYNC_SIM_SEED=<seed>`.
 
 #![allow(clippy::unwrap_used, reason = "a test fails loudly, helpers included")]
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use cosmic_auth::{AuthorKey, PublicKey, SpaceKey, SpaceMode};
 use cosmic_store::{Entry, Options, Origin, Store, Value};
@@ -72,6 +77,20 @@ struct Sim {
     next_session: u64,
     written: Vec<Entry>,
     limits: Limits,
+    /// Each node's gossip queue: (sender, bytes), at most `queue_len` long.
+    inbox: Vec<VecDeque<(usize, Vec<u8>)>>,
+    queue_len: usize,
+    /// Gossip messages a node judges per step.
+    judge_rate: usize,
+    /// The next batch number each node publishes.
+    next_seq: Vec<u64>,
+    /// The batch number each node expects next from each publisher.
+    expected_seq: Vec<HashMap<usize, u64>>,
+    /// Repairs asked for by a loss: (node, peer) reconciliations to start.
+    repairs: Vec<(usize, usize)>,
+    /// Gossip messages dropped at a full queue, and gaps noticed.
+    overflows: u64,
+    gaps: u64,
 }
 
 const LIMIT: usize = 64 * 1024;
@@ -109,6 +128,14 @@ impl Sim {
             next_session: 0,
             written: Vec::new(),
             limits,
+            inbox: vec![VecDeque::new(); n],
+            queue_len: 1 + rng_queue_len(seed),
+            judge_rate: 1 + (seed % 2) as usize,
+            next_seq: vec![1; n],
+            expected_seq: vec![HashMap::new(); n],
+            repairs: Vec::new(),
+            overflows: 0,
+            gaps: 0,
         }
     }
 
@@ -135,19 +162,55 @@ impl Sim {
         if store.space_record(&self.space).unwrap().is_none() {
             return;
         }
+        // One to four fields of one document, committed together: one gossip batch.
         let doc = format!("d{}", self.rng.below(5));
-        let field = format!("f{}", self.rng.below(4));
-        let value = match self.rng.below(10) {
-            0 => Value::Null,
-            n => Value::Int(i64::try_from(self.rng.below(1000) * 10 + n).unwrap()),
-        };
-        store.write(&self.authors[node], &self.space, &doc, vec![(field.clone(), value)]).unwrap();
-        let entry = store.get_entry(&self.space, &doc, &field).unwrap().unwrap();
-        let bytes = wire::encode_gossip(&entry);
-        self.written.push(entry);
+        let mut fields = Vec::new();
+        for _ in 0..1 + self.rng.below(4) {
+            let field = format!("f{}", self.rng.below(4));
+            let value = match self.rng.below(10) {
+                0 => Value::Null,
+                n => Value::Int(i64::try_from(self.rng.below(1000) * 10 + n).unwrap()),
+            };
+            if !fields.iter().any(|(name, _)| name == &field) {
+                fields.push((field, value));
+            }
+        }
+        let names: Vec<String> = fields.iter().map(|(name, _)| name.clone()).collect();
+        store.write(&self.authors[node], &self.space, &doc, fields).unwrap();
+        let mut encoded = Vec::new();
+        for field in names {
+            let entry = store.get_entry(&self.space, &doc, &field).unwrap().unwrap();
+            encoded.push(entry.encode());
+            self.written.push(entry);
+        }
+        let sequence = wire::Sequence { stream: 1, seq: self.next_seq[node] };
+        self.next_seq[node] += 1;
+        let bytes = wire::encode_gossip_batch(sequence, &encoded);
         for to in 0..self.nodes.len() {
             if to != node {
                 self.send(node, to, Payload::Gossip(bytes.clone()));
+            }
+        }
+    }
+
+    /// Judges up to `judge_rate` queued gossip messages of each node, as the replicator
+    /// does: a gap in the sender's numbers asks for a repair, the batch goes to the store
+    /// in one call.
+    fn judge_gossip(&mut self) {
+        for to in 0..self.nodes.len() {
+            for _ in 0..self.judge_rate {
+                let Some((from, bytes)) = self.inbox[to].pop_front() else { break };
+                let gossip = wire::decode_gossip(&bytes, LIMIT).unwrap();
+                let sequence = gossip.sequence.unwrap();
+                let expected = self.expected_seq[to].entry(from).or_insert(1);
+                if sequence.seq > *expected {
+                    self.gaps += 1;
+                    self.repairs.push((to, from));
+                }
+                *expected = (*expected).max(sequence.seq + 1);
+                let origin = Origin::Peer(format!("node-{from}"));
+                // An unknown space (no record yet) is refused; reconciliation brings it.
+                let _ = self.nodes[to].insert_batch_from(gossip.entries, origin).unwrap();
             }
         }
     }
@@ -171,9 +234,13 @@ impl Sim {
         let origin = Origin::Peer(format!("node-{from}"));
         match payload {
             Payload::Gossip(bytes) => {
-                let entry = wire::decode_gossip(&bytes, LIMIT).unwrap();
-                // An unknown space (no record yet) is refused; reconciliation brings it.
-                let _ = self.nodes[to].insert_from(entry, origin);
+                if self.inbox[to].len() < self.queue_len {
+                    self.inbox[to].push_back((from, bytes));
+                } else {
+                    // Dropped at a full queue: seen, counted, repaired.
+                    self.overflows += 1;
+                    self.repairs.push((to, from));
+                }
             }
             Payload::Request { session, round, bytes } => {
                 let message = Message::decode(&bytes, LIMIT).unwrap();
@@ -218,6 +285,10 @@ impl Sim {
             let b = (a + 1 + self.rng.below(n - 1) as usize) % self.nodes.len();
             self.start_session(a, b);
         }
+        for (node, peer) in std::mem::take(&mut self.repairs) {
+            self.start_session(node, peer);
+        }
+        self.judge_gossip();
         // Sessions whose messages were lost time out.
         let now = self.now;
         self.sessions.retain(|_, running| now - running.last_progress < 200);
@@ -257,6 +328,11 @@ impl Sim {
     }
 }
 
+/// The queue length of a schedule, from its seed: 0 to 3, so bursts overflow it.
+fn rng_queue_len(seed: u64) -> usize {
+    (Rng(seed ^ 0x51CE).next() % 4) as usize
+}
+
 fn clone_payload(payload: &Payload) -> Payload {
     match payload {
         Payload::Gossip(bytes) => Payload::Gossip(bytes.clone()),
@@ -269,8 +345,9 @@ fn clone_payload(payload: &Payload) -> Payload {
     }
 }
 
-/// Runs one schedule; an error names what went wrong.
-fn run(seed: u64) -> Result<(), String> {
+/// Runs one schedule; an error names what went wrong. Returns the gossip messages
+/// dropped at full queues and the gaps noticed.
+fn run(seed: u64) -> Result<(u64, u64), String> {
     let mut sim = Sim::new(seed);
     // Turbulence: writes everywhere, loss, duplication, reordering, partitions.
     let turbulent = 150 + sim.rng.below(250);
@@ -315,7 +392,7 @@ fn run(seed: u64) -> Result<(), String> {
             return Err("a node never learnt the space record".into());
         }
     }
-    Ok(())
+    Ok((sim.overflows, sim.gaps))
 }
 
 fn run_seeds(seeds: std::ops::Range<u64>) {
@@ -325,13 +402,22 @@ fn run_seeds(seeds: std::ops::Range<u64>) {
         }
         return;
     }
+    let (mut overflows, mut gaps) = (0, 0);
     for seed in seeds {
-        if let Err(error) = run(seed) {
-            panic!(
+        match run(seed) {
+            Ok((dropped, noticed)) => {
+                overflows += dropped;
+                gaps += noticed;
+            }
+            Err(error) => panic!(
                 "seed {seed} fails: {error}\nreplay: COSMIC_SYNC_SIM_SEED={seed} cargo nextest run -p cosmic-sync --test simulation"
-            );
+            ),
         }
     }
+    // The schedules did overload their nodes and lose gossip in the network: the repairs
+    // were exercised, not just the periodic sessions.
+    assert!(overflows > 0, "no gossip message found a full queue");
+    assert!(gaps > 0, "no gap in a publisher's numbers was noticed");
 }
 
 #[test]

@@ -13,6 +13,7 @@ use libp2p::request_response::{self, InboundRequestId, OutboundFailure, Response
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{ConnectionError, ConnectionId, DialError, ListenError, SwarmEvent};
 use libp2p::{PeerId, identify, mdns, ping, relay};
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::{Actor, MAX_REDIALS, PendingInbound, is_loopback, is_relayed};
@@ -21,8 +22,8 @@ use crate::api::ConnectionInfo;
 use crate::behaviour::{self, BehaviourEvent};
 use crate::codec::{Frame, Request, Response};
 use crate::events::{
-    Direction, GossipMessage, InboundRequest, ListenAddrAdded, ListenAddrRemoved, PeerConnected,
-    PeerDisconnected, RequestId, TopicSubscribed, TopicUnsubscribed,
+    Direction, GossipMessage, GossipSeen, InboundRequest, ListenAddrAdded, ListenAddrRemoved,
+    LossReason, PeerConnected, PeerDisconnected, RequestId, TopicSubscribed, TopicUnsubscribed,
 };
 use crate::peers::Backoff;
 
@@ -307,14 +308,41 @@ impl Actor {
                     self.strike(propagation_source, "oversized gossip message");
                     return;
                 }
+                let topic = message.topic.to_string();
+                let data = Bytes::from(message.data);
+                if self.bus.subscriber_count::<GossipSeen>() > 0 {
+                    self.bus.publish(GossipSeen {
+                        topic: topic.clone(),
+                        source: message.source,
+                        propagation_source,
+                        data: data.clone(),
+                    });
+                }
                 let event = GossipMessage {
-                    topic: message.topic.to_string(),
+                    topic: topic.clone(),
                     message_id: message_id.clone(),
                     source: message.source,
                     propagation_source,
-                    data: Bytes::from(message.data),
+                    data,
                 };
-                if self.bus.publish(event) == 0 {
+                let delivered = match &self.gossip_handler {
+                    None => false,
+                    Some(handler) => match handler.messages.try_send(event) {
+                        Ok(()) => true,
+                        Err(mpsc::error::TrySendError::Full(_)) => {
+                            // The handler is behind: the message is lost here, so say so.
+                            self.stats.gossip_dropped_inbound += 1;
+                            let reason = LossReason::InboundQueueFull;
+                            self.record_loss(propagation_source, Some(topic), reason, 1);
+                            false
+                        }
+                        Err(mpsc::error::TrySendError::Closed(_)) => {
+                            self.gossip_handler = None;
+                            false
+                        }
+                    },
+                };
+                if !delivered {
                     // Nobody will judge it: drop it without blaming the sender.
                     self.swarm.behaviour_mut().gossipsub.report_message_validation_result(
                         &message_id,
@@ -335,8 +363,16 @@ impl Actor {
                 }
                 self.bus.publish(TopicUnsubscribed { peer_id, topic: topic.to_string() });
             }
-            gossipsub::Event::SlowPeer { peer_id, .. } => {
-                tracing::debug!(%peer_id, "slow gossip peer");
+            gossipsub::Event::SlowPeer { peer_id, failed_messages } => {
+                // Gossipsub dropped messages meant for this peer (its send queue was full):
+                // the peer lacks them, and only a repair brings them.
+                let lost = failed_messages.priority + failed_messages.non_priority;
+                tracing::debug!(%peer_id, lost, "slow gossip peer: messages to it dropped");
+                if lost > 0 {
+                    let lost = lost as u64;
+                    self.stats.gossip_dropped_outbound += lost;
+                    self.record_loss(peer_id, None, LossReason::SendQueueFull, lost);
+                }
             }
             _ => {}
         }
@@ -440,8 +476,26 @@ impl Actor {
         let protocol = request.protocol.clone();
         let event =
             InboundRequest { request_id, peer_id, protocol: request.protocol, body: request.body };
-        if self.bus.publish(event) == 0 {
-            let refusal = Response::Error(format!("no handler for protocol {protocol:?}"));
+        let sent = match self.request_handlers.get(&protocol) {
+            Some(handler) => handler.try_send(event).map_err(|error| match error {
+                mpsc::error::TrySendError::Full(_) => true,
+                mpsc::error::TrySendError::Closed(_) => false,
+            }),
+            None => Err(false),
+        };
+        let refusal = match sent {
+            Ok(()) => None,
+            Err(true) => {
+                self.stats.requests_dropped += 1;
+                Some(format!("busy: the handler of protocol {protocol:?} is full; try again"))
+            }
+            Err(false) => {
+                self.request_handlers.remove(&protocol);
+                Some(format!("no handler for protocol {protocol:?}"))
+            }
+        };
+        if let Some(refusal) = refusal {
+            let refusal = Response::Error(refusal);
             let _ = self.swarm.behaviour_mut().request_response.send_response(channel, refusal);
             return;
         }

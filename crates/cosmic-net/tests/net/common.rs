@@ -52,6 +52,13 @@ pub(crate) async fn next_matching<E: Event>(
     .await
 }
 
+/// The next message on a gossip handler's queue, within [`TIMEOUT`].
+pub(crate) async fn next_message(
+    messages: &mut tokio::sync::mpsc::Receiver<cosmic_net::GossipMessage>,
+) -> cosmic_net::GossipMessage {
+    within(messages.recv()).await.expect("the gossip handler's queue is open")
+}
+
 /// Polls `check` every 50 ms until it returns true, within [`TIMEOUT`].
 pub(crate) async fn eventually<F, Fut>(mut check: F)
 where

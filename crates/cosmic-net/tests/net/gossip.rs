@@ -5,17 +5,17 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
-use cosmic_net::{Error, GossipMessage, Net, PeerId, PublishFailure, TopicSubscribed, Verdict};
+use cosmic_net::{Error, Net, PeerId, PublishFailure, TopicSubscribed, Verdict};
 
-use crate::common::{address_of, next_matching, node, within};
+use crate::common::{address_of, next_matching, next_message, node, within};
 
 const TOPIC: &str = "cosmic/space/1/test";
 
 /// Accepts every message on `net` and passes (receiver, data) to `sink`.
-fn accept_all(net: Net, bus: &cosmic_events::Bus, sink: mpsc::Sender<(PeerId, Bytes)>) {
-    let mut messages = bus.subscribe::<GossipMessage>();
+async fn accept_all(net: Net, sink: mpsc::Sender<(PeerId, Bytes)>) {
+    let mut inbox = within(net.gossip_inbox(64)).await.unwrap();
     tokio::spawn(async move {
-        while let Ok(message) = messages.recv().await {
+        while let Some(message) = inbox.messages.recv().await {
             let _ = net
                 .report_validation(message.message_id, message.propagation_source, Verdict::Accept)
                 .await;
@@ -46,7 +46,7 @@ async fn a_gossip_message_reaches_all_of_five_nodes() {
     let (sink, mut received) = mpsc::channel(64);
     for _ in 0..5 {
         let (net, bus) = node().await;
-        accept_all(net.clone(), &bus, sink.clone());
+        accept_all(net.clone(), sink.clone()).await;
         let subscribed = bus.subscribe::<TopicSubscribed>();
         assert!(within(net.subscribe(TOPIC)).await.unwrap());
         nodes.push((net, subscribed));
@@ -95,9 +95,9 @@ async fn a_gossip_message_reaches_all_of_five_nodes() {
 async fn rejected_messages_are_not_forwarded_and_count_against_the_sender() {
     let (a, _a_bus) = node().await;
     let (b, b_bus) = node().await;
-    let (c, c_bus) = node().await;
-    let mut b_messages = b_bus.subscribe::<GossipMessage>();
-    let mut c_messages = c_bus.subscribe::<GossipMessage>();
+    let (c, _c_bus) = node().await;
+    let mut b_messages = within(b.gossip_inbox(64)).await.unwrap().messages;
+    let mut c_messages = within(c.gossip_inbox(64)).await.unwrap().messages;
     let mut b_subscribed = b_bus.subscribe::<TopicSubscribed>();
     for net in [&a, &b, &c] {
         within(net.subscribe(TOPIC)).await.unwrap();
@@ -112,19 +112,19 @@ async fn rejected_messages_are_not_forwarded_and_count_against_the_sender() {
     }
 
     publish_when_ready(&a, b"bad").await;
-    let message = next_matching(&mut b_messages, |_| true).await;
+    let message = next_message(&mut b_messages).await;
     assert_eq!(message.source, Some(a.peer_id()));
     within(b.report_validation(message.message_id, message.propagation_source, Verdict::Reject))
         .await
         .unwrap();
     // The rejected message never reaches c; the next, accepted one does.
     publish_when_ready(&a, b"good").await;
-    let message = next_matching(&mut b_messages, |_| true).await;
+    let message = next_message(&mut b_messages).await;
     assert_eq!(&message.data[..], b"good");
     within(b.report_validation(message.message_id, message.propagation_source, Verdict::Accept))
         .await
         .unwrap();
-    let at_c = next_matching(&mut c_messages, |_| true).await;
+    let at_c = next_message(&mut c_messages).await;
     assert_eq!(&at_c.data[..], b"good");
 
     let peers = within(b.peers()).await.unwrap();
@@ -138,9 +138,9 @@ async fn gossip_above_the_receivers_limit_is_rejected() {
     let (sender, _sender_bus) = node().await;
     let mut config = cosmic_net::Config::local();
     config.max_gossip_size = 4096;
-    let (receiver, receiver_bus) =
+    let (receiver, _receiver_bus) =
         crate::common::node_with(cosmic_net::Keypair::generate_ed25519(), config).await;
-    let mut messages = receiver_bus.subscribe::<GossipMessage>();
+    let mut messages = within(receiver.gossip_inbox(64)).await.unwrap().messages;
     let mut subscribed = sender.bus().subscribe::<TopicSubscribed>();
     within(sender.subscribe(TOPIC)).await.unwrap();
     within(receiver.subscribe(TOPIC)).await.unwrap();
@@ -149,7 +149,7 @@ async fn gossip_above_the_receivers_limit_is_rejected() {
 
     within(sender.publish(TOPIC, vec![1u8; 8192])).await.unwrap();
     publish_when_ready(&sender, b"small").await;
-    let message = next_matching(&mut messages, |_| true).await;
+    let message = next_message(&mut messages).await;
     assert_eq!(&message.data[..], b"small", "the large message never reaches the application");
     let stats = within(receiver.stats()).await.unwrap();
     assert_eq!(stats.gossip_rejected, 1);

@@ -11,9 +11,8 @@ use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm, noise, ping, tcp, yamux};
 
-use cosmic_events::Bus;
 use cosmic_net::codec::{self, PROTOCOL};
-use cosmic_net::{Config, InboundRequest, Keypair, Net, PeerState, Response};
+use cosmic_net::{Config, Keypair, Net, PeerState, Response};
 
 use crate::common::{address_of, eventually, is_connected, node, node_with, within};
 
@@ -170,10 +169,10 @@ async fn strikes_of(net: &Net, peer_id: PeerId) -> u32 {
 }
 
 /// Answers every echo request on `net`.
-fn echo(net: Net, bus: &Bus) {
-    let mut requests = bus.subscribe::<InboundRequest>();
+async fn echo(net: Net) {
+    let mut requests = within(net.request_inbox("test/echo/1", 64)).await.expect("a handler");
     tokio::spawn(async move {
-        while let Ok(request) = requests.recv().await {
+        while let Some(request) = requests.recv().await {
             let _ = net.respond(request.request_id, Response::Ok(request.body)).await;
         }
     });
@@ -213,8 +212,8 @@ async fn strikes_decay_so_a_rare_offender_is_not_banned_but_a_burst_is() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_answering_with_bad_frames_fails_the_request_and_is_struck() {
     let (net, _bus) = node().await;
-    let (honest, honest_bus) = node().await;
-    echo(honest.clone(), &honest_bus);
+    let (honest, _honest_bus) = node().await;
+    echo(honest.clone()).await;
     within(net.dial(address_of(&honest).await)).await.expect("dial honest");
 
     // One hostile responder per kind of junk answer: a length prefix far above
@@ -259,8 +258,8 @@ async fn a_peer_opening_connections_without_end_stays_under_the_limits() {
     let mut config = Config::local();
     config.max_connections = MAX_CONNECTIONS;
     config.max_connections_per_peer = 2;
-    let (hub, hub_bus) = node_with(Keypair::generate_ed25519(), config).await;
-    echo(hub.clone(), &hub_bus);
+    let (hub, _hub_bus) = node_with(Keypair::generate_ed25519(), config).await;
+    echo(hub.clone()).await;
     let (honest, _honest_bus) = node().await;
     let hub_address = address_of(&hub).await;
     within(honest.dial(hub_address.clone())).await.expect("dial the hub");

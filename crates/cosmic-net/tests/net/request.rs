@@ -2,27 +2,22 @@
 
 use bytes::Bytes;
 
-use cosmic_net::{Error, InboundRequest, Response};
+use cosmic_net::{Error, Response};
 
 use crate::common::{address_of, node, within};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_gets_its_response() {
     let (a, _a_bus) = node().await;
-    let (b, b_bus) = node().await;
-    let mut requests = b_bus.subscribe::<InboundRequest>();
+    let (b, _b_bus) = node().await;
+    let mut requests = within(b.request_inbox("test/echo/1", 16)).await.unwrap();
     let responder = b.clone();
     tokio::spawn(async move {
-        while let Ok(request) = requests.recv().await {
-            let response = match request.protocol.as_str() {
-                "test/echo/1" => {
-                    let mut body = request.body.to_vec();
-                    body.reverse();
-                    Response::Ok(Bytes::from(body))
-                }
-                other => Response::Error(format!("unknown protocol {other}")),
-            };
-            responder.respond(request.request_id, response).await.unwrap();
+        while let Some(request) = requests.recv().await {
+            assert_eq!(request.protocol, "test/echo/1", "only its own protocol reaches a handler");
+            let mut body = request.body.to_vec();
+            body.reverse();
+            responder.respond(request.request_id, Response::Ok(Bytes::from(body))).await.unwrap();
         }
     });
     within(a.dial(address_of(&b).await)).await.unwrap();
@@ -36,7 +31,7 @@ async fn a_request_gets_its_response() {
     match refused {
         Err(Error::Remote { peer_id, message }) => {
             assert_eq!(peer_id, b.peer_id());
-            assert_eq!(message, "unknown protocol test/other/1");
+            assert_eq!(message, "no handler for protocol \"test/other/1\"");
         }
         other => panic!("expected a refusal, got {other:?}"),
     }
@@ -61,12 +56,12 @@ async fn requests_over_the_rate_are_refused() {
     let (a, _a_bus) = node().await;
     let mut config = cosmic_net::Config::local();
     config.inbound_request_rate = 2;
-    let (b, b_bus) =
+    let (b, _b_bus) =
         crate::common::node_with(cosmic_net::Keypair::generate_ed25519(), config).await;
-    let mut requests = b_bus.subscribe::<InboundRequest>();
+    let mut requests = within(b.request_inbox("test/echo/1", 16)).await.unwrap();
     let responder = b.clone();
     tokio::spawn(async move {
-        while let Ok(request) = requests.recv().await {
+        while let Some(request) = requests.recv().await {
             let _ = responder.respond(request.request_id, Response::Ok(request.body)).await;
         }
     });

@@ -1,0 +1,114 @@
+//! Loss repair: every place gossip can be lost reports here, and the peer concerned gets
+//! a reconciliation of the space within a fraction of a second, whatever the periodic
+//! interval.
+//!
+//! The places: a batch this node could not publish (`feed.rs`), a batch gossipsub could
+//! not queue for a slow peer and a batch dropped at our full inbound queue (both reported
+//! by `cosmic-net` as a [`GossipLoss`]), and a gap in a publisher's batch numbering
+//! (`gossip_in.rs`), which catches losses no sender saw.
+
+use std::collections::HashSet;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use cosmic_auth::PublicKey;
+use cosmic_net::{GossipLoss, LossReason, PeerId};
+use tokio::sync::Notify;
+
+use super::{Replicator, lock, space_topic};
+use crate::types::LossKind;
+
+/// How long the repair task lets further losses gather before it starts reconciling:
+/// a burst that overflowed a queue is usually still passing.
+const REPAIR_SETTLE: Duration = Duration::from_millis(100);
+
+/// Losses waiting for their repair.
+#[derive(Default)]
+pub(super) struct Repairs {
+    /// Spaces and peers to reconcile as soon as the settle time has passed.
+    pending: Mutex<HashSet<(PublicKey, PeerId)>>,
+    /// Joined spaces with a local change that no peer received by gossip (nobody was
+    /// subscribed yet, or the publish failed): the next peer to subscribe gets a
+    /// reconciliation at once.
+    unpublished: Mutex<HashSet<PublicKey>>,
+    /// Woken when `pending` gains a member.
+    wake: Notify,
+}
+
+impl Replicator {
+    /// Counts `messages` lost gossip messages of one kind.
+    pub(super) fn gossip_lost(&self, kind: LossKind, messages: u64) {
+        self.metrics_mut(|metrics| metrics.gossip_lost.add(kind, messages));
+    }
+
+    /// Asks for a reconciliation of `space` with `peer` soon (coalesced with other
+    /// requests for the same pair).
+    pub(super) fn schedule_repair(&self, space: PublicKey, peer: PeerId) {
+        if peer == self.peer_id() {
+            return;
+        }
+        if lock(&self.inner.repairs.pending).insert((space, peer)) {
+            self.inner.repairs.wake.notify_one();
+        }
+    }
+
+    /// Notes that a local change of `space` reached no peer by gossip.
+    pub(super) fn mark_unpublished(&self, space: PublicKey) {
+        lock(&self.inner.repairs.unpublished).insert(space);
+    }
+
+    /// Whether a local change of `space` reached no peer by gossip; forgets it.
+    pub(super) fn take_unpublished(&self, space: &PublicKey) -> bool {
+        lock(&self.inner.repairs.unpublished).remove(space)
+    }
+
+    /// A loss that `cosmic-net` saw: with a topic, that space; without one (a slow peer),
+    /// every joined space the peer follows.
+    pub(super) async fn on_loss(&self, loss: GossipLoss) {
+        let kind = match loss.reason {
+            LossReason::InboundQueueFull => LossKind::InboundQueueFull,
+            LossReason::SendQueueFull => LossKind::SendQueueFull,
+            _ => LossKind::Other,
+        };
+        self.gossip_lost(kind, loss.messages);
+        match loss.topic.as_deref().and_then(|topic| self.topic_space(topic)) {
+            Some(space) => self.schedule_repair(space, loss.peer_id),
+            None if loss.topic.is_none() => {
+                let topics = match self.inner.net.peers().await {
+                    Ok(peers) => peers
+                        .into_iter()
+                        .find(|peer| peer.peer_id == loss.peer_id)
+                        .map(|peer| peer.topics)
+                        .unwrap_or_default(),
+                    Err(_) => Vec::new(),
+                };
+                for space in self.joined() {
+                    if topics.contains(&space_topic(&space)) {
+                        self.schedule_repair(space, loss.peer_id);
+                    }
+                }
+            }
+            // A topic we no longer follow: nothing to repair.
+            None => {}
+        }
+    }
+
+    /// Reconciles each pending space and peer once the settle time has passed; losses
+    /// that arrive meanwhile gather for the next round. A pair whose session is running
+    /// is reconciled again after it ends (see [`Replicator::catch_up`]), so a loss inside
+    /// a range that session already passed is repaired too.
+    pub(super) async fn repair_task(self) {
+        loop {
+            self.inner.repairs.wake.notified().await;
+            tokio::time::sleep(REPAIR_SETTLE).await;
+            let pending: Vec<(PublicKey, PeerId)> =
+                lock(&self.inner.repairs.pending).drain().collect();
+            if pending.is_empty() {
+                continue;
+            }
+            self.metrics_mut(|metrics| metrics.loss_repairs += pending.len() as u64);
+            let repairs = pending.into_iter().map(|(space, peer)| self.catch_up(space, peer));
+            futures::future::join_all(repairs).await;
+        }
+    }
+}

@@ -1,0 +1,352 @@
+//! Reconciliation sessions: the ones this node starts (on subscription, on a timer, on
+//! demand, to repair a loss) and the answers it gives to its peers' sessions.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cosmic_auth::PublicKey;
+use cosmic_net::{InboundRequest, PeerId, Response, TopicSubscribed};
+use cosmic_store::Origin;
+use tokio::sync::{Semaphore, mpsc};
+use tracing::{debug, info, warn};
+
+use super::{PeerSession, RECON_PROTOCOL, Replicator, lock};
+use crate::peer_clock;
+use crate::recon::{self, Session};
+use crate::types::{SessionStats, SyncEvent};
+use crate::wire::{self, Message, Part};
+use crate::{Error, Result};
+
+/// How long after a peer's last reconciliation request our own triggered sessions with it
+/// wait.
+const SERVED_RECENTLY: Duration = Duration::from_secs(2);
+/// How long a catch-up waits, at most, for a running session with the same peer to end.
+const CATCH_UP_WAIT: Duration = Duration::from_secs(10);
+/// Reconciliation requests answered at once, at most; the rest wait in the queue.
+const MAX_SERVING: usize = 8;
+
+/// Sessions running and peers recently served.
+#[derive(Default)]
+pub(super) struct SessionState {
+    /// Sessions this node runs now, by space and peer: one at a time per pair.
+    running: HashSet<(PublicKey, PeerId)>,
+    /// When each peer last sent us a reconciliation request, per space.
+    served: HashMap<(PublicKey, PeerId), Instant>,
+}
+
+impl Replicator {
+    /// Reconciles `space` now with every connected peer of the space; returns each
+    /// session's outcome (empty when no peer of the space is connected).
+    pub async fn sync_now(&self, space: PublicKey) -> Result<Vec<PeerSession>> {
+        if !self.lock_spaces().contains_key(&space) {
+            return Err(Error::NotJoined { space });
+        }
+        let peers = self.space_peers(&space).await;
+        let sessions = peers.iter().map(|peer| self.sync_with(space, *peer));
+        let results = futures::future::join_all(sessions).await;
+        Ok(peers
+            .into_iter()
+            .zip(results)
+            .map(|(peer, result)| PeerSession {
+                peer,
+                result: result.map_err(|error| error.to_string()),
+            })
+            .collect())
+    }
+
+    /// A session started by a trigger (subscription, timer, discovery): skipped while the
+    /// peer is itself reconciling the space with us, so entries do not cross twice.
+    pub(super) async fn session_logged(&self, space: PublicKey, peer: PeerId) {
+        let busy = lock(&self.inner.sessions)
+            .served
+            .get(&(space, peer))
+            .is_some_and(|at| at.elapsed() < SERVED_RECENTLY);
+        if busy {
+            return;
+        }
+        if let Err(error) = self.sync_with(space, peer).await {
+            debug!(%space, %peer, %error, "reconciliation failed");
+        }
+    }
+
+    /// Reconciles with `peer` once no session with it on `space` is running (bounded
+    /// wait): used when an entry is known to be missing on one side right now, where
+    /// a session already under way may have passed its range.
+    pub(super) async fn catch_up(&self, space: PublicKey, peer: PeerId) {
+        let started = tokio::time::Instant::now();
+        loop {
+            let running = lock(&self.inner.sessions).running.contains(&(space, peer));
+            if !running || started.elapsed() > CATCH_UP_WAIT {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if let Err(error) = self.sync_with(space, peer).await {
+            debug!(%space, %peer, %error, "catch-up reconciliation failed");
+        }
+    }
+
+    /// Reconciles `space` with one peer (dialling it if needed), and waits for the end.
+    /// When a session with that peer on that space is already running, returns at once
+    /// with empty stats.
+    pub async fn sync_with(&self, space: PublicKey, peer: PeerId) -> Result<SessionStats> {
+        if !self.lock_spaces().contains_key(&space) {
+            return Err(Error::NotJoined { space });
+        }
+        if !lock(&self.inner.sessions).running.insert((space, peer)) {
+            return Ok(SessionStats::default());
+        }
+        let result = self.run_session(space, peer).await;
+        lock(&self.inner.sessions).running.remove(&(space, peer));
+        match &result {
+            Ok(stats) => {
+                self.metrics_mut(|metrics| {
+                    metrics.sessions += 1;
+                    metrics.recon.add(stats);
+                });
+                self.inner.bus.publish(SyncEvent::SessionFinished { space, peer, stats: *stats });
+            }
+            Err(error) => {
+                self.metrics_mut(|metrics| metrics.sessions_failed += 1);
+                let reason = error.to_string();
+                self.inner.bus.publish(SyncEvent::SessionFailed { space, peer, reason });
+            }
+        }
+        result
+    }
+
+    async fn run_session(&self, space: PublicKey, peer: PeerId) -> Result<SessionStats> {
+        let started = Instant::now();
+        let options = &self.inner.options;
+        let limits = options.recon;
+        let max_rounds = options.max_rounds;
+        let (mut session, mut message) = self
+            .blocking(move |store| Ok(Session::start(&store, space, limits, max_rounds)?))
+            .await?;
+        // The first message carries our wall clock, and its answer the peer's.
+        message.parts.push(Part::Clock(self.inner.store.wall_clock_millis()));
+        let mut clock_sent = Some(Instant::now());
+        let origin = Origin::Peer(peer.to_string());
+        let mut stats = SessionStats::default();
+        loop {
+            let bytes = message.encode(options.max_message_size).map_err(Error::Outgoing)?;
+            stats.bytes_sent += bytes.len() as u64;
+            stats.entries_sent += count_entries(&message);
+            let reply = self.inner.net.request(peer, RECON_PROTOCOL, bytes).await?;
+            let received = Instant::now();
+            stats.bytes_received += reply.len() as u64;
+            let reply = Message::decode(&reply, options.max_message_size)
+                .map_err(|source| Error::Wire { peer: peer.to_string(), source })?;
+            if reply.space != space {
+                let reason = format!("answered for space {}", reply.space);
+                return Err(Error::Refused { peer: peer.to_string(), reason });
+            }
+            if let (Some(sent), Some(theirs)) = (clock_sent.take(), clock_of(&reply)) {
+                self.observe_clock(peer, peer_clock::at_receipt(theirs, sent, received), received);
+            }
+            let origin = origin.clone();
+            let (back, next, mut step) = self
+                .blocking(move |store| {
+                    let (next, step) = session.on_reply(&store, &reply, &origin)?;
+                    Ok((session, next, step))
+                })
+                .await?;
+            session = back;
+            stats.entries_received += step.entries_received;
+            stats.entries_applied += step.entries_applied;
+            self.report_rejected(space, peer, &mut step, &mut stats).await;
+            match next {
+                Some(next) => message = next,
+                None => break,
+            }
+        }
+        stats.rounds = session.rounds();
+        stats.converged = session.converged();
+        stats.duration_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        Ok(stats)
+    }
+
+    /// Records that `peer`'s wall clock read `millis` at `at`, and sets the store's time
+    /// floor to what the peers' clocks now vote for (see [`crate::peer_clock`]).
+    fn observe_clock(&self, peer: PeerId, millis: u64, at: Instant) {
+        let store = &self.inner.store;
+        let ours = store.wall_clock_millis();
+        let (ahead_ms, floor, voters) = {
+            let mut clocks = lock(&self.inner.clocks);
+            let ahead_ms = clocks.observe(peer, millis, at, ours);
+            (ahead_ms, clocks.floor(at, ours), clocks.len() + 1)
+        };
+        debug!(%peer, ahead_ms, "a peer's wall clock");
+        let before = store.clock_correction();
+        store.set_time_floor(floor);
+        let after = store.clock_correction();
+        if after.abs_diff(before) >= peer_clock::DEAD_BAND {
+            if after.is_zero() {
+                info!(voters, "the wall clock agrees with most peers again: no clock correction");
+            } else {
+                warn!(
+                    correction_s = after.as_secs(),
+                    voters,
+                    "this machine's wall clock is behind most of its peers': entries are \
+                     stamped and judged by their time until it is set right"
+                );
+            }
+        }
+    }
+
+    /// Reports each refusal of a reconciliation step as an event, and strikes the peer
+    /// once for a message that held items proving it at fault (see [`recon::Step`]).
+    async fn report_rejected(
+        &self,
+        space: PublicKey,
+        peer: PeerId,
+        step: &mut recon::Step,
+        stats: &mut SessionStats,
+    ) {
+        let rejected = std::mem::take(&mut step.rejected);
+        stats.rejected += rejected.len() as u64;
+        if step.offences > 0 {
+            let first = rejected.first().map_or("", String::as_str);
+            let reason = format!(
+                "{} invalid items in a reconciliation message for space {space} ({first})",
+                step.offences
+            );
+            debug!(%peer, %reason, "striking a peer");
+            if let Err(error) = self.inner.net.report_peer(peer, reason).await {
+                debug!(%peer, %error, "striking a peer failed");
+            }
+        }
+        for reason in rejected {
+            self.inner.bus.publish(SyncEvent::EntryRejected { space, peer, reason });
+        }
+    }
+
+    /// Answers reconciliation requests from their own queue, a few at a time; when all
+    /// are busy, requests wait in the queue, and beyond it the network refuses them as
+    /// busy. `None`: a restart after a panic, which takes a fresh queue.
+    pub(super) async fn request_task(self, requests: Option<mpsc::Receiver<InboundRequest>>) {
+        let capacity = self.inner.options.request_queue_len;
+        let mut requests = match requests {
+            Some(requests) => requests,
+            None => match self.inner.net.request_inbox(RECON_PROTOCOL, capacity).await {
+                Ok(requests) => requests,
+                Err(error) => {
+                    debug!(%error, "no request handler: the network has stopped");
+                    return;
+                }
+            },
+        };
+        let serving = Arc::new(Semaphore::new(MAX_SERVING));
+        while let Some(request) = requests.recv().await {
+            let Ok(permit) = serving.clone().acquire_owned().await else { return };
+            let this = self.clone();
+            self.spawn_tracked(async move {
+                this.serve(request).await;
+                drop(permit);
+            });
+        }
+    }
+
+    async fn serve(&self, request: InboundRequest) {
+        let peer = request.peer_id;
+        let response = match self.answer(&request).await {
+            Ok(bytes) => Response::Ok(bytes.into()),
+            Err(error) => {
+                // A request that does not decode is the sender's fault: strike it.
+                if let Error::Wire { .. } = error
+                    && let Err(strike) = self.inner.net.report_peer(peer, error.to_string()).await
+                {
+                    debug!(%peer, error = %strike, "striking a peer failed");
+                }
+                Response::Error(error.to_string())
+            }
+        };
+        if let Err(error) = self.inner.net.respond(request.request_id, response).await {
+            debug!(%peer, %error, "answering a reconciliation request failed");
+        }
+    }
+
+    async fn answer(&self, request: &InboundRequest) -> Result<Vec<u8>> {
+        let options = &self.inner.options;
+        let peer = request.peer_id;
+        let message = Message::decode(&request.body, options.max_message_size)
+            .map_err(|source| Error::Wire { peer: peer.to_string(), source })?;
+        let space = message.space;
+        if !self.lock_spaces().contains_key(&space) {
+            return Err(Error::NotJoined { space });
+        }
+        {
+            let mut sessions = lock(&self.inner.sessions);
+            sessions.served.retain(|_, at| at.elapsed() < SERVED_RECENTLY);
+            sessions.served.insert((space, peer), Instant::now());
+        }
+        // A session's first message carries the peer's wall clock: judge it before any
+        // entry, and answer with ours.
+        let clock = clock_of(&message);
+        if let Some(theirs) = clock {
+            self.observe_clock(peer, theirs, Instant::now());
+        }
+        let limits = options.recon;
+        let origin = Origin::Peer(peer.to_string());
+        let (mut reply, mut step) = self
+            .blocking(move |store| Ok(recon::respond(&store, &message, &origin, &limits)?))
+            .await?;
+        if clock.is_some() {
+            reply.parts.push(Part::Clock(self.inner.store.wall_clock_millis()));
+        }
+        let mut ignored = SessionStats::default();
+        self.report_rejected(space, peer, &mut step, &mut ignored).await;
+        let bytes = reply.encode(options.max_message_size).map_err(Error::Outgoing)?;
+        self.metrics_mut(|metrics| {
+            metrics.requests_served += 1;
+            metrics.served_bytes_received += request.body.len() as u64;
+            metrics.served_bytes_sent += bytes.len() as u64;
+        });
+        Ok(bytes)
+    }
+
+    /// Reconciles with a peer as soon as it subscribes to a joined space's topic.
+    pub(super) async fn topic_task(self) {
+        let mut subscribed = self.inner.bus.subscribe::<TopicSubscribed>();
+        loop {
+            let event = match subscribed.recv().await {
+                Ok(event) => event,
+                Err(cosmic_events::RecvError::Lagged { missed }) => {
+                    // Subscriptions went unseen: meet every space's peers again.
+                    debug!(missed, "topic subscriptions missed; rediscovering every space");
+                    for space in self.joined() {
+                        let this = self.clone();
+                        self.spawn_tracked(async move { this.discover(space).await });
+                    }
+                    continue;
+                }
+                Err(_) => return,
+            };
+            // Both peers see each other's subscription; only the one with the smaller peer
+            // id starts a session, so the entries do not cross twice (the other side's
+            // periodic reconciliation covers a failed session).
+            let Some(space) = self.topic_space(&event.topic) else { continue };
+            if self.take_unpublished(&space) {
+                // A local change went nowhere by gossip: this peer needs it now, even if
+                // it has just reconciled with us.
+                self.schedule_repair(space, event.peer_id);
+            } else if self.peer_id() < event.peer_id {
+                let this = self.clone();
+                self.spawn_tracked(async move { this.session_logged(space, event.peer_id).await });
+            }
+        }
+    }
+}
+
+/// The wall clock a message carries, if any.
+fn clock_of(message: &Message) -> Option<u64> {
+    message.parts.iter().find_map(|part| match part {
+        Part::Clock(millis) => Some(*millis),
+        _ => None,
+    })
+}
+
+fn count_entries(message: &Message) -> u64 {
+    message.parts.iter().filter(|part| matches!(part, wire::Part::Entry(_))).count() as u64
+}
