@@ -355,15 +355,25 @@ mod logging {
     use cosmic_config::{LogConfig, LogFormat};
     use tracing_subscriber::EnvFilter;
 
+    /// Gossipsub warns once per message it drops for a slow peer ("Send Queue full"):
+    /// thousands of lines in a burst. Those losses are counted (`cosmic_gossip_lost`) and
+    /// repaired by the replicator, which logs them at debug; unless a filter names
+    /// gossipsub itself, only its errors are shown.
+    const QUIET_GOSSIPSUB: &str = "libp2p_gossipsub=error";
+
     /// Installs the global subscriber. `RUST_LOG`, when set, wins over `log.filter`.
     pub(crate) fn install(config: &LogConfig) -> anyhow::Result<()> {
-        let filter = match std::env::var("RUST_LOG") {
-            Ok(directives) if !directives.trim().is_empty() => EnvFilter::try_new(&directives)
-                .map_err(|error| anyhow::anyhow!("invalid RUST_LOG {directives:?}: {error}"))?,
-            _ => EnvFilter::try_new(&config.filter).map_err(|error| {
-                anyhow::anyhow!("invalid `log.filter` {:?}: {error}", config.filter)
-            })?,
+        let (directives, origin) = match std::env::var("RUST_LOG") {
+            Ok(directives) if !directives.trim().is_empty() => (directives, "RUST_LOG"),
+            _ => (config.filter.clone(), "`log.filter`"),
         };
+        let mut filter = EnvFilter::try_new(&directives)
+            .map_err(|error| anyhow::anyhow!("invalid {origin} {directives:?}: {error}"))?;
+        if !directives.contains("libp2p_gossipsub")
+            && let Ok(quiet) = QUIET_GOSSIPSUB.parse()
+        {
+            filter = filter.add_directive(quiet);
+        }
         let builder =
             tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
         let result = match config.format {

@@ -29,6 +29,12 @@ pub(crate) struct VerdictLabels {
     pub(crate) verdict: &'static str,
 }
 
+/// Labels of the gossip loss gauge.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub(crate) struct LossLabels {
+    pub(crate) reason: &'static str,
+}
+
 /// Labels of the blob byte counter.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub(crate) struct DirectionLabels {
@@ -57,6 +63,11 @@ pub(crate) struct Metrics {
     pub(crate) last_seq: Gauge<u64, AtomicU64>,
     pub(crate) gossip_verdicts: Family<VerdictLabels, Gauge<u64, AtomicU64>>,
     pub(crate) sync_sessions: Gauge<u64, AtomicU64>,
+    pub(crate) gossip_lost: Family<LossLabels, Gauge<u64, AtomicU64>>,
+    pub(crate) gossip_loss_repairs: Gauge<u64, AtomicU64>,
+    pub(crate) gossip_entries: Family<DirectionLabels, Gauge<u64, AtomicU64>>,
+    pub(crate) gossip_batches_published: Gauge<u64, AtomicU64>,
+    pub(crate) requests_refused_busy: Gauge<u64, AtomicU64>,
     pub(crate) sync_bytes: Gauge<u64, AtomicU64>,
     pub(crate) uptime_seconds: Gauge<u64, AtomicU64>,
     pub(crate) clock_correction: Gauge<f64, AtomicU64>,
@@ -107,6 +118,39 @@ impl Metrics {
         for verdict in ["accept", "reject", "ignore"] {
             let _ = gossip_verdicts.get_or_create(&VerdictLabels { verdict });
         }
+        let gossip_lost = Family::<LossLabels, Gauge<u64, AtomicU64>>::default();
+        registry.register(
+            "gossip_lost",
+            "Gossip messages lost so far, by where the loss was seen; each started a repair",
+            gossip_lost.clone(),
+        );
+        for kind in cosmic_sync::LossKind::ALL {
+            let _ = gossip_lost.get_or_create(&LossLabels { reason: kind.as_str() });
+        }
+        let gossip_loss_repairs = Gauge::<u64, AtomicU64>::default();
+        registry.register(
+            "gossip_loss_repairs",
+            "Reconciliations started so far to repair a gossip loss",
+            gossip_loss_repairs.clone(),
+        );
+        let gossip_entries = Family::<DirectionLabels, Gauge<u64, AtomicU64>>::default();
+        registry.register(
+            "gossip_entries",
+            "Entries carried by gossip batches so far, published or received",
+            gossip_entries.clone(),
+        );
+        let gossip_batches_published = Gauge::<u64, AtomicU64>::default();
+        registry.register(
+            "gossip_batches_published",
+            "Gossip batches published so far",
+            gossip_batches_published.clone(),
+        );
+        let requests_refused_busy = Gauge::<u64, AtomicU64>::default();
+        registry.register(
+            "net_requests_refused_busy",
+            "Inbound requests refused so far because their handler's queue was full",
+            requests_refused_busy.clone(),
+        );
         let sync_sessions = Gauge::<u64, AtomicU64>::default();
         registry.register(
             "sync_sessions",
@@ -144,6 +188,11 @@ impl Metrics {
             last_seq,
             gossip_verdicts,
             sync_sessions,
+            gossip_lost,
+            gossip_loss_repairs,
+            gossip_entries,
+            gossip_batches_published,
+            requests_refused_busy,
             sync_bytes,
             uptime_seconds,
             clock_correction,

@@ -17,7 +17,7 @@ use cosmic_store::{Change, Origin};
 
 use super::error::{ApiError, ApiResult, ErrorBody, Json, Path, Query};
 use super::{ApiDoc, AppState};
-use crate::metrics::VerdictLabels;
+use crate::metrics::{DirectionLabels, LossLabels, VerdictLabels};
 use crate::node::{GetOptions, SpaceSummary, blocking};
 
 /// Most document keys one list answer holds.
@@ -848,6 +848,7 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
     if let Ok(stats) = shared.net.stats().await {
         metrics.peers_connected.set(i64::try_from(stats.connected_peers).unwrap_or(i64::MAX));
         metrics.connections.set(i64::try_from(stats.connections).unwrap_or(i64::MAX));
+        metrics.requests_refused_busy.set(stats.requests_dropped);
     }
     let sync = shared.replicator.metrics();
     for (verdict, count) in [
@@ -858,6 +859,17 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
         metrics.gossip_verdicts.get_or_create(&VerdictLabels { verdict }).set(count);
     }
     metrics.sync_sessions.set(sync.sessions);
+    for kind in cosmic_sync::LossKind::ALL {
+        let labels = LossLabels { reason: kind.as_str() };
+        metrics.gossip_lost.get_or_create(&labels).set(sync.gossip_lost.get(kind));
+    }
+    metrics.gossip_loss_repairs.set(sync.loss_repairs);
+    for (direction, count) in
+        [("published", sync.gossip_entries_published), ("received", sync.gossip_entries_received)]
+    {
+        metrics.gossip_entries.get_or_create(&DirectionLabels { direction }).set(count);
+    }
+    metrics.gossip_batches_published.set(sync.gossip_published);
     metrics.sync_bytes.set(
         sync.recon.bytes_sent
             + sync.recon.bytes_received
