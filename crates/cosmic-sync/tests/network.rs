@@ -332,7 +332,9 @@ impl Restricted {
     /// Publishes `bad` from mallory, then a valid entry as a control, and checks that the
     /// control reached every node while `bad` was stored nowhere and reached neither `a`
     /// nor `c` (so `b` did not forward it), and that `b` counted it against mallory.
-    async fn check_rejected(self, bad: Vec<u8>) {
+    /// The documents `kept` (valid entries that came in the same batch as the bad one)
+    /// must reach every node all the same.
+    async fn check_rejected(self, bad: Vec<u8>, kept: &[&str]) {
         let mut seen_on_a = self.nodes[0].bus.subscribe::<GossipSeen>();
         let mut seen_on_c = self.nodes[2].bus.subscribe::<GossipSeen>();
         let mut rejected_on_b = self.nodes[1].bus.subscribe::<SyncEvent>();
@@ -349,10 +351,12 @@ impl Restricted {
         )
         .unwrap();
         publish_until_sent(&self.mallory, &topic, wire::encode_gossip(&control)).await;
-        eventually("the control entry to reach every node", || {
-            self.nodes
-                .iter()
-                .all(|node| node.store.get_doc(&self.space, "control").unwrap().is_some())
+        eventually("the control entry (and the kept ones) to reach every node", || {
+            self.nodes.iter().all(|node| {
+                std::iter::once("control")
+                    .chain(kept.iter().copied())
+                    .all(|doc| node.store.get_doc(&self.space, doc).unwrap().is_some())
+            })
         })
         .await;
         for node in &self.nodes {
@@ -411,7 +415,7 @@ async fn an_entry_from_an_author_without_capability_is_rejected_and_never_forwar
     // Straight into a store, it is refused too.
     let error = setup.nodes[0].store.insert(bad.clone()).unwrap_err();
     assert!(matches!(error, cosmic_store::Error::AccessDenied { .. }), "{error}");
-    setup.check_rejected(wire::encode_gossip(&bad)).await;
+    setup.check_rejected(wire::encode_gossip(&bad), &[]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -422,7 +426,38 @@ async fn a_forged_signature_is_rejected() {
         Entry::sign(&setup.writer, setup.space, "bad", "x", Value::Int(1), Hlc::new(now, 0))
             .unwrap();
     forged.value = Value::Int(666);
-    setup.check_rejected(wire::encode_gossip(&forged)).await;
+    setup.check_rejected(wire::encode_gossip(&forged), &[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_with_one_forged_entry_has_only_that_entry_rejected() {
+    let setup = restricted().await;
+    let now = setup.nodes[1].store.clock().millis.max(1);
+    let sign = |doc: &str, value: i64| {
+        Entry::sign(&setup.writer, setup.space, doc, "x", Value::Int(value), Hlc::new(now, 0))
+            .unwrap()
+    };
+    let mut forged = sign("bad", 1);
+    forged.value = Value::Int(666);
+    let batch = [sign("good1", 1), forged, sign("good2", 2)];
+    let encoded: Vec<Vec<u8>> = batch.iter().map(Entry::encode).collect();
+    let bytes = wire::encode_gossip_batch(wire::Sequence { stream: 1, seq: 1 }, &encoded);
+    // The batch is rejected (not forwarded, mallory struck), its valid entries kept.
+    setup.check_rejected(bytes, &["good1", "good2"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_batch_is_rejected_whole() {
+    let setup = restricted().await;
+    let now = setup.nodes[1].store.clock().millis.max(1);
+    // A valid entry, then bytes that are no entry: nothing of the batch is stored, not
+    // even the valid entry (named "bad" so that the check looks for it everywhere).
+    let valid =
+        Entry::sign(&setup.writer, setup.space, "bad", "x", Value::Int(1), Hlc::new(now, 0))
+            .unwrap();
+    let encoded = vec![valid.encode(), b"no entry at all".to_vec()];
+    let bytes = wire::encode_gossip_batch(wire::Sequence { stream: 1, seq: 1 }, &encoded);
+    setup.check_rejected(bytes, &[]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
