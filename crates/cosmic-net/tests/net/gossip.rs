@@ -13,7 +13,7 @@ const TOPIC: &str = "cosmic/space/1/test";
 
 /// Accepts every message on `net` and passes (receiver, data) to `sink`.
 async fn accept_all(net: Net, sink: mpsc::Sender<(PeerId, Bytes)>) {
-    let mut inbox = within(net.gossip_inbox(64)).await.unwrap();
+    let mut inbox = within(net.gossip_inbox(64)).await.expect("a gossip handler");
     tokio::spawn(async move {
         while let Some(message) = inbox.messages.recv().await {
             let _ = net
