@@ -182,6 +182,34 @@ pub async fn replication(options: Options, emit: &mut dyn FnMut(Figure)) -> anyh
              PUTs of {FIELDS}-field documents, each durable)"
         ),
     ));
+    // How the entries travelled: batch size, and losses (each one repaired).
+    let published = metric(&a, r#"cosmic_gossip_entries{direction="published"}"#).await?;
+    let batches = metric(&a, "cosmic_gossip_batches_published").await?;
+    emit(Figure::new(
+        "replication",
+        "entries per gossip batch",
+        "entries",
+        Better::Higher,
+        vec![published / batches.max(1.0)],
+        "The same runs, all together: A's cosmic_gossip_entries{direction=published} over \
+         cosmic_gossip_batches_published"
+            .to_owned(),
+    ));
+    let mut lost = 0.0;
+    for reason in ["publish_failed", "inbound_queue_full", "send_queue_full", "sequence_gap"] {
+        let name = format!("cosmic_gossip_lost{{reason=\"{reason}\"}}");
+        lost += metric(&a, &name).await? + metric(&b, &name).await?;
+    }
+    emit(Figure::new(
+        "replication",
+        "gossip messages lost and repaired",
+        "messages",
+        Better::Lower,
+        vec![lost],
+        "The same runs, all together: cosmic_gossip_lost of A and B, every reason (each \
+         loss starts a reconciliation with the peer concerned)"
+            .to_owned(),
+    ));
     Ok(())
 }
 

@@ -34,11 +34,28 @@ pub(super) struct GossipInState {
 struct Judged {
     message: GossipMessage,
     space: PublicKey,
-    /// How many of its entries were applied, and how many held back.
-    applied: usize,
+    /// How many of its entries were accepted (new or already held), and how many held
+    /// back for want of a capability statement.
+    accepted: usize,
     deferred: usize,
     /// Why the batch is rejected, if it is.
     rejected: Option<String>,
+}
+
+/// A run of messages after decoding: the verdicts already given, the messages whose
+/// entries go to the store, and those entries by origin (with their message's index).
+#[derive(Default)]
+struct Decoded {
+    verdicts: Vec<(GossipMessage, Verdict, Option<String>)>,
+    judged: Vec<Judged>,
+    by_origin: BTreeMap<String, Vec<(usize, Entry)>>,
+}
+
+/// What a run of messages leaves to do: reconciliations, and entries to hold back.
+#[derive(Default)]
+struct FollowUp {
+    catch_ups: HashSet<(PublicKey, PeerId)>,
+    deferrals: Vec<(PublicKey, PeerId, Entry, String)>,
 }
 
 impl Replicator {
@@ -119,20 +136,47 @@ impl Replicator {
     /// reject when any entry is invalid (the valid ones are kept, the sender penalised),
     /// accept when it brought something new and held nothing back, ignore otherwise.
     pub(super) async fn judge_gossip(&self, messages: Vec<GossipMessage>) {
-        let mut verdicts: Vec<(GossipMessage, Verdict, Option<String>)> = Vec::new();
-        // Decoded messages, and their entries grouped by origin for the store.
-        let mut judged: Vec<Judged> = Vec::new();
-        let mut by_origin: BTreeMap<String, Vec<(usize, Entry)>> = BTreeMap::new();
+        let Decoded { mut verdicts, mut judged, by_origin } = self.decode_batches(messages);
+        let mut follow_up = FollowUp::default();
+        // One store transaction per origin.
+        for (origin, group) in by_origin {
+            self.store_group(origin, group, &mut judged, &mut follow_up).await;
+        }
+        for item in judged {
+            let (verdict, reason) = match item.rejected {
+                Some(reason) => (Verdict::Reject, Some(reason)),
+                None if item.accepted > 0 && item.deferred == 0 => (Verdict::Accept, None),
+                None => (Verdict::Ignore, None),
+            };
+            verdicts.push((item.message, verdict, reason));
+        }
+        for (space, peer) in follow_up.catch_ups {
+            let this = self.clone();
+            self.spawn_tracked(async move { this.catch_up(space, peer).await });
+        }
+        for (space, peer, entry, origin) in follow_up.deferrals {
+            if self.defer(space, peer, entry, origin) {
+                let this = self.clone();
+                self.spawn_tracked(async move { this.judge_deferred(space, peer).await });
+            }
+        }
+        self.report_verdicts(verdicts).await;
+    }
+
+    /// Decodes each message whole and checks its numbering; messages that cannot be
+    /// judged further get their verdict here, the others' entries are grouped by origin.
+    fn decode_batches(&self, messages: Vec<GossipMessage>) -> Decoded {
+        let mut decoded = Decoded::default();
         let limit = self.inner.options.max_gossip_size;
         for message in messages {
             let Some(space) = self.topic_space(&message.topic) else {
-                verdicts.push((message, Verdict::Ignore, None));
+                decoded.verdicts.push((message, Verdict::Ignore, None));
                 continue;
             };
             let gossip = match wire::decode_gossip(&message.data, limit) {
                 Ok(gossip) => gossip,
                 Err(error) => {
-                    verdicts.push((message, Verdict::Reject, Some(error.to_string())));
+                    decoded.verdicts.push((message, Verdict::Reject, Some(error.to_string())));
                     continue;
                 }
             };
@@ -141,87 +185,78 @@ impl Replicator {
             }
             if let Some(stray) = gossip.entries.iter().find(|entry| entry.space != space) {
                 let reason = format!("an entry of space {} on the topic of {space}", stray.space);
-                verdicts.push((message, Verdict::Reject, Some(reason)));
+                decoded.verdicts.push((message, Verdict::Reject, Some(reason)));
                 continue;
             }
             let count = gossip.entries.len() as u64;
             self.metrics_mut(|metrics| metrics.gossip_entries_received += count);
             let origin = message.source.unwrap_or(message.propagation_source).to_string();
-            let index = judged.len();
-            by_origin
-                .entry(origin)
-                .or_default()
-                .extend(gossip.entries.into_iter().map(|entry| (index, entry)));
-            judged.push(Judged { message, space, applied: 0, deferred: 0, rejected: None });
+            let index = decoded.judged.len();
+            let group = decoded.by_origin.entry(origin).or_default();
+            group.extend(gossip.entries.into_iter().map(|entry| (index, entry)));
+            decoded.judged.push(Judged {
+                message,
+                space,
+                accepted: 0,
+                deferred: 0,
+                rejected: None,
+            });
         }
-        let mut catch_ups: HashSet<(PublicKey, PeerId)> = HashSet::new();
-        let mut deferrals: Vec<(PublicKey, PeerId, Entry, String)> = Vec::new();
-        // One store transaction per origin.
-        for (origin, group) in by_origin {
-            let (indexes, entries): (Vec<usize>, Vec<Entry>) = group.into_iter().unzip();
-            let kept = entries.clone();
-            let origin_text = origin.clone();
-            let origin = Origin::Peer(origin);
-            let results =
-                self.blocking(move |store| Ok(store.insert_batch_from(entries, origin)?)).await;
-            let results = match results {
-                Ok(results) => results,
-                Err(error) => {
-                    // Our fault, not the sender's: the entries come back with a repair.
-                    warn!(%error, "storing gossip entries failed");
-                    for index in indexes {
-                        let item = &judged[index];
-                        catch_ups.insert((item.space, item.message.propagation_source));
-                    }
-                    continue;
+        decoded
+    }
+
+    /// Merges the entries of one origin in one store transaction and notes, per message,
+    /// what became of them.
+    async fn store_group(
+        &self,
+        origin: String,
+        group: Vec<(usize, Entry)>,
+        judged: &mut [Judged],
+        follow_up: &mut FollowUp,
+    ) {
+        let (indexes, entries): (Vec<usize>, Vec<Entry>) = group.into_iter().unzip();
+        let kept = entries.clone();
+        let store_origin = Origin::Peer(origin.clone());
+        let results =
+            self.blocking(move |store| Ok(store.insert_batch_from(entries, store_origin)?)).await;
+        let results = match results {
+            Ok(results) => results,
+            Err(error) => {
+                // Our fault, not the sender's: the entries come back with a repair.
+                warn!(%error, "storing gossip entries failed");
+                for index in indexes {
+                    let item = &judged[index];
+                    follow_up.catch_ups.insert((item.space, item.message.propagation_source));
                 }
-            };
-            for ((index, entry), result) in indexes.into_iter().zip(kept).zip(results) {
-                let item = &mut judged[index];
-                if matches!(result, Err(cosmic_store::Error::UnknownSpace { .. })) {
-                    // The space record has not reached us yet (we just joined): reconcile
-                    // with the sender, which brings record and entry.
-                    catch_ups.insert((item.space, item.message.propagation_source));
-                    continue;
+                return;
+            }
+        };
+        for ((index, entry), result) in indexes.into_iter().zip(kept).zip(results) {
+            let item = &mut judged[index];
+            if matches!(result, Err(cosmic_store::Error::UnknownSpace { .. })) {
+                // The space record has not reached us yet (we just joined): reconcile
+                // with the sender, which brings record and entry.
+                follow_up.catch_ups.insert((item.space, item.message.propagation_source));
+                continue;
+            }
+            if lacks_statement(&result) {
+                // Valid but early (its grant has not reached us), or invalid: the sender
+                // must hold the grant, since it accepted the entry. Neither forward nor
+                // blame it yet; judge again once a reconciliation with it had the chance
+                // to bring the grant.
+                item.deferred += 1;
+                let peer = item.message.propagation_source;
+                follow_up.deferrals.push((item.space, peer, entry, origin.clone()));
+                continue;
+            }
+            match verdict_of(result) {
+                (Verdict::Accept, _) => item.accepted += 1,
+                (Verdict::Reject, Some(reason)) if item.rejected.is_none() => {
+                    item.rejected = Some(reason);
                 }
-                if lacks_statement(&result) {
-                    // Valid but early (its grant has not reached us), or invalid: the
-                    // sender must hold the grant, since it accepted the entry. Neither
-                    // forward nor blame it yet; judge again once a reconciliation with it
-                    // had the chance to bring the grant.
-                    item.deferred += 1;
-                    let peer = item.message.propagation_source;
-                    deferrals.push((item.space, peer, entry, origin_text.clone()));
-                    continue;
-                }
-                match verdict_of(result) {
-                    (Verdict::Accept, _) => item.applied += 1,
-                    (Verdict::Reject, Some(reason)) if item.rejected.is_none() => {
-                        item.rejected = Some(reason);
-                    }
-                    _ => {}
-                }
+                _ => {}
             }
         }
-        for item in judged {
-            let (verdict, reason) = match item.rejected {
-                Some(reason) => (Verdict::Reject, Some(reason)),
-                None if item.applied > 0 && item.deferred == 0 => (Verdict::Accept, None),
-                None => (Verdict::Ignore, None),
-            };
-            verdicts.push((item.message, verdict, reason));
-        }
-        for (space, peer) in catch_ups {
-            let this = self.clone();
-            self.spawn_tracked(async move { this.catch_up(space, peer).await });
-        }
-        for (space, peer, entry, origin) in deferrals {
-            if self.defer(space, peer, entry, origin) {
-                let this = self.clone();
-                self.spawn_tracked(async move { this.judge_deferred(space, peer).await });
-            }
-        }
-        self.report_verdicts(verdicts).await;
     }
 
     /// Counts the verdicts, reports rejections as events, and tells gossipsub.
