@@ -562,35 +562,7 @@ impl Store {
         };
         // Signature checks dominate a batch's cost: spread large batches over the cores,
         // before taking the writer lock.
-        let threads = std::thread::available_parallelism().map_or(1, usize::from);
-        let checked: Vec<Result<Entry>> = if entries.len() < 64 || threads < 2 {
-            entries.into_iter().map(check).collect()
-        } else {
-            let chunk_len = entries.len().div_ceil(threads);
-            let mut chunks = Vec::new();
-            let mut entries = entries.into_iter();
-            loop {
-                let chunk: Vec<Entry> = entries.by_ref().take(chunk_len).collect();
-                if chunk.is_empty() {
-                    break;
-                }
-                chunks.push(chunk);
-            }
-            let per_chunk = std::thread::scope(|scope| {
-                let handles: Vec<_> = chunks
-                    .into_iter()
-                    .map(|chunk| {
-                        scope.spawn(move || chunk.into_iter().map(check).collect::<Vec<_>>())
-                    })
-                    .collect();
-                handles.into_iter().map(|handle| handle.join()).collect::<Result<Vec<_>, _>>()
-            });
-            per_chunk
-                .map_err(|_| Error::Task { reason: "a signature check thread panicked".into() })?
-                .into_iter()
-                .flatten()
-                .collect()
-        };
+        let checked: Vec<Result<Entry>> = on_cores(entries, check)?;
         self.write_txn(|state, tables, wall| {
             let mut out = Vec::with_capacity(checked.len());
             for entry in checked {
@@ -652,11 +624,19 @@ impl Store {
             check_value_size(field, value, limit)?;
         }
         self.write_txn(|state, tables, wall| {
-            let mut out = Vec::with_capacity(fields.len());
-            for (doc, field, value) in fields {
-                let hlc = state.hlc.tick(wall);
-                let entry = Entry::sign(author, *space, &doc, &field, value, hlc)?;
-                out.push(self.apply(state, tables, wall, &entry, None)?);
+            // The clock is ticked in order under the writer lock; the signatures, which
+            // dominate a large write's cost, are then made on every core.
+            let stamped: Vec<(String, String, Value, Hlc)> = fields
+                .into_iter()
+                .map(|(doc, field, value)| (doc, field, value, state.hlc.tick(wall)))
+                .collect();
+            let sign = |(doc, field, value, hlc): (String, String, Value, Hlc)| {
+                Entry::sign(author, *space, &doc, &field, value, hlc)
+            };
+            let entries = on_cores(stamped, sign)?;
+            let mut out = Vec::with_capacity(entries.len());
+            for entry in entries {
+                out.push(self.apply(state, tables, wall, &entry?, None)?);
             }
             Ok(out)
         })
@@ -1192,6 +1172,41 @@ impl From<redb::StorageError> for ReadError {
     fn from(error: redb::StorageError) -> ReadError {
         ReadError::Storage(error)
     }
+}
+
+/// Items at or above which [`on_cores`] spreads the work over the cores: below it, thread
+/// start-up costs more than it saves.
+const PARALLEL_FROM: usize = 64;
+
+/// `items.map(work)`, in order, spread over the available cores in equal chunks when there
+/// are at least [`PARALLEL_FROM`] items (signing and checking signatures dominate the cost
+/// of a large write).
+fn on_cores<T: Send, U: Send>(items: Vec<T>, work: impl Fn(T) -> U + Sync) -> Result<Vec<U>> {
+    let threads = std::thread::available_parallelism().map_or(1, usize::from);
+    if items.len() < PARALLEL_FROM || threads < 2 {
+        return Ok(items.into_iter().map(work).collect());
+    }
+    let chunk_len = items.len().div_ceil(threads);
+    let mut chunks = Vec::new();
+    let mut items = items.into_iter();
+    loop {
+        let chunk: Vec<T> = items.by_ref().take(chunk_len).collect();
+        if chunk.is_empty() {
+            break;
+        }
+        chunks.push(chunk);
+    }
+    let work = &work;
+    let per_chunk = std::thread::scope(|scope| {
+        let handles: Vec<_> = chunks
+            .into_iter()
+            .map(|chunk| scope.spawn(move || chunk.into_iter().map(work).collect::<Vec<_>>()))
+            .collect();
+        handles.into_iter().map(|handle| handle.join()).collect::<Result<Vec<_>, _>>()
+    });
+    let per_chunk =
+        per_chunk.map_err(|_| Error::Task { reason: "a worker thread panicked".into() })?;
+    Ok(per_chunk.into_iter().flatten().collect())
 }
 
 fn read_statements(
