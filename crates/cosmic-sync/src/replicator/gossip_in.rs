@@ -3,10 +3,12 @@
 //! each publisher's batch numbering.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 
 use cosmic_auth::PublicKey;
 use cosmic_net::{GossipInbox, GossipMessage, PeerId, Verdict};
 use cosmic_store::{Entry, Inserted, Origin};
+use tokio::sync::Semaphore;
 use tracing::{debug, warn};
 
 use super::deferred::DeferredMap;
@@ -16,6 +18,10 @@ use crate::wire::{self, Sequence};
 
 /// Gossip messages judged together at most (their entries go to the store together).
 const MAX_MESSAGES_AT_ONCE: usize = 256;
+
+/// Runs of messages being checked and committed at once: two, so that one run's
+/// signature checks overlap with the other's durable commit.
+const RUNS_AT_ONCE: usize = 2;
 
 /// Publishers (per space) whose numbering is remembered, at most; beyond it the oldest
 /// half is forgotten, which costs at worst one missed gap each.
@@ -72,6 +78,7 @@ impl Replicator {
                 }
             },
         };
+        let judging = Arc::new(Semaphore::new(RUNS_AT_ONCE));
         loop {
             tokio::select! {
                 message = inbox.messages.recv() => {
@@ -83,7 +90,16 @@ impl Replicator {
                             Err(_) => break,
                         }
                     }
-                    self.judge_gossip(batch).await;
+                    // Numbering is checked here, in arrival order; the checks and the
+                    // commit of a run then overlap with the next run's (group commit
+                    // lets their durable syncs share one).
+                    let decoded = self.decode_batches(batch);
+                    let Ok(permit) = judging.clone().acquire_owned().await else { return };
+                    let this = self.clone();
+                    self.spawn_tracked(async move {
+                        this.judge_decoded(decoded).await;
+                        drop(permit);
+                    });
                 }
                 loss = inbox.losses.recv() => {
                     let Some(loss) = loss else { return };
@@ -132,11 +148,11 @@ impl Replicator {
         }
     }
 
-    /// Decodes, checks and merges a run of gossip messages, then gives each its verdict:
+    /// Checks and merges a decoded run of gossip messages, then gives each its verdict:
     /// reject when any entry is invalid (the valid ones are kept, the sender penalised),
     /// accept when it brought something new and held nothing back, ignore otherwise.
-    pub(super) async fn judge_gossip(&self, messages: Vec<GossipMessage>) {
-        let Decoded { mut verdicts, mut judged, by_origin } = self.decode_batches(messages);
+    async fn judge_decoded(&self, decoded: Decoded) {
+        let Decoded { mut verdicts, mut judged, by_origin } = decoded;
         let mut follow_up = FollowUp::default();
         // One store transaction per origin.
         for (origin, group) in by_origin {
