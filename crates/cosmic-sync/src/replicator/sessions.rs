@@ -37,13 +37,15 @@ pub(super) struct SessionState {
 
 impl Replicator {
     /// Reconciles `space` now with every connected peer of the space; returns each
-    /// session's outcome (empty when no peer of the space is connected).
+    /// session's outcome (empty when no peer of the space is connected). Each session
+    /// starts after this call: one already running with a peer is waited for first
+    /// (at most 10 s), since it may have passed what changed just before.
     pub async fn sync_now(&self, space: PublicKey) -> Result<Vec<PeerSession>> {
         if !self.lock_spaces().contains_key(&space) {
             return Err(Error::NotJoined { space });
         }
         let peers = self.space_peers(&space).await;
-        let sessions = peers.iter().map(|peer| self.sync_with(space, *peer));
+        let sessions = peers.iter().map(|peer| self.fresh_session(space, *peer));
         let results = futures::future::join_all(sessions).await;
         Ok(peers
             .into_iter()
@@ -70,20 +72,30 @@ impl Replicator {
         }
     }
 
-    /// Reconciles with `peer` once no session with it on `space` is running (bounded
-    /// wait): used when an entry is known to be missing on one side right now, where
-    /// a session already under way may have passed its range.
+    /// Reconciles with `peer` in a session that starts after this call (see
+    /// [`Replicator::fresh_session`]), logging a failure: used when an entry is known to
+    /// be missing on one side right now.
     pub(super) async fn catch_up(&self, space: PublicKey, peer: PeerId) {
-        let started = tokio::time::Instant::now();
+        if let Err(error) = self.fresh_session(space, peer).await {
+            debug!(%space, %peer, %error, "catch-up reconciliation failed");
+        }
+    }
+
+    /// Reconciles `space` with `peer` in a session that starts now or, when one is
+    /// already running with that peer (it may have passed the range of a change made
+    /// since it began), as soon as that one ends; after [`CATCH_UP_WAIT`] of waiting it
+    /// gives up with an error.
+    async fn fresh_session(&self, space: PublicKey, peer: PeerId) -> Result<SessionStats> {
+        let deadline = tokio::time::Instant::now() + CATCH_UP_WAIT;
         loop {
-            let running = lock(&self.inner.sessions).running.contains(&(space, peer));
-            if !running || started.elapsed() > CATCH_UP_WAIT {
-                break;
+            if let Some(result) = self.try_session(space, peer).await? {
+                return result;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                let reason = format!("a session with {peer} was still running after 10 s");
+                return Err(Error::Task(reason));
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        if let Err(error) = self.sync_with(space, peer).await {
-            debug!(%space, %peer, %error, "catch-up reconciliation failed");
         }
     }
 
@@ -91,11 +103,20 @@ impl Replicator {
     /// When a session with that peer on that space is already running, returns at once
     /// with empty stats.
     pub async fn sync_with(&self, space: PublicKey, peer: PeerId) -> Result<SessionStats> {
+        self.try_session(space, peer).await?.unwrap_or(Ok(SessionStats::default()))
+    }
+
+    /// Runs a session unless one with `peer` on `space` is running (`Ok(None)`).
+    async fn try_session(
+        &self,
+        space: PublicKey,
+        peer: PeerId,
+    ) -> Result<Option<Result<SessionStats>>> {
         if !self.lock_spaces().contains_key(&space) {
             return Err(Error::NotJoined { space });
         }
         if !lock(&self.inner.sessions).running.insert((space, peer)) {
-            return Ok(SessionStats::default());
+            return Ok(None);
         }
         let result = self.run_session(space, peer).await;
         lock(&self.inner.sessions).running.remove(&(space, peer));
@@ -113,7 +134,7 @@ impl Replicator {
                 self.inner.bus.publish(SyncEvent::SessionFailed { space, peer, reason });
             }
         }
-        result
+        Ok(Some(result))
     }
 
     async fn run_session(&self, space: PublicKey, peer: PeerId) -> Result<SessionStats> {
