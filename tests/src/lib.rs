@@ -8,6 +8,10 @@
 //! The binary is not built here (tests never run cargo): `cargo xtask test` builds it and
 //! passes its path in `COSMIC_NODE_BIN`; without that variable the harness looks for it
 //! beside its own executable in the target dir (`cargo build -p cosmic-node` puts it there).
+#![allow(
+    clippy::disallowed_methods,
+    reason = "harness tasks end with their test, scenario or benchmark run"
+)]
 
 pub mod bench;
 pub mod client;

@@ -24,7 +24,7 @@
 //! the size, `BLOBS_BENCH_ROUNDS` the rounds, and `BLOBS_BENCH_ONLY` (a comma-separated
 //! list of `disk`, `memory`, `quic`, `iroh`, `tcp`) picks the transfers, e.g. to profile one.
 //! Without `--bench` (under `cargo test --benches`) it runs 8 MiB once, as a smoke test.
-
+#![allow(clippy::disallowed_methods, reason = "benchmark tasks end with the run")]
 #![expect(clippy::print_stdout, reason = "a benchmark prints its results")]
 #![expect(clippy::unwrap_used, reason = "a benchmark fails loudly")]
 

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::ops::{Bound, RangeBounds};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use cosmic_auth::{NodeKey, PublicKey};
@@ -19,6 +19,7 @@ use iroh_blobs::BlobsProtocol;
 use iroh_blobs::api::Store;
 use iroh_blobs::api::blobs::BlobStatus;
 use iroh_blobs::api::proto::ExportRangesItem;
+use tokio_util::task::AbortOnDropHandle;
 
 use crate::gc::{GcHandle, gc_config};
 use crate::pins::{Pins, Visibility, fetch_tag, pin_tag};
@@ -153,7 +154,7 @@ impl Builder {
             .map_err(|error| bind_error(error.into()))?;
         let node = PublicKey::from_bytes(endpoint.id().as_bytes())
             .expect("an iroh endpoint id is a valid ed25519 public key");
-        let events = spawn_policy_task(self.policy, store.clone(), self.bus.clone());
+        let (events, policy_task) = spawn_policy_task(self.policy, store.clone(), self.bus.clone());
         let router = Router::builder(endpoint.clone())
             .accept(iroh_blobs::ALPN, BlobsProtocol::new(&store, Some(events)))
             .spawn();
@@ -162,6 +163,7 @@ impl Builder {
                 store,
                 endpoint,
                 router,
+                policy_task: Mutex::new(Some(policy_task)),
                 bus: self.bus,
                 config: self.config,
                 lookup: self.lookup,
@@ -186,6 +188,9 @@ pub(crate) struct Inner {
     pub(crate) store: Store,
     pub(crate) endpoint: Endpoint,
     router: Router,
+    /// The task answering the provider's access questions; ends with the router, and is
+    /// aborted if the handle is dropped without a shutdown.
+    policy_task: Mutex<Option<AbortOnDropHandle<()>>>,
     pub(crate) bus: Bus,
     pub(crate) config: Config,
     pub(crate) lookup: Option<Arc<dyn AddressLookup>>,
@@ -559,6 +564,13 @@ impl Blobs {
         // The blobs protocol handler shuts the store down when the router stops.
         self.inner.router.shutdown().await.map_err(|error| Error::store("shut down", error))?;
         self.inner.endpoint.close().await;
+        // Nothing is served any more: end the policy task and the checks it holds.
+        let policy_task =
+            self.inner.policy_task.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+        if let Some(task) = policy_task {
+            task.abort();
+            let _ = task.await;
+        }
         Ok(())
     }
 }

@@ -15,6 +15,7 @@ use std::time::Duration;
 use iroh_blobs::store::{GcConfig, ProtectOutcome};
 use tokio::sync::{Mutex, mpsc, oneshot};
 use tokio::time::Instant;
+use tokio_util::task::AbortOnDropHandle;
 
 use crate::{Error, Result};
 
@@ -57,8 +58,11 @@ pub(crate) fn gc_config(interval: Duration) -> (GcConfig, GcHandle) {
         let schedule = schedule.clone();
         Box::pin(async move {
             // Spawned so that the future handed to iroh-blobs holds only a join handle
-            // (it must be `Sync`); the store's runtime has timers enabled.
-            match tokio::spawn(wait_for_next_run(schedule)).await {
+            // (it must be `Sync`); the store's runtime has timers enabled. The handle owns
+            // the task: if iroh-blobs drops this future, the wait ends with it.
+            #[allow(clippy::disallowed_methods, reason = "owned by the handle awaited here")]
+            let waiting = AbortOnDropHandle::new(tokio::spawn(wait_for_next_run(schedule)));
+            match waiting.await {
                 Ok(()) => ProtectOutcome::Continue,
                 Err(_) => ProtectOutcome::Abort,
             }

@@ -18,6 +18,8 @@ use iroh_blobs::api::Store;
 use iroh_blobs::provider::events::{
     AbortReason, ConnectMode, EventMask, EventSender, ObserveMode, ProviderMessage, RequestMode,
 };
+use tokio::task::JoinSet;
+use tokio_util::task::AbortOnDropHandle;
 use tracing::{debug, warn};
 
 use crate::lookup::BoxFuture;
@@ -80,12 +82,13 @@ const EVENT_CAPACITY: usize = 64;
 
 /// Builds the provider's event sender and spawns the task that answers it with `policy`.
 ///
-/// The task ends when the provider (the last [`EventSender`]) is dropped.
+/// The task ends when the provider (the last [`EventSender`]) is dropped, and is aborted
+/// when the returned handle is dropped; the checks it starts are its own and end with it.
 pub(crate) fn spawn_policy_task(
     policy: Arc<dyn AccessPolicy>,
     store: Store,
     bus: Bus,
-) -> EventSender {
+) -> (EventSender, AbortOnDropHandle<()>) {
     let mask = EventMask {
         // Learn each connection's authenticated peer, since get requests carry only the
         // connection id. Intercepting (rather than being notified) guarantees the peer
@@ -97,55 +100,74 @@ pub(crate) fn spawn_policy_task(
         observe: ObserveMode::Intercept,
         ..EventMask::DEFAULT
     };
-    let (sender, mut receiver) = EventSender::channel(EVENT_CAPACITY, mask);
+    let (sender, receiver) = EventSender::channel(EVENT_CAPACITY, mask);
     let pins = Arc::new(Pins::new(store));
-    tokio::spawn(async move {
-        let mut peers: HashMap<u64, PublicKey> = HashMap::new();
-        while let Some(message) = receiver.recv().await {
-            match message {
-                ProviderMessage::ClientConnected(message) => {
-                    let peer = message
-                        .inner
-                        .endpoint_id
-                        .and_then(|id| PublicKey::from_bytes(id.as_bytes()).ok());
-                    let answer = match peer {
-                        Some(peer) => {
-                            peers.insert(message.inner.connection_id, peer);
-                            Ok(())
-                        }
-                        None => Err(AbortReason::Permission),
-                    };
-                    message.tx.send(answer).await.ok();
-                }
-                ProviderMessage::ConnectionClosed(message) => {
-                    peers.remove(&message.inner.connection_id);
-                }
-                ProviderMessage::GetRequestReceived(message) => {
-                    let peer = peers.get(&message.inner.connection_id).copied();
-                    // A request for the blob's children (a hash sequence) is not a plain
-                    // blob read: refuse it.
-                    let is_blob = message.inner.request.ranges.is_blob();
-                    let check = Check::new(&policy, &pins, &bus, peer, message.inner.request.hash);
-                    tokio::spawn(async move {
-                        let answer = check.answer(is_blob).await;
-                        message.tx.send(answer).await.ok();
-                    });
-                }
-                ProviderMessage::ObserveRequestReceived(message) => {
-                    // Observing tells which ranges of a blob this node has: the same
-                    // question as reading it.
-                    let peer = peers.get(&message.inner.connection_id).copied();
-                    let check = Check::new(&policy, &pins, &bus, peer, message.inner.request.hash);
-                    tokio::spawn(async move {
-                        let answer = check.answer(true).await;
-                        message.tx.send(answer).await.ok();
-                    });
-                }
-                _ => {}
+    #[allow(clippy::disallowed_methods, reason = "owned by the returned handle")]
+    let task = tokio::spawn(answer_events(receiver, policy, pins, bus));
+    (sender, AbortOnDropHandle::new(task))
+}
+
+/// Answers the provider's events until it goes away. Each access question runs as a task
+/// of `checks`, so a slow policy answer does not hold up other peers' requests.
+async fn answer_events(
+    mut receiver: tokio::sync::mpsc::Receiver<ProviderMessage>,
+    policy: Arc<dyn AccessPolicy>,
+    pins: Arc<Pins>,
+    bus: Bus,
+) {
+    let mut peers: HashMap<u64, PublicKey> = HashMap::new();
+    let mut checks = JoinSet::new();
+    loop {
+        let message = tokio::select! {
+            message = receiver.recv() => message,
+            Some(_) = checks.join_next(), if !checks.is_empty() => continue,
+        };
+        let Some(message) = message else { break };
+        match message {
+            ProviderMessage::ClientConnected(message) => {
+                let peer = message
+                    .inner
+                    .endpoint_id
+                    .and_then(|id| PublicKey::from_bytes(id.as_bytes()).ok());
+                let answer = match peer {
+                    Some(peer) => {
+                        peers.insert(message.inner.connection_id, peer);
+                        Ok(())
+                    }
+                    None => Err(AbortReason::Permission),
+                };
+                message.tx.send(answer).await.ok();
             }
+            ProviderMessage::ConnectionClosed(message) => {
+                peers.remove(&message.inner.connection_id);
+            }
+            ProviderMessage::GetRequestReceived(message) => {
+                let peer = peers.get(&message.inner.connection_id).copied();
+                // A request for the blob's children (a hash sequence) is not a plain
+                // blob read: refuse it.
+                let is_blob = message.inner.request.ranges.is_blob();
+                let check = Check::new(&policy, &pins, &bus, peer, message.inner.request.hash);
+                checks.spawn(async move {
+                    let answer = check.answer(is_blob).await;
+                    message.tx.send(answer).await.ok();
+                });
+            }
+            ProviderMessage::ObserveRequestReceived(message) => {
+                // Observing tells which ranges of a blob this node has: the same
+                // question as reading it.
+                let peer = peers.get(&message.inner.connection_id).copied();
+                let check = Check::new(&policy, &pins, &bus, peer, message.inner.request.hash);
+                checks.spawn(async move {
+                    let answer = check.answer(true).await;
+                    message.tx.send(answer).await.ok();
+                });
+            }
+            _ => {}
         }
-    });
-    sender
+    }
+    // The provider is gone: let the questions already asked be answered (their requests
+    // may still be waiting), then end.
+    while checks.join_next().await.is_some() {}
 }
 
 /// One access question, moved into its own task so that a slow policy answer does not

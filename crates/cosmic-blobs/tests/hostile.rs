@@ -3,7 +3,7 @@
 //! sending; a provider that alters the bytes in flight is caught by the receiver, which
 //! verifies every byte against the CID while it streams. Either way the fetch fails
 //! clearly, nothing unverified is kept, and an honest provider still completes the blob.
-
+#![allow(clippy::disallowed_methods, reason = "test tasks end with the test")]
 #![allow(clippy::unwrap_used, reason = "a test fails loudly, helpers included")]
 
 use std::path::{Path, PathBuf};

@@ -1,6 +1,6 @@
 //! Large transfers, resume, corrupt providers and crashes, with persistent stores and
 //! real endpoints on loopback.
-
+#![allow(clippy::disallowed_methods, reason = "test tasks end with the test")]
 #![allow(clippy::unwrap_used, reason = "a test fails loudly, helpers included")]
 
 use std::path::{Path, PathBuf};

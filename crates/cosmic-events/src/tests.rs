@@ -1,3 +1,4 @@
+#![allow(clippy::disallowed_methods, reason = "test tasks end with the test")]
 use std::time::Duration;
 
 use futures_core::Stream;

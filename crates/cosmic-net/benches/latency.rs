@@ -6,7 +6,7 @@
 //! `publish` call on one node to the `GossipMessage` event on the other node's bus (the
 //! validation verdict is sent after the clock stops). Prints percentiles in
 //! microseconds. Run with `cargo bench -p cosmic-net`.
-
+#![allow(clippy::disallowed_methods, reason = "benchmark tasks end with the run")]
 #![expect(clippy::print_stdout, reason = "a benchmark prints its results")]
 #![expect(clippy::unwrap_used, reason = "a benchmark fails loudly")]
 

@@ -175,6 +175,9 @@ impl Net {
         let (commands, receiver) = mpsc::channel(config.command_queue_len);
         let (ready, is_ready) = oneshot::channel();
         let actor = Actor::new(swarm, config, bus.clone(), receiver, listeners, ready);
+        // The swarm task is owned by the handles: it ends on `Net::shutdown` or when the
+        // last one is dropped (its command queue closes), and `Net::closed` waits for it.
+        #[allow(clippy::disallowed_methods, reason = "owned by the Net handles, see above")]
         tokio::spawn(actor.run());
         // Either every listener reported, or the task stopped, or it takes too long:
         // in all three cases the handle is usable (its calls report a stopped task).

@@ -451,12 +451,7 @@ impl Spaces {
         // the space now, so the grantee can write in a moment rather than at the next
         // periodic round.
         if self.shared.replicator.joined().contains(&space) {
-            let replicator = self.shared.replicator.clone();
-            tokio::spawn(async move {
-                if let Err(error) = replicator.sync_now(space).await {
-                    tracing::warn!(%space, %error, "reconciling after a grant failed");
-                }
-            });
+            self.shared.replicator.sync_soon(space);
         }
         Ok(statement)
     }

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use cosmic_events::Bus;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::AbortOnDropHandle;
 
 /// The error a supervised attempt returns.
 pub type TaskError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -90,8 +91,11 @@ impl Supervisor {
                     return;
                 }
                 let started = Instant::now();
-                // Each attempt runs in its own task so that a panic is caught here.
-                let outcome = tokio::spawn(attempt(cancel.clone())).await;
+                // Each attempt runs in its own task so that a panic is caught here; the
+                // handle owns it, so stopping this task stops the attempt too.
+                #[allow(clippy::disallowed_methods, reason = "owned by the handle awaited here")]
+                let running = AbortOnDropHandle::new(tokio::spawn(attempt(cancel.clone())));
+                let outcome = running.await;
                 let error = match outcome {
                     Ok(Ok(())) => {
                         tracing::debug!(task = name, "task finished");

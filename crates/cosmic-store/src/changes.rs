@@ -130,6 +130,8 @@ pub(crate) fn spawn(
         reason: format!("a subscription needs a tokio runtime: {error}"),
     })?;
     let (sender, receiver) = mpsc::channel(SUBSCRIPTION_BATCH);
+    // The task is owned by the subscription: it ends when the receiver is dropped.
+    #[allow(clippy::disallowed_methods, reason = "ends with its Subscription, see above")]
     runtime.spawn(async move {
         let mut after = from_seq;
         loop {

@@ -88,12 +88,13 @@ pub(crate) async fn add_blob(
             format!("blob of {length} bytes is larger than `blobs.max_blob_size` = {max}"),
         ));
     }
-    // The blob store wants a `Sync` stream; the body is not, so a task moves its chunks
-    // through a bounded channel (the upload goes at the speed the store takes it).
+    // The blob store wants a `Sync` stream; the body is not, so a pump, run beside the
+    // add in this same task, moves its chunks through a bounded channel (the upload goes
+    // at the speed the store takes it).
     let (sender, receiver) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(UPLOAD_QUEUE);
     let counter =
         state.shared.metrics.blob_bytes.get_or_create(&DirectionLabels { direction: "in" }).clone();
-    let pump = tokio::spawn(async move {
+    let pump = async move {
         let mut chunks = body.into_data_stream();
         while let Some(chunk) = chunks.next().await {
             let chunk = chunk.map_err(io::Error::other);
@@ -105,10 +106,15 @@ pub(crate) async fn add_blob(
                 break;
             }
         }
-    });
-    let added =
-        state.shared.blobs.add_stream(ReceiverStream::new(receiver), Visibility::Public).await;
-    pump.abort();
+        // Dropping the sender here ends the add's stream.
+    };
+    let add = state.shared.blobs.add_stream(ReceiverStream::new(receiver), Visibility::Public);
+    tokio::pin!(add);
+    // The add may end first (a store error): the rest of the body is then not read.
+    let added = tokio::select! {
+        added = &mut add => added,
+        () = pump => add.await,
+    };
     let added = added.map_err(|error| match error {
         // A body that broke off midway is the client's doing.
         cosmic_blobs::Error::Store { .. } => ApiError::bad_request(

@@ -1,4 +1,5 @@
 //! Tests of the API router, in process, against a real node on a temporary data dir.
+#![allow(clippy::disallowed_methods, reason = "test tasks end with the test")]
 
 use std::collections::BTreeSet;
 use std::time::Duration;

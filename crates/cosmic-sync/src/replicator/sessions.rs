@@ -57,6 +57,23 @@ impl Replicator {
             .collect())
     }
 
+    /// Like [`Replicator::sync_now`], in a task of the replicator that this call does not
+    /// wait for (it stops at shutdown); failures are logged. For a change that peers
+    /// should learn soon but that gossip does not carry, such as a new capability.
+    pub fn sync_soon(&self, space: PublicKey) {
+        let this = self.clone();
+        self.spawn_tracked(async move {
+            match this.sync_now(space).await {
+                Ok(sessions) => {
+                    for session in sessions.iter().filter(|session| session.result.is_err()) {
+                        warn!(%space, peer = %session.peer, error = ?session.result, "reconciling soon failed");
+                    }
+                }
+                Err(error) => warn!(%space, %error, "reconciling soon failed"),
+            }
+        });
+    }
+
     /// A session started by a trigger (subscription, timer, discovery): skipped while the
     /// peer is itself reconciling the space with us, so entries do not cross twice.
     pub(super) async fn session_logged(&self, space: PublicKey, peer: PeerId) {
