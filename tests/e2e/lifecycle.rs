@@ -321,3 +321,89 @@ async fn a_full_disk_answers_507_keeps_serving_reads_and_recovers() {
         assert_eq!(answer.status, StatusCode::OK, "acknowledged d{i}: {}", answer.text);
     }
 }
+
+/// Every file and folder under `root` whose mode lets group or others in, with its mode.
+#[cfg(unix)]
+fn open_to_others(root: &std::path::Path) -> std::io::Result<Vec<(std::path::PathBuf, u32)>> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut found = Vec::new();
+    let mut pending = vec![root.to_path_buf()];
+    while let Some(path) = pending.pop() {
+        let metadata = std::fs::symlink_metadata(&path)?;
+        let mode = metadata.permissions().mode() & 0o7777;
+        if mode & 0o077 != 0 {
+            found.push((path.clone(), mode));
+        }
+        if metadata.is_dir() {
+            for entry in std::fs::read_dir(&path)? {
+                pending.push(entry?.path());
+            }
+        }
+    }
+    Ok(found)
+}
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread")]
+async fn the_data_dir_stays_private_whatever_the_umask_and_a_loose_one_is_fixed() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::path::Path;
+
+    use reqwest::{Method, StatusCode};
+    use serde_json::json;
+
+    use crate::api::Api;
+
+    let temp = tempfile::tempdir().unwrap();
+    let data_dir = temp.path().join("node");
+    // `init` started with the loosest umask: still nothing for others.
+    let mut init = std::process::Command::new("sh");
+    init.args(["-c", "umask 000 && exec \"$0\" \"$@\""])
+        .arg(crate::harness::node_bin())
+        .arg("--data-dir")
+        .arg(&data_dir)
+        .arg("init");
+    let (status, _, stderr) = run_to_end(init);
+    assert!(status.success(), "stderr:\n{stderr}");
+    assert_eq!(open_to_others(&data_dir).unwrap(), Vec::new());
+
+    // Loosen the dir and some files, as a copy or an older version could leave them.
+    let set = |path: &Path, mode: u32| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    };
+    set(&data_dir, 0o755);
+    set(&data_dir.join("cosmic.toml"), 0o644);
+    set(&data_dir.join("node.key"), 0o640);
+
+    // A run fixes them, says which, and the files it makes while running are private too.
+    let mut node = TestNode::start_in(&data_dir, None);
+    let api = Api::new(&node);
+    let space = api.create_space("open").await;
+    let put = api
+        .call(Method::PUT, &format!("/v1/spaces/{space}/docs/notes/1"), Some(json!({"text": "hi"})))
+        .await;
+    assert!(put.status.is_success(), "{}", put.text);
+    let blob: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    let added = api.send(api.request(Method::POST, "/v1/blobs").body(blob)).await;
+    assert_eq!(added.status, StatusCode::CREATED, "{}", added.text);
+    node.signal("TERM");
+    assert!(node.wait_exit(EXIT_TIMEOUT).unwrap().success());
+    let stderr = node.stderr().join("\n");
+    for name in ["cosmic.toml", "node.key"] {
+        let line = stderr
+            .lines()
+            .find(|line| line.contains("made private") && line.contains(name))
+            .unwrap_or_else(|| panic!("no warning about {name}; stderr:\n{stderr}"));
+        assert!(line.contains("WARN"), "{line}");
+    }
+    assert!(
+        stderr.lines().any(|line| line.contains("made private")
+            && line.contains("755")
+            && !line.contains("cosmic.toml")
+            && !line.contains("node.key")),
+        "no warning about the dir itself; stderr:\n{stderr}"
+    );
+    let open = open_to_others(&data_dir).unwrap();
+    assert_eq!(open, Vec::new(), "files others can use after a run");
+    assert!(data_dir.join("store.redb").exists() && data_dir.join("blobs").exists());
+}

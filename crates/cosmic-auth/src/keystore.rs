@@ -142,7 +142,14 @@ impl Keystore {
     pub fn open_with_params(dir: impl AsRef<Path>, params: KdfParams) -> Result<Self> {
         let dir = dir.as_ref().to_owned();
         params.argon2()?;
-        std::fs::create_dir_all(&dir).map_err(|error| Error::io(&dir, error))?;
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            builder.mode(0o700);
+        }
+        builder.create(&dir).map_err(|error| Error::io(&dir, error))?;
         Ok(Keystore { dir, params })
     }
 

@@ -576,8 +576,16 @@ fn is_same_file(config_file: Option<&Path>, data_dir_file: &Path) -> bool {
     }
 }
 
+/// Creates the data dir private (0700 on Unix, whatever the umask).
 fn create_data_dir(data_dir: &Path, resolver: &Resolver<'_>) -> Result<()> {
-    std::fs::create_dir_all(data_dir).map_err(|source| Error::CreateDataDir {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(data_dir).map_err(|source| Error::CreateDataDir {
         path: data_dir.to_owned(),
         origin: resolver.origin("node.data_dir"),
         source,

@@ -194,7 +194,14 @@ pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()>
     temp_name.push(".tmp");
     let temp_path = dir.join(temp_name);
     {
-        let mut file = std::fs::File::create(&temp_path)?;
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        let mut file = options.open(&temp_path)?;
         file.write_all(bytes)?;
         file.sync_all()?;
     }

@@ -22,6 +22,9 @@
 //!
 //! Files are created by writing a temporary file, syncing it and renaming it into place,
 //! so a crash never leaves a half-written key or token behind.
+//!
+//! The dir is private: it and its folders are 0700, every file in it 0600 (Unix).
+//! [`DataDir::make_private`] fixes and reports anything looser.
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -65,6 +68,17 @@ pub struct DataDir {
     _lock: File,
 }
 
+/// A file or folder of the data dir that others could use, and was made private.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModeFix {
+    /// The file or folder.
+    pub path: PathBuf,
+    /// Its permission bits before (e.g. `0o644`).
+    pub was: u32,
+    /// Its permission bits now (e.g. `0o600`).
+    pub now: u32,
+}
+
 /// What [`DataDir::init`] created.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct InitReport {
@@ -73,24 +87,27 @@ pub struct InitReport {
 }
 
 impl DataDir {
-    /// Creates the dir if needed and takes its lock, failing at once with
-    /// [`Error::DataDirInUse`] when another process holds it.
+    /// Creates the dir if needed (mode 0700) and takes its lock, failing at once with
+    /// [`Error::DataDirInUse`] when another process holds it. Call
+    /// [`DataDir::make_private`] next to tighten what was there before.
     pub fn lock(path: impl Into<PathBuf>) -> Result<Self> {
         let path = path.into();
-        std::fs::create_dir_all(&path).map_err(|source| Error::Io {
+        create_private_dir(&path).map_err(|source| Error::Io {
             action: "create data dir",
             path: path.clone(),
             source,
         })?;
         let lock_path = path.join(LOCK_FILE);
         let io_error = |action, source| Error::Io { action, path: lock_path.clone(), source };
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&lock_path)
-            .map_err(|source| io_error("open lock file", source))?;
+        let mut options = OpenOptions::new();
+        options.read(true).write(true).create(true).truncate(false);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        let mut file =
+            options.open(&lock_path).map_err(|source| io_error("open lock file", source))?;
         match file.try_lock() {
             Ok(()) => {}
             Err(TryLockError::WouldBlock) => {
@@ -112,6 +129,16 @@ impl DataDir {
         &self.path
     }
 
+    /// Takes every permission of group and others away from the data dir and everything
+    /// in it (folders become at most 0700, files at most 0600; symbolic links are not
+    /// followed), and returns what had to change. A node calls it at start, before it
+    /// reads a secret, and again once its stores are open, for the files they made.
+    pub fn make_private(&self) -> Result<Vec<ModeFix>> {
+        let mut fixes = Vec::new();
+        make_private(&self.path, &mut fixes)?;
+        Ok(fixes)
+    }
+
     /// Whether the dir holds a node key (what `cosmic-node init` creates first).
     pub fn is_initialized(&self) -> bool {
         self.path.join(NODE_KEY_FILE).exists()
@@ -128,7 +155,7 @@ impl DataDir {
         }
         let config_path = self.path.join(cosmic_config::FILE_NAME);
         if !config_path.exists() {
-            write_new(&config_path, cosmic_config::commented_defaults().as_bytes(), 0o644)?;
+            write_new(&config_path, cosmic_config::commented_defaults().as_bytes(), 0o600)?;
             report.created.push(cosmic_config::FILE_NAME);
         }
         let token_path = self.path.join(API_TOKEN_FILE);
@@ -155,7 +182,7 @@ impl DataDir {
     /// Keeps the secret of a space this node created, so it can grant rights later.
     pub fn save_space_key(&self, key: &SpaceKey) -> Result<()> {
         let dir = self.path.join(SPACES_DIR);
-        std::fs::create_dir_all(&dir).map_err(|source| Error::Io {
+        create_private_dir(&dir).map_err(|source| Error::Io {
             action: "create",
             path: dir.clone(),
             source,
@@ -183,7 +210,7 @@ impl DataDir {
 
     /// Records the URL the API is served on, for the CLI client; replaced atomically.
     pub fn write_api_url(&self, url: &str) -> Result<()> {
-        write_new(&self.path.join(API_URL_FILE), format!("{url}\n").as_bytes(), 0o644)
+        write_new(&self.path.join(API_URL_FILE), format!("{url}\n").as_bytes(), 0o600)
     }
 
     /// Removes the API URL file (the API is no longer served).
@@ -256,6 +283,53 @@ pub fn read_api_token(path: &Path) -> Result<String> {
 fn new_api_token() -> String {
     let bytes: [u8; API_TOKEN_BYTES] = rand::random();
     data_encoding::BASE64URL_NOPAD.encode(&bytes)
+}
+
+/// Creates `path` and its missing parents with mode 0700 (whatever the umask says).
+fn create_private_dir(path: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(path)
+}
+
+/// Strips group and other permissions from `path` and, for a folder, from everything in
+/// it; records each change in `fixes`.
+#[cfg(unix)]
+fn make_private(path: &Path, fixes: &mut Vec<ModeFix>) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let io_error = |action, source| Error::Io { action, path: path.to_path_buf(), source };
+    let metadata = std::fs::symlink_metadata(path).map_err(|source| io_error("inspect", source))?;
+    if metadata.file_type().is_symlink() {
+        return Ok(());
+    }
+    let was = metadata.permissions().mode() & 0o7777;
+    if was & 0o077 != 0 {
+        let now = was & !0o077;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(now))
+            .map_err(|source| io_error("make private", source))?;
+        fixes.push(ModeFix { path: path.to_path_buf(), was, now });
+    }
+    if metadata.is_dir() {
+        for entry in std::fs::read_dir(path).map_err(|source| io_error("list", source))? {
+            let entry = entry.map_err(|source| io_error("list", source))?;
+            match make_private(&entry.path(), fixes) {
+                // A file removed meanwhile (a temporary file renamed away) is no longer ours.
+                Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {}
+                other => other?,
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn make_private(_path: &Path, _fixes: &mut Vec<ModeFix>) -> Result<()> {
+    Ok(())
 }
 
 /// Writes `bytes` to a new file at `path` with `mode`, atomically: a temporary file is
@@ -335,10 +409,66 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let data_dir = DataDir::lock(dir.path()).unwrap();
         data_dir.init().unwrap();
-        for name in [NODE_KEY_FILE, API_TOKEN_FILE, AUTHOR_KEY_FILE] {
+        for name in
+            [NODE_KEY_FILE, API_TOKEN_FILE, AUTHOR_KEY_FILE, cosmic_config::FILE_NAME, LOCK_FILE]
+        {
             let mode = std::fs::metadata(dir.path().join(name)).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600, "{name}");
         }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn make_private_takes_away_what_others_could_use_and_says_so() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o7777;
+        let set = |path: &Path, mode: u32| {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+        };
+        let temp = tempfile::tempdir().unwrap();
+        let root = temp.path().join("node");
+        // A new data dir is private whatever the umask (tests run with the usual 022).
+        let data_dir = DataDir::lock(&root).unwrap();
+        data_dir.init().unwrap();
+        assert_eq!(mode(&root), 0o700);
+        assert_eq!(data_dir.make_private().unwrap(), Vec::new(), "a new data dir is private");
+
+        // Loosen what an older version or a careless copy could have left.
+        let nested = root.join("blobs").join("data");
+        std::fs::create_dir_all(&nested).unwrap();
+        std::fs::write(nested.join("outboard"), b"x").unwrap();
+        std::fs::write(root.join(STORE_FILE), b"x").unwrap();
+        set(&root.join("blobs"), 0o755);
+        set(&nested, 0o755);
+        set(&nested.join("outboard"), 0o666);
+        set(&root.join(STORE_FILE), 0o644);
+        set(&root.join(cosmic_config::FILE_NAME), 0o640);
+        set(&root, 0o755);
+        // A link to a file outside the dir is not followed (nor changed).
+        let outside = temp.path().join("outside");
+        std::fs::write(&outside, b"x").unwrap();
+        set(&outside, 0o644);
+        std::os::unix::fs::symlink(&outside, root.join("link")).unwrap();
+
+        let mut fixes = data_dir.make_private().unwrap();
+        fixes.sort_by(|a, b| a.path.cmp(&b.path));
+        let expected = [
+            (root.clone(), 0o755, 0o700),
+            (root.join("blobs"), 0o755, 0o700),
+            (root.join("blobs").join("data"), 0o755, 0o700),
+            (root.join("blobs").join("data").join("outboard"), 0o666, 0o600),
+            (root.join(cosmic_config::FILE_NAME), 0o640, 0o600),
+            (root.join(STORE_FILE), 0o644, 0o600),
+        ];
+        let mut expected: Vec<ModeFix> =
+            expected.into_iter().map(|(path, was, now)| ModeFix { path, was, now }).collect();
+        expected.sort_by(|a, b| a.path.cmp(&b.path));
+        assert_eq!(fixes, expected);
+        for fix in &expected {
+            assert_eq!(mode(&fix.path), fix.now, "{}", fix.path.display());
+        }
+        assert_eq!(mode(&outside), 0o644, "the link's target is not ours");
+        assert_eq!(data_dir.make_private().unwrap(), Vec::new(), "nothing left to fix");
     }
 
     #[test]

@@ -52,7 +52,7 @@ pub use crate::blob_peers::read_where_answer;
 pub use crate::data_dir::read_api_token;
 pub use crate::data_dir::{
     API_TOKEN_FILE, API_URL_FILE, AUTHOR_KEY_FILE, BLOBS_DIR, DataDir, InitReport, LOCK_FILE,
-    NODE_KEY_FILE, SPACES_DIR, STORE_FILE,
+    ModeFix, NODE_KEY_FILE, SPACES_DIR, STORE_FILE,
 };
 pub use crate::error::{Error, Result};
 pub use crate::node::{

@@ -117,6 +117,10 @@ enum ConfigCommand {
 }
 
 fn main() -> ExitCode {
+    // Every file this process makes (the stores', the keys', the state's) is private,
+    // whatever umask it was started with.
+    #[cfg(unix)]
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     cosmic_node::install_crypto_provider();
     let cli = Cli::parse();
     match run(cli) {
@@ -225,6 +229,7 @@ fn usage(error: impl Into<anyhow::Error>) -> Failure {
 fn init(loaded: &Loaded) -> Result<(), Failure> {
     let path = &loaded.config.node.data_dir;
     let data_dir = DataDir::lock(path).map_err(in_use)?;
+    data_dir.make_private().context("making the data dir private")?;
     if data_dir.is_initialized() {
         return Err(Failure {
             error: cosmic_node::Error::AlreadyInitialized { path: path.clone() }.into(),

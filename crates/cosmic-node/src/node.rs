@@ -91,6 +91,14 @@ impl Node {
         };
         let (data_dir, node_key, author, store, report) = blocking(move || {
             let data_dir = DataDir::lock(data_dir_path)?;
+            for fix in data_dir.make_private()? {
+                tracing::warn!(
+                    path = %fix.path.display(),
+                    was = format_args!("{:o}", fix.was),
+                    now = format_args!("{:o}", fix.now),
+                    "the data dir let others in: made private"
+                );
+            }
             let report = data_dir.init()?;
             let node_key = data_dir.node_key()?;
             let author = data_dir.author_key()?;
@@ -132,6 +140,14 @@ impl Node {
             Some(Arc::new(fetcher)),
             data_dir.path(),
         )
+        .await?;
+        // The stores made their files with the process's umask: take the rest away.
+        let data_dir = blocking(move || {
+            for fix in data_dir.make_private()? {
+                tracing::debug!(path = %fix.path.display(), "made a new file private");
+            }
+            Ok(data_dir)
+        })
         .await?;
         let shared = Arc::new(Shared {
             config,

@@ -61,7 +61,14 @@ pub(crate) fn save(dir: &Path, spaces: &BTreeMap<PublicKey, SpaceState>) -> Resu
     let tmp: PathBuf = dir.join(format!("{STATE_FILE}.tmp"));
     let write = || -> std::io::Result<()> {
         std::fs::create_dir_all(dir)?;
-        let mut out = std::fs::File::create(&tmp)?;
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        let mut out = options.open(&tmp)?;
         out.write_all(&bytes)?;
         out.sync_all()?;
         std::fs::rename(&tmp, &path)?;
