@@ -625,3 +625,49 @@ async fn a_flood_into_a_slow_follower_converges_without_waiting_for_the_timer() 
     a.stop().await;
     b.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_joining_after_unpublished_writes_receives_them_once() {
+    const N: usize = 3_000;
+    let dirs = dirs(2);
+    let hour = SyncOptions { reconcile_interval: Duration::from_secs(3600), ..options() };
+    let start_with = |dir: PathBuf| {
+        let hour = hour.clone();
+        async move {
+            let bus = Bus::new();
+            let keypair = Keypair::generate_ed25519();
+            let net = Net::spawn(keypair.clone(), Config::local(), bus.clone()).await.unwrap();
+            let store = open_store(&dir).await;
+            let replicator =
+                Replicator::spawn(hour, net.clone(), store.clone(), bus.clone(), None, &dir)
+                    .await
+                    .unwrap();
+            Node { dir, keypair, net, store, bus, replicator }
+        }
+    };
+    let a = start_with(dirs[0].path().to_owned()).await;
+    let b = start_with(dirs[1].path().to_owned()).await;
+    let space = a.store.create_space(&SpaceKey::generate(), SpaceMode::Open).unwrap().space;
+    a.replicator.join(space).await.unwrap();
+    // Written while nobody follows the space: the gossip goes nowhere.
+    let author = AuthorKey::generate();
+    for chunk in 0..N / 100 {
+        let fields: Vec<(String, Value)> = (0..100)
+            .map(|i| (format!("f{i}"), Value::Int(i64::try_from(chunk * 100 + i).unwrap())))
+            .collect();
+        a.store.write(&author, &space, &format!("doc{chunk}"), fields).unwrap();
+    }
+    b.dial(&a).await;
+    b.replicator.join(space).await.unwrap();
+    eventually("B to catch up", || all_equal(&[&a, &b], &space)).await;
+    // Let any second session (one that would carry everything again) run its course.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (on_a, on_b) = (a.replicator.metrics(), b.replicator.metrics());
+    let carried = on_a.recon.entries_sent + on_b.recon.entries_received;
+    assert!(
+        (N as u64..N as u64 + 100).contains(&carried),
+        "B should receive the {N} entries once, but sessions carried {carried}: A {on_a:?}, B {on_b:?}"
+    );
+    a.stop().await;
+    b.stop().await;
+}

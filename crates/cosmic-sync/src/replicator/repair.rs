@@ -7,9 +7,9 @@
 //! by `cosmic-net` as a [`GossipLoss`]), and a gap in a publisher's batch numbering
 //! (`gossip_in.rs`), which catches losses no sender saw.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use cosmic_auth::PublicKey;
 use cosmic_net::{GossipLoss, LossReason, PeerId};
@@ -25,8 +25,9 @@ const REPAIR_SETTLE: Duration = Duration::from_millis(100);
 /// Losses waiting for their repair.
 #[derive(Default)]
 pub(super) struct Repairs {
-    /// Spaces and peers to reconcile as soon as the settle time has passed.
-    pending: Mutex<HashSet<(PublicKey, PeerId)>>,
+    /// Spaces and peers to reconcile as soon as the settle time has passed, with when
+    /// the first loss of the pair was noted.
+    pending: Mutex<HashMap<(PublicKey, PeerId), Instant>>,
     /// Joined spaces with a local change that no peer received by gossip (nobody was
     /// subscribed yet, or the publish failed): the next peer to subscribe gets a
     /// reconciliation at once.
@@ -47,7 +48,10 @@ impl Replicator {
         if peer == self.peer_id() {
             return;
         }
-        if lock(&self.inner.repairs.pending).insert((space, peer)) {
+        let mut pending = lock(&self.inner.repairs.pending);
+        if let std::collections::hash_map::Entry::Vacant(slot) = pending.entry((space, peer)) {
+            slot.insert(Instant::now());
+            drop(pending);
             self.inner.repairs.wake.notify_one();
         }
     }
@@ -96,13 +100,21 @@ impl Replicator {
     /// Reconciles each pending space and peer once the settle time has passed; losses
     /// that arrive meanwhile gather for the next round. A pair whose session is running
     /// is reconciled again after it ends (see [`Replicator::catch_up`]), so a loss inside
-    /// a range that session already passed is repaired too.
+    /// a range that session already passed is repaired too. A pair whose peer has begun
+    /// a session with us since the loss needs nothing more: that session carries what
+    /// was lost both ways (a new node that joins a space starts one at once, and would
+    /// otherwise receive everything twice).
     pub(super) async fn repair_task(self) {
         loop {
             self.inner.repairs.wake.notified().await;
             tokio::time::sleep(REPAIR_SETTLE).await;
-            let pending: Vec<(PublicKey, PeerId)> =
+            let pending: Vec<((PublicKey, PeerId), Instant)> =
                 lock(&self.inner.repairs.pending).drain().collect();
+            let pending: Vec<(PublicKey, PeerId)> = pending
+                .into_iter()
+                .filter(|((space, peer), since)| !self.peer_reconciled_since(*space, *peer, *since))
+                .map(|(pair, _)| pair)
+                .collect();
             if pending.is_empty() {
                 continue;
             }

@@ -33,6 +33,9 @@ pub(super) struct SessionState {
     running: HashSet<(PublicKey, PeerId)>,
     /// When each peer last sent us a reconciliation request, per space.
     served: HashMap<(PublicKey, PeerId), Instant>,
+    /// When each peer's latest session with us began (we received its first message),
+    /// per space.
+    served_from: HashMap<(PublicKey, PeerId), Instant>,
 }
 
 impl Replicator {
@@ -87,6 +90,17 @@ impl Replicator {
         if let Err(error) = self.sync_with(space, peer).await {
             debug!(%space, %peer, %error, "reconciliation failed");
         }
+    }
+
+    /// Whether `peer` began a reconciliation session of `space` with us after `since`:
+    /// such a session exchanges everything either side held at `since`.
+    pub(super) fn peer_reconciled_since(
+        &self,
+        space: PublicKey,
+        peer: PeerId,
+        since: Instant,
+    ) -> bool {
+        lock(&self.inner.sessions).served_from.get(&(space, peer)).is_some_and(|at| *at > since)
     }
 
     /// Reconciles with `peer` in a session that starts after this call (see
@@ -314,14 +328,18 @@ impl Replicator {
         if !self.lock_spaces().contains_key(&space) {
             return Err(Error::NotJoined { space });
         }
-        {
-            let mut sessions = lock(&self.inner.sessions);
-            sessions.served.retain(|_, at| at.elapsed() < SERVED_RECENTLY);
-            sessions.served.insert((space, peer), Instant::now());
-        }
         // A session's first message carries the peer's wall clock: judge it before any
         // entry, and answer with ours.
         let clock = clock_of(&message);
+        {
+            let mut sessions = lock(&self.inner.sessions);
+            let now = Instant::now();
+            sessions.served.retain(|_, at| at.elapsed() < SERVED_RECENTLY);
+            sessions.served.insert((space, peer), now);
+            if clock.is_some() {
+                sessions.served_from.insert((space, peer), now);
+            }
+        }
         if let Some(theirs) = clock {
             self.observe_clock(peer, theirs, Instant::now());
         }
