@@ -57,3 +57,117 @@ fn identities_move_between_data_dirs_in_encrypted_form() {
     assert!(stderr.contains("warning: skipped a damaged identity file"), "stderr:\n{stderr}");
     assert!(stderr.contains("carol.identity"), "stderr:\n{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_node_started_with_identities_signs_writes_as_the_author_each_asks_for() {
+    use reqwest::{Method, StatusCode};
+    use serde_json::json;
+
+    use crate::api::Api;
+    use crate::harness::{EXIT_TIMEOUT, TestNode};
+
+    const PASSPHRASE: (&str, &str) = ("COSMIC_PASSPHRASE", "correct horse battery staple");
+    let temp = tempfile::tempdir().unwrap();
+    let data_dir = temp.path().join("node");
+    let mut authors = Vec::new();
+    for alias in ["alice", "bob"] {
+        let (status, stdout, stderr) = identity(&data_dir, &["create", alias]);
+        assert!(status.success(), "stderr:\n{stderr}");
+        let prefix = format!("created {alias} ");
+        authors.push(stdout.trim().strip_prefix(&prefix).expect("created line").to_owned());
+    }
+    let (alice, bob) = (authors[0].clone(), authors[1].clone());
+
+    let args = ["--identity", "alice", "--identity", "bob"];
+    let mut node = TestNode::start_in_with_env(&data_dir, &args, &[PASSPHRASE]);
+    let api = Api::new(&node);
+    let me = api.ok(Method::GET, "/v1/identity", None).await;
+    assert_eq!(
+        me["identities"],
+        json!([{"alias": "alice", "author": alice}, {"alias": "bob", "author": bob}])
+    );
+    let node_author = me["author"].as_str().unwrap().to_owned();
+    let space = api.create_space("open").await;
+    let doc = format!("/v1/spaces/{space}/docs/notes/1");
+
+    // Through the API: by alias, by author id, and by default the node author.
+    let put = api.call(Method::PUT, &format!("{doc}?author=alice"), Some(json!({"a": 1}))).await;
+    assert_eq!(put.status, StatusCode::OK, "{}", put.text);
+    let put = api.call(Method::PUT, &format!("{doc}?author={bob}"), Some(json!({"b": 2}))).await;
+    assert_eq!(put.status, StatusCode::OK, "{}", put.text);
+    let put = api.call(Method::PUT, &doc, Some(json!({"n": 3}))).await;
+    assert_eq!(put.status, StatusCode::OK, "{}", put.text);
+    // Through the CLI.
+    let mut cli = crate::harness::node_command();
+    cli.arg("--data-dir").arg(&data_dir).args([
+        "doc",
+        "put",
+        "--as",
+        "bob",
+        &space,
+        "notes/1",
+        r#"{"c": 4}"#,
+    ]);
+    let (status, _, stderr) = run_to_end(cli);
+    assert!(status.success(), "stderr:\n{stderr}");
+
+    let meta = api.ok(Method::GET, &format!("{doc}?meta=true"), None).await;
+    let signer = |field: &str| meta[field]["author"].as_str().unwrap_or_default().to_owned();
+    assert_eq!(signer("a"), alice, "{meta}");
+    assert_eq!(signer("b"), bob, "{meta}");
+    assert_eq!(signer("n"), node_author, "{meta}");
+    assert_eq!(signer("c"), bob, "{meta}");
+
+    // An author that is not unlocked is refused, and nothing is written.
+    let stranger = "carol";
+    let refused =
+        api.call(Method::PUT, &format!("{doc}?author={stranger}"), Some(json!({"x": 0}))).await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{}", refused.text);
+    assert_eq!(refused.body["error"]["code"], "unknown_author", "{}", refused.text);
+    let after = api.ok(Method::GET, &doc, None).await;
+    assert!(after.get("x").is_none(), "{after}");
+    node.signal("TERM");
+    assert!(node.wait_exit(EXIT_TIMEOUT).unwrap().success());
+    drop(node);
+
+    // A wrong passphrase stops the start with that reason, before the node is ready.
+    let mut wrong = crate::harness::node_command();
+    wrong.env("COSMIC_PASSPHRASE", "not the passphrase").arg("--data-dir").arg(&data_dir).args([
+        "run",
+        "--api",
+        "127.0.0.1:0",
+        "--no-mdns",
+        "--identity",
+        "alice",
+    ]);
+    let (status, stdout, stderr) = run_to_end(wrong);
+    assert_eq!(status.code(), Some(1), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(!stdout.contains("ready"), "{stdout}");
+    assert!(stderr.contains("wrong passphrase for identity \"alice\""), "stderr:\n{stderr}");
+
+    // So does a damaged identity file, and an identity that does not exist.
+    let file = std::fs::read_dir(data_dir.join("keystore"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .find(|path| path.to_string_lossy().contains("bob"))
+        .expect("bob's identity file");
+    let mut bytes = std::fs::read(&file).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x55;
+    std::fs::write(&file, bytes).unwrap();
+    for (alias, reason) in [("bob", "unlocking identity \"bob\""), ("dave", "no identity named")] {
+        let mut start = crate::harness::node_command();
+        start.env(PASSPHRASE.0, PASSPHRASE.1).arg("--data-dir").arg(&data_dir).args([
+            "run",
+            "--api",
+            "127.0.0.1:0",
+            "--no-mdns",
+            "--identity",
+            alias,
+        ]);
+        let (status, stdout, stderr) = run_to_end(start);
+        assert_eq!(status.code(), Some(1), "{alias}: stdout:\n{stdout}\nstderr:\n{stderr}");
+        assert!(!stdout.contains("ready"), "{stdout}");
+        assert!(stderr.contains(reason), "{alias}: stderr:\n{stderr}");
+    }
+}

@@ -98,7 +98,7 @@ impl TestNode {
 
     /// Starts a node on `data_dir` and waits for its ready line.
     pub fn start_in(data_dir: &Path, temp: Option<tempfile::TempDir>) -> Self {
-        Self::start_with(data_dir, temp, &[])
+        Self::start_with(data_dir, temp, &[], &[])
     }
 
     /// Starts a node on a new temporary data dir with extra `run` arguments (such as
@@ -106,17 +106,29 @@ impl TestNode {
     pub fn start_with_args(extra: &[&str]) -> Self {
         let temp = tempfile::tempdir().expect("temp dir");
         let data_dir = temp.path().join("node");
-        Self::start_with(&data_dir, Some(temp), extra)
+        Self::start_with(&data_dir, Some(temp), extra, &[])
     }
 
     /// Starts a node on `data_dir` (kept by the caller, e.g. for restarts) with extra `run`
     /// arguments and waits for its ready line.
     pub fn start_in_with_args(data_dir: &Path, extra: &[&str]) -> Self {
-        Self::start_with(data_dir, None, extra)
+        Self::start_with(data_dir, None, extra, &[])
     }
 
-    fn start_with(data_dir: &Path, temp: Option<tempfile::TempDir>, extra: &[&str]) -> Self {
+    /// Starts a node on `data_dir` with extra `run` arguments and environment variables
+    /// (such as `COSMIC_PASSPHRASE`) and waits for its ready line.
+    pub fn start_in_with_env(data_dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Self {
+        Self::start_with(data_dir, None, extra, env)
+    }
+
+    fn start_with(
+        data_dir: &Path,
+        temp: Option<tempfile::TempDir>,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
         let mut command = node_command();
+        command.envs(env.iter().copied());
         command.arg("--data-dir").arg(data_dir).args([
             "run",
             "--listen",

@@ -74,6 +74,15 @@ pub enum Error {
         /// The space id.
         space: cosmic_auth::SpaceId,
     },
+    /// A write asked to be signed by an author this node has not unlocked.
+    #[error(
+        "author {author:?} is not unlocked on this node: name the node author or an identity \
+         the node was started with (`cosmic-node run --identity ALIAS`)"
+    )]
+    UnknownAuthor {
+        /// The alias or author id asked for.
+        author: String,
+    },
     /// The HTTP API could not bind its address.
     #[error("cannot serve the HTTP API on {addr}")]
     ApiBind {

@@ -10,6 +10,8 @@ use clap::Subcommand;
 use cosmic_auth::Keystore;
 use zeroize::Zeroizing;
 
+use cosmic_node::Identity;
+
 use crate::output;
 
 /// Name of the keystore folder inside the data dir.
@@ -45,6 +47,31 @@ pub(crate) enum IdentityCommand {
         /// The exported file
         file: PathBuf,
     },
+}
+
+/// Unlocks the keystore identities `aliases` of `data_dir` for a run of the node, each
+/// with the passphrase of `COSMIC_PASSPHRASE` or, without it, one asked on the terminal.
+/// A missing identity, a wrong passphrase or a damaged file stops it with that reason.
+pub(crate) fn unlock(data_dir: &Path, aliases: &[String]) -> anyhow::Result<Vec<Identity>> {
+    if aliases.is_empty() {
+        return Ok(Vec::new());
+    }
+    let keystore = Keystore::open(data_dir.join(KEYSTORE_DIR)).context("opening the keystore")?;
+    let mut identities: Vec<Identity> = Vec::with_capacity(aliases.len());
+    for alias in aliases {
+        if identities.iter().any(|identity| identity.alias == *alias) {
+            bail!("identity {alias:?} is named twice");
+        }
+        let passphrase = match passphrase_from_env()? {
+            Some(passphrase) => passphrase,
+            None => prompt(&format!("passphrase for {alias}: "))?,
+        };
+        let key = keystore
+            .unlock(alias, &passphrase)
+            .with_context(|| format!("unlocking identity {alias:?}"))?;
+        identities.push(Identity { alias: alias.clone(), key });
+    }
+    Ok(identities)
 }
 
 pub(crate) fn run(data_dir: &Path, command: IdentityCommand) -> anyhow::Result<()> {

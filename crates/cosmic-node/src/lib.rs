@@ -40,6 +40,7 @@
 //! document at `/v1/openapi.json` and Prometheus metrics at `/metrics`.
 
 mod api;
+mod authors;
 mod blob_peers;
 mod data_dir;
 mod error;
@@ -47,6 +48,7 @@ mod metrics;
 mod node;
 pub mod supervisor;
 
+pub use crate::authors::Identity;
 #[doc(hidden)]
 pub use crate::blob_peers::read_where_answer;
 pub use crate::data_dir::read_api_token;

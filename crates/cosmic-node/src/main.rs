@@ -104,6 +104,10 @@ struct RunArgs {
     /// Do not discover peers on the local network [config: net.mdns = false]
     #[arg(long)]
     no_mdns: bool,
+    /// Unlock this keystore identity, so that API writes may be signed by it with
+    /// `?author=ALIAS` (repeatable; passphrase from COSMIC_PASSPHRASE or a prompt)
+    #[arg(long, value_name = "ALIAS")]
+    identity: Vec<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -181,7 +185,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
 
     match cli.command {
         Command::Init => init(&loaded),
-        Command::Run(_) => run_node(loaded),
+        Command::Run(args) => run_node(loaded, &args.identity),
         Command::Config(ConfigCommand::Show { json }) => config_show(&loaded, json),
         Command::Identity(command) => {
             identity::run(&loaded.config.node.data_dir, command).map_err(Failure::from)
@@ -265,8 +269,10 @@ fn in_use(error: cosmic_node::Error) -> Failure {
     Failure { error: error.into(), code: 1, hints }
 }
 
-fn run_node(loaded: Loaded) -> Result<(), Failure> {
+fn run_node(loaded: Loaded, identities: &[String]) -> Result<(), Failure> {
     logging::install(&loaded.config.log).map_err(usage)?;
+    // Before anything starts: a wrong passphrase must not leave a half-started node.
+    let identities = identity::unlock(&loaded.config.node.data_dir, identities)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("cosmic-node")
@@ -275,7 +281,10 @@ fn run_node(loaded: Loaded) -> Result<(), Failure> {
     runtime.block_on(async move {
         let mut signals = Signals::install().context("listening for signals")?;
         let sources = loaded.sources().join(" < ");
-        let node = Node::start(loaded.config).await.map_err(in_use)?;
+        let node = Node::start_with_identities(loaded.config, identities).await.map_err(in_use)?;
+        for (alias, author) in node.identities() {
+            tracing::info!(alias, %author, "identity unlocked");
+        }
         tracing::info!(
             peer_id = %node.peer_id(),
             data_dir = %node.data_dir().display(),

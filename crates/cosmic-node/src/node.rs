@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cosmic_auth::{
-    AuthorId, AuthorKey, NodeKey, Right, SignedStatement, SpaceId, SpaceKey, SpaceMode, Timestamp,
+    AuthorId, NodeKey, Right, SignedStatement, SpaceId, SpaceKey, SpaceMode, Timestamp,
 };
 use cosmic_blobs::Blobs;
 use cosmic_config::Config;
@@ -19,6 +19,7 @@ use cosmic_sync::{Replicator, SyncOptions};
 use libp2p_identity::PeerId;
 use tokio_util::sync::CancellationToken;
 
+use crate::authors::{Authors, Identity};
 use crate::data_dir::{BLOBS_DIR, DataDir, STORE_FILE};
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
@@ -49,7 +50,7 @@ pub(crate) struct Shared {
     pub(crate) config: Config,
     pub(crate) data_dir: DataDir,
     pub(crate) node_key: NodeKey,
-    pub(crate) author: AuthorKey,
+    pub(crate) authors: Authors,
     pub(crate) store: Store,
     pub(crate) net: Net,
     pub(crate) blobs: Blobs,
@@ -77,6 +78,12 @@ impl Node {
     /// if another process uses it), creates whatever the dir is missing, opens the store,
     /// starts the network and, when `api.enabled`, serves the HTTP API on `api.addr`.
     pub async fn start(config: Config) -> Result<Self> {
+        Self::start_with_identities(config, Vec::new()).await
+    }
+
+    /// Like [`Node::start`], with keystore identities (unlocked by the caller) that writes
+    /// may choose as their signer besides the node author (see [`Docs::put_as`]).
+    pub async fn start_with_identities(config: Config, identities: Vec<Identity>) -> Result<Self> {
         let data_dir_path = config.node.data_dir.clone();
         let store_options = cosmic_store::Options {
             max_clock_drift: config.sync.max_clock_drift,
@@ -153,7 +160,7 @@ impl Node {
             config,
             data_dir,
             node_key,
-            author,
+            authors: Authors { node: author, identities },
             store,
             net,
             blobs,
@@ -191,7 +198,13 @@ impl Node {
 
     /// The author id that signs this node's own writes (the `author.key` of its data dir).
     pub fn author_id(&self) -> AuthorId {
-        self.shared.author.public()
+        self.shared.authors.node.public()
+    }
+
+    /// The keystore identities unlocked for this run: alias and author id of each.
+    pub fn identities(&self) -> Vec<(String, AuthorId)> {
+        let identities = &self.shared.authors.identities;
+        identities.iter().map(|identity| (identity.alias.clone(), identity.key.public())).collect()
     }
 
     /// The data dir this node has locked.
@@ -357,7 +370,7 @@ impl Spaces {
             shared.data_dir.save_space_key(&space_key)?;
             shared.store.create_space(&space_key, mode)?;
             let grant =
-                space_key.grant(shared.author.public(), Right::Admin, Timestamp::now(), None);
+                space_key.grant(shared.authors.node.public(), Right::Admin, Timestamp::now(), None);
             shared.store.insert_statement(&grant)?;
             Ok(SpaceSummary {
                 id: space_key.id(),
@@ -446,7 +459,7 @@ impl Spaces {
                 Some(space_key) => space_key.grant(subject, right, now, not_after),
                 None => {
                     let statements = shared.store.statements(&space)?;
-                    let author = shared.author.public();
+                    let author = shared.authors.node.public();
                     cosmic_auth::check_access(
                         &space,
                         SpaceMode::Restricted,
@@ -456,7 +469,7 @@ impl Spaces {
                         &statements,
                     )
                     .map_err(|_| Error::NotAdmin { space })?;
-                    shared.author.grant(space, subject, right, now, not_after)
+                    shared.authors.node.grant(space, subject, right, now, not_after)
                 }
             };
             shared.store.insert_statement(&statement)?;
@@ -493,11 +506,24 @@ impl Docs {
     /// (see `cosmic_store::Store::write_json` for nested objects, links and `null`).
     /// Returns how many fields changed.
     pub async fn put(&self, space: SpaceId, key: &str, object: serde_json::Value) -> Result<usize> {
+        self.put_as(None, space, key, object).await
+    }
+
+    /// Like [`Docs::put`], signed by `author` (an unlocked identity's alias, or the author
+    /// id of the node author or of an unlocked identity); `None` is the node author.
+    pub async fn put_as(
+        &self,
+        author: Option<&str>,
+        space: SpaceId,
+        key: &str,
+        object: serde_json::Value,
+    ) -> Result<usize> {
+        let signer = self.shared.authors.signer(author)?.clone();
         let shared = self.shared.clone();
         let key = key.to_owned();
         blocking(move || {
             require_space(&shared, &space)?;
-            let inserted = shared.store.write_json(&shared.author, &space, &key, &object)?;
+            let inserted = shared.store.write_json(&signer, &space, &key, &object)?;
             Ok(inserted
                 .iter()
                 .filter(|inserted| matches!(inserted, cosmic_store::Inserted::Applied { .. }))
@@ -530,6 +556,17 @@ impl Docs {
     /// Deletes a document (a tombstone on each live field); returns how many fields were
     /// deleted, or [`Error::DocNotFound`].
     pub async fn delete(&self, space: SpaceId, key: &str) -> Result<usize> {
+        self.delete_as(None, space, key).await
+    }
+
+    /// Like [`Docs::delete`], signed by `author` (as in [`Docs::put_as`]).
+    pub async fn delete_as(
+        &self,
+        author: Option<&str>,
+        space: SpaceId,
+        key: &str,
+    ) -> Result<usize> {
+        let signer = self.shared.authors.signer(author)?.clone();
         let shared = self.shared.clone();
         let key = key.to_owned();
         blocking(move || {
@@ -538,7 +575,7 @@ impl Docs {
                 return Err(Error::DocNotFound { space, key });
             };
             let fields = document.into_keys().map(|field| (field, Value::Null)).collect();
-            Ok(shared.store.write(&shared.author, &space, &key, fields)?.len())
+            Ok(shared.store.write(&signer, &space, &key, fields)?.len())
         })
         .await
     }
@@ -573,7 +610,7 @@ impl Docs {
 
     /// The author id that signs this node's writes.
     pub fn author(&self) -> AuthorId {
-        self.shared.author.public()
+        self.shared.authors.node.public()
     }
 }
 

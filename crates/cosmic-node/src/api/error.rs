@@ -102,6 +102,7 @@ impl From<Error> for ApiError {
             Error::UnknownSpace { .. } => Self::not_found("unknown_space", message),
             Error::DocNotFound { .. } => Self::not_found("doc_not_found", message),
             Error::NotAdmin { .. } => Self::new(StatusCode::FORBIDDEN, "forbidden", message),
+            Error::UnknownAuthor { .. } => Self::bad_request("unknown_author", message),
             Error::Store(store) => from_store(store, message),
             Error::Net(net) => from_net(net, message),
             Error::Blobs(blobs) => super::blobs::blob_error_ref(blobs, message),

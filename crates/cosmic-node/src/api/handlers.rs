@@ -82,7 +82,7 @@ pub(crate) async fn status(State(state): State<AppState>) -> ApiResult<axum::Jso
         blocking(move || Ok((store.list_spaces()?.len(), store.n_entries()?))).await?;
     Ok(axum::Json(Status {
         peer_id: shared.node_key.peer_id().to_string(),
-        author: shared.author.public().to_string(),
+        author: shared.authors.node.public().to_string(),
         listen: listen.iter().map(ToString::to_string).collect(),
         version: env!("CARGO_PKG_VERSION"),
         uptime_seconds: shared.started_at.elapsed().as_secs(),
@@ -102,15 +102,35 @@ pub(crate) struct Identity {
     author: String,
     /// The node's peer id.
     peer_id: String,
+    /// The keystore identities unlocked for this run (`cosmic-node run --identity`), which
+    /// a write may name as its signer with `?author=`.
+    identities: Vec<UnlockedIdentity>,
 }
 
-/// The author id this node signs its writes with.
+/// One unlocked identity in `GET /v1/identity`.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct UnlockedIdentity {
+    /// Its alias in the keystore.
+    alias: String,
+    /// Its author id.
+    author: String,
+}
+
+/// The author id this node signs its writes with, and the identities it may sign as.
 #[utoipa::path(get, path = "/v1/identity", tag = "node",
     responses((status = 200, body = Identity), (status = 401, body = ErrorBody)))]
 pub(crate) async fn identity(State(state): State<AppState>) -> axum::Json<Identity> {
+    let identities = &state.shared.authors.identities;
     axum::Json(Identity {
-        author: state.shared.author.public().to_string(),
+        author: state.shared.authors.node.public().to_string(),
         peer_id: state.shared.node_key.peer_id().to_string(),
+        identities: identities
+            .iter()
+            .map(|identity| UnlockedIdentity {
+                alias: identity.alias.clone(),
+                author: identity.key.public().to_string(),
+            })
+            .collect(),
     })
 }
 
@@ -623,19 +643,29 @@ pub(crate) struct Written {
     changed: usize,
 }
 
+/// `PUT` and `DELETE /v1/spaces/{space}/docs/{key}` query.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct WriteQuery {
+    /// Who signs the write: the alias or author id of an identity the node was started
+    /// with (`--identity`), or the node author's id. Default: the node author.
+    author: Option<String>,
+}
+
 /// Merges a JSON object into a document.
 ///
 /// Nested objects become linked child documents, `{"#": key}` is a doc link,
 /// `{"/": cid}` a blob link and `null` deletes a field.
 #[utoipa::path(put, path = "/v1/spaces/{space}/docs/{key}", tag = "docs", request_body = Fields,
     params(("space" = String, Path, description = "space id"),
-        ("key" = String, Path, description = "document key; may contain `/`")),
+        ("key" = String, Path, description = "document key; may contain `/`"), WriteQuery),
     responses((status = 200, body = Written), (status = 400, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 413, body = ErrorBody)))]
 pub(crate) async fn put_doc(
     State(state): State<AppState>,
     Path((space, key)): Path<(String, String)>,
+    Query(query): Query<WriteQuery>,
     Json(fields): Json<serde_json::Value>,
 ) -> ApiResult<axum::Json<Written>> {
     let space = parse_space(&space)?;
@@ -645,7 +675,7 @@ pub(crate) async fn put_doc(
             "a document is a JSON object of fields, like {\"name\": \"alice\"}",
         ));
     }
-    let changed = state.docs.put(space, &key, fields).await?;
+    let changed = state.docs.put_as(query.author.as_deref(), space, &key, fields).await?;
     Ok(axum::Json(Written { space: space.to_string(), key, changed }))
 }
 
@@ -663,15 +693,16 @@ pub(crate) struct Deleted {
 /// Deletes a document (all its fields).
 #[utoipa::path(delete, path = "/v1/spaces/{space}/docs/{key}", tag = "docs",
     params(("space" = String, Path, description = "space id"),
-        ("key" = String, Path, description = "document key; may contain `/`")),
+        ("key" = String, Path, description = "document key; may contain `/`"), WriteQuery),
     responses((status = 200, body = Deleted), (status = 400, body = ErrorBody),
         (status = 404, body = ErrorBody)))]
 pub(crate) async fn delete_doc(
     State(state): State<AppState>,
     Path((space, key)): Path<(String, String)>,
+    Query(query): Query<WriteQuery>,
 ) -> ApiResult<axum::Json<Deleted>> {
     let space = parse_space(&space)?;
-    let deleted = state.docs.delete(space, &key).await?;
+    let deleted = state.docs.delete_as(query.author.as_deref(), space, &key).await?;
     Ok(axum::Json(Deleted { space: space.to_string(), key, deleted }))
 }
 

@@ -425,7 +425,7 @@ async fn grants_by_a_node_that_is_not_admin_are_forbidden_and_not_stored() {
     assert_eq!(answer.assert_client_error("a grant by a non-admin"), "forbidden");
     assert!(store.statements(&space).unwrap().is_empty());
     // The store's own refusal of a powerless statement maps to the same answer.
-    let author = &fixture.node.shared.author;
+    let author = &fixture.node.shared.authors.node;
     let powerless = author.grant(
         space,
         author.public(),

@@ -89,6 +89,10 @@ pub(crate) enum DocCommand {
         /// The JSON object; `-` or nothing reads it from stdin
         #[arg(value_name = "JSON")]
         object: Option<String>,
+        /// Sign as this identity (alias or author id) that the node was started with
+        /// (`run --identity`); default: the node author
+        #[arg(long = "as", value_name = "AUTHOR")]
+        author: Option<String>,
     },
     /// Print a document's live fields as JSON
     Get {
@@ -109,6 +113,9 @@ pub(crate) enum DocCommand {
         space: String,
         /// Document key
         key: String,
+        /// Sign as this identity (alias or author id); default: the node author
+        #[arg(long = "as", value_name = "AUTHOR")]
+        author: Option<String>,
     },
     /// List document keys
     Ls {
@@ -227,7 +234,7 @@ fn doc_segments<'a>(space: &'a str, key: &'a str) -> Vec<&'a str> {
 /// Runs `cosmic-node doc ...`.
 pub(crate) async fn run_doc(client: &Client, command: DocCommand) -> anyhow::Result<()> {
     match command {
-        DocCommand::Put { space, key, object } => {
+        DocCommand::Put { space, key, object, author } => {
             let text = match object.as_deref() {
                 None | Some("-") => {
                     let mut text = String::new();
@@ -241,7 +248,10 @@ pub(crate) async fn run_doc(client: &Client, command: DocCommand) -> anyhow::Res
             if !object.is_object() {
                 bail!("a document is a JSON object, like {{\"name\": \"alice\"}}; got {object}");
             }
-            let url = client.url(doc_segments(&space, &key));
+            let mut url = client.url(doc_segments(&space, &key));
+            if let Some(author) = &author {
+                url.query_pairs_mut().append_pair("author", author);
+            }
             let answer = client.send_json(client.request(Method::PUT, url).json(&object)).await?;
             print(client, &answer);
         }
@@ -261,8 +271,11 @@ pub(crate) async fn run_doc(client: &Client, command: DocCommand) -> anyhow::Res
             };
             output::line(&text);
         }
-        DocCommand::Rm { space, key } => {
-            let url = client.url(doc_segments(&space, &key));
+        DocCommand::Rm { space, key, author } => {
+            let mut url = client.url(doc_segments(&space, &key));
+            if let Some(author) = &author {
+                url.query_pairs_mut().append_pair("author", author);
+            }
             let answer = client.send_json(client.request(Method::DELETE, url)).await?;
             print(client, &answer);
         }
