@@ -142,3 +142,98 @@ async fn a_restricted_space_rejects_bs_writes_until_a_grants_b() {
     .await;
     assert_eq!(on_a, json!({"by": "b"}));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn entries_signed_by_the_client_are_checked_stored_and_replicated() {
+    use cosmic_auth::AuthorKey;
+    use cosmic_store::{Entry, Hlc, Value as FieldValue};
+
+    let (a, b) = pair();
+    let (api_a, api_b) = (Api::new(&a), Api::new(&b));
+    let space = api_a.create_space("restricted").await;
+    let space_id: cosmic_auth::SpaceId = space.parse().unwrap();
+    let post = format!("/v1/spaces/{space}/entries");
+    let doc = format!("/v1/spaces/{space}/docs/notes/1");
+    // The user's key never leaves the client.
+    let user = AuthorKey::generate();
+    let clock = || {
+        let since_epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+        since_epoch.unwrap().as_millis() as u64
+    };
+    let now = clock();
+    let sign = |field: &str, text: &str, millis: u64| {
+        let value = FieldValue::String(text.to_owned());
+        Entry::sign(&user, space_id, "notes/1", field, value, Hlc::new(millis, 0)).unwrap()
+    };
+    let body = |entries: &[Entry]| {
+        let encoded: Vec<String> =
+            entries.iter().map(|entry| data_encoding::BASE64.encode(&entry.encode())).collect();
+        json!({ "entries": encoded })
+    };
+    let refused_with = |answer: &cosmic_tests::client::Answer, status: StatusCode, code: &str| {
+        assert_eq!(answer.status, status, "{}", answer.text);
+        assert_eq!(answer.body["error"]["code"], code, "{}", answer.text);
+    };
+
+    // Without a write right: refused, nothing stored.
+    let entries = [sign("text", "hello", now), sign("mood", "fine", now)];
+    let answer = api_a.call(Method::POST, &post, Some(body(&entries))).await;
+    refused_with(&answer, StatusCode::FORBIDDEN, "forbidden");
+    assert_eq!(api_a.call(Method::GET, &doc, None).await.status, StatusCode::NOT_FOUND);
+
+    let granted = api_a
+        .call(
+            Method::POST,
+            &format!("/v1/spaces/{space}/grants"),
+            Some(json!({"author": user.public().to_string(), "rights": "write"})),
+        )
+        .await;
+    assert_eq!(granted.status, StatusCode::CREATED, "{}", granted.text);
+
+    // Entries are judged at the time they carry: sign after the grant.
+    std::thread::sleep(Duration::from_millis(5));
+    let now = clock();
+    let entries = [sign("text", "hello", now), sign("mood", "fine", now)];
+
+    // Bad input, each refused whole: a forged signature among good entries, an entry of
+    // another space, bytes that are not an entry, base64 that is not base64, none at all.
+    let mut forged = sign("text", "hello", now);
+    forged.value = FieldValue::String("forged".into());
+    let answer = api_a.call(Method::POST, &post, Some(body(&[entries[0].clone(), forged]))).await;
+    refused_with(&answer, StatusCode::BAD_REQUEST, "invalid_input");
+    let elsewhere = Entry::sign(
+        &user,
+        AuthorKey::generate().public(),
+        "notes/1",
+        "text",
+        FieldValue::Int(1),
+        Hlc::new(now, 0),
+    )
+    .unwrap();
+    let answer = api_a.call(Method::POST, &post, Some(body(&[elsewhere]))).await;
+    refused_with(&answer, StatusCode::BAD_REQUEST, "invalid_entries");
+    for bad in [json!({"entries": ["AAAA"]}), json!({"entries": ["%%%"]}), json!({"entries": []})] {
+        let answer = api_a.call(Method::POST, &post, Some(bad.clone())).await;
+        refused_with(&answer, StatusCode::BAD_REQUEST, "invalid_entries");
+    }
+    assert_eq!(api_a.call(Method::GET, &doc, None).await.status, StatusCode::NOT_FOUND);
+
+    // With the right: stored, signed by the user, and once more changes nothing.
+    let answer = api_a.call(Method::POST, &post, Some(body(&entries))).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+    assert_eq!(answer.body, json!({"results": ["applied", "applied"], "applied": 2}));
+    let again = api_a.call(Method::POST, &post, Some(body(&entries))).await;
+    assert_eq!(again.body, json!({"results": ["duplicate", "duplicate"], "applied": 0}));
+    let meta = api_a.ok(Method::GET, &format!("{doc}?meta=true"), None).await;
+    assert_eq!(meta["text"]["author"], user.public().to_string(), "{meta}");
+    assert_eq!(meta["text"]["value"], "hello", "{meta}");
+
+    // They replicate like the node's own writes.
+    join_and_wait(&api_b, &space).await;
+    let on_b: Value = eventually("the user's note on B", || async {
+        let answer = api_b.call(Method::GET, &doc, None).await;
+        (answer.status == StatusCode::OK).then_some(answer.body)
+    })
+    .await;
+    assert_eq!(on_b, json!({"text": "hello", "mood": "fine"}));
+}

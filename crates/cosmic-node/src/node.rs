@@ -580,6 +580,21 @@ impl Docs {
         .await
     }
 
+    /// Stores entries that their authors signed elsewhere, all or nothing (see
+    /// `cosmic_store::Store::insert_all`); they replicate like this node's own writes.
+    pub async fn insert_signed(
+        &self,
+        space: SpaceId,
+        entries: Vec<cosmic_store::Entry>,
+    ) -> Result<Vec<cosmic_store::Inserted>> {
+        let shared = self.shared.clone();
+        blocking(move || {
+            require_space(&shared, &space)?;
+            Ok(shared.store.insert_all(entries)?)
+        })
+        .await
+    }
+
     /// Keys of the live documents starting with `prefix`, after `after`, at most `limit`.
     pub async fn list(
         &self,

@@ -578,6 +578,27 @@ impl Store {
         })
     }
 
+    /// Inserts entries signed elsewhere (by a client that holds its own key) as local
+    /// writes, in one durable transaction, all or nothing: the first entry refused (bad
+    /// signature, oversized value, no right to write, a clock too far ahead) fails the
+    /// whole batch with its error and nothing is stored. Entries already held or already
+    /// superseded are not refusals.
+    pub fn insert_all(&self, entries: Vec<Entry>) -> Result<Vec<Inserted>> {
+        let limit = self.inner.options.max_value_size;
+        let check = |entry: Entry| -> Result<Entry> {
+            check_value_size(&entry.field, &entry.value, limit)?;
+            entry.verify()?;
+            Ok(entry)
+        };
+        let checked = on_cores(entries, check)?.into_iter().collect::<Result<Vec<Entry>>>()?;
+        self.write_txn(|state, tables, wall| {
+            checked
+                .iter()
+                .map(|entry| self.apply(state, tables, wall, entry, Some(&Origin::Local)))
+                .collect()
+        })
+    }
+
     /// Writes fields of one document as `author`, stamping them with the store's clock.
     /// All or nothing: one bad field fails the whole write.
     pub fn write(

@@ -334,6 +334,42 @@ fn bad_signatures_and_unknown_spaces_leave_nothing_behind() {
 }
 
 #[test]
+fn entries_signed_elsewhere_are_inserted_all_or_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let space = open_space(&store, SpaceMode::Restricted);
+    let owner = space_key(1);
+    let (writer, stranger) = (key(2), key(3));
+    store
+        .insert_statement(&owner.grant(writer.public(), Right::Write, Timestamp(0), None))
+        .unwrap();
+    let sign = |author: &AuthorKey, field: &str, millis: u64| {
+        Entry::sign(author, space, "d", field, Value::Int(1), Hlc::new(millis, 0)).unwrap()
+    };
+    let good = vec![sign(&writer, "a", NOW - 5), sign(&writer, "b", NOW - 4)];
+    // One entry of an author without a right, one too far ahead, one with a forged
+    // signature: each fails the whole batch, and nothing of it is stored.
+    let mut forged = sign(&writer, "c", NOW - 3);
+    forged.value = Value::Int(2);
+    for (bad, expected) in [
+        (sign(&stranger, "c", NOW - 3), "AccessDenied"),
+        (sign(&writer, "c", NOW + 3_600_000), "ClockDrift"),
+        (forged, "BadSignature"),
+    ] {
+        let mut batch = good.clone();
+        batch.insert(1, bad);
+        let error = store.insert_all(batch).unwrap_err();
+        assert!(format!("{error:?}").starts_with(expected), "{expected}: {error:?}");
+        assert_eq!(store.n_entries().unwrap(), 0, "{expected}: the batch left entries behind");
+        assert_eq!(store.last_seq(), 0);
+    }
+    let inserted = store.insert_all(good.clone()).unwrap();
+    assert!(inserted.iter().all(|i| matches!(i, Inserted::Applied { .. })), "{inserted:?}");
+    assert_eq!(store.insert_all(good).unwrap(), vec![Inserted::Duplicate, Inserted::Duplicate]);
+    assert_eq!(store.n_entries().unwrap(), 2);
+}
+
+#[test]
 fn restricted_spaces_need_a_capability() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());

@@ -308,7 +308,7 @@ pub(crate) struct Membership {
     changed: bool,
 }
 
-fn parse_space(text: &str) -> ApiResult<SpaceId> {
+pub(super) fn parse_space(text: &str) -> ApiResult<SpaceId> {
     text.parse().map_err(|error| {
         ApiError::bad_request(
             "invalid_space",

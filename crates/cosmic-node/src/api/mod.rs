@@ -8,6 +8,7 @@
 //! methods, is `{"error": {"code", "message"}}`.
 
 mod blobs;
+mod entries;
 pub(crate) mod error;
 mod handlers;
 
@@ -77,6 +78,7 @@ impl AppState {
         handlers::get_doc,
         handlers::put_doc,
         handlers::delete_doc,
+        entries::post_entries,
         handlers::events,
         blobs::add_blob,
         blobs::get_blob,
@@ -229,6 +231,7 @@ pub(crate) fn router(state: AppState) -> Router {
             "/v1/spaces/{space}/docs/{*key}",
             get(handlers::get_doc).put(handlers::put_doc).delete(handlers::delete_doc),
         )
+        .route("/v1/spaces/{space}/entries", post(entries::post_entries))
         .route("/v1/spaces/{space}/events", get(handlers::events))
         .route("/v1/blobs", post(blobs::add_blob))
         .route(
