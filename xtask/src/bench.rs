@@ -22,8 +22,8 @@ use xshell::{Shell, cmd};
 use crate::cargo;
 
 /// The groups of the runner, for checking `--only` before building.
-const GROUPS: [&str; 8] =
-    ["store", "propagation", "replication", "catchup", "recon", "blobs", "memory", "scale"];
+const GROUPS: [&str; 9] =
+    ["store", "propagation", "replication", "catchup", "recon", "blobs", "memory", "scale", "mesh"];
 
 /// The parsed command line.
 struct Args {

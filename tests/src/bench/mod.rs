@@ -14,6 +14,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 pub mod inproc;
+pub mod mesh;
 pub mod procs;
 
 /// What every group gets.
@@ -152,6 +153,7 @@ pub const GROUPS: &[Group] = &[
     Group { name: "blobs", about: "1 GiB blob add and transfer next to a plain TCP copy" },
     Group { name: "memory", about: "resident memory of an idle node and with 1M entries" },
     Group { name: "scale", about: "one write reaching 20 node processes, and their memory" },
+    Group { name: "mesh", about: "one write reaching 100 processes in a random mesh; memory" },
 ];
 
 /// Runs group `name`; its figures go to `emit` as they are measured.
@@ -169,6 +171,7 @@ pub async fn run_group(
         "blobs" => procs::blobs(options, emit).await,
         "memory" => procs::memory(options, emit).await,
         "scale" => procs::scale(options, emit).await,
+        "mesh" => mesh::mesh(options, emit).await,
         other => anyhow::bail!("unknown group {other:?}"),
     }
 }

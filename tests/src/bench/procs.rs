@@ -421,7 +421,7 @@ pub async fn memory(options: Options, emit: &mut dyn FnMut(Figure)) -> anyhow::R
 }
 
 /// Node `api` joins `space` and waits until the space's record has arrived.
-async fn join(api: &Api, space: &str) -> anyhow::Result<()> {
+pub(super) async fn join(api: &Api, space: &str) -> anyhow::Result<()> {
     api.ok(Method::POST, &format!("/v1/spaces/{space}/join"), None).await;
     let started = Instant::now();
     loop {
@@ -441,7 +441,7 @@ async fn join(api: &Api, space: &str) -> anyhow::Result<()> {
 
 /// Writes `doc` on `writer` and waits until every stream in `streams` has shown it;
 /// returns the time until the last one did.
-async fn write_to_all(
+pub(super) async fn write_to_all(
     writer: &Api,
     space: &str,
     doc: &str,
