@@ -37,6 +37,7 @@
 
 mod blobs;
 mod error;
+mod names;
 mod peer_clock;
 pub mod recon;
 mod replicator;
@@ -45,8 +46,9 @@ mod types;
 pub mod wire;
 
 pub use crate::error::{Error, Result};
+pub use crate::names::{TOPIC_PREFIX, space_provider_key, space_topic};
 pub use crate::recon::{ItemSource, Limits, Session, Step};
-pub use crate::replicator::{PeerSession, RECON_PROTOCOL, Replicator, space_topic};
+pub use crate::replicator::{PeerSession, RECON_PROTOCOL, Replicator};
 pub use crate::state::STATE_FILE;
 pub use crate::types::{
     BlobFetcher, BlobPolicy, BlobStatus, BoxError, BoxFuture, LossCounts, LossKind, Metrics,

@@ -671,3 +671,41 @@ async fn a_node_joining_after_unpublished_writes_receives_them_once() {
     a.stop().await;
     b.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bystander_sees_topics_that_do_not_reveal_the_space_id() {
+    let dirs = dirs(3);
+    let a = Node::new(dirs[0].path()).await;
+    let b = Node::new(dirs[1].path()).await;
+    let bystander = Node::new(dirs[2].path()).await;
+    let space = a.store.create_space(&SpaceKey::generate(), SpaceMode::Open).unwrap().space;
+    a.replicator.join(space).await.unwrap();
+    b.replicator.join(space).await.unwrap();
+    b.dial(&a).await;
+    bystander.dial(&a).await;
+    eventually("B to get the space", || all_equal(&[&a, &b], &space)).await;
+    // The bystander joined nothing, yet hears every topic A subscribes to.
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    let topics = loop {
+        let peers = bystander.net.peers().await.unwrap();
+        let topics: Vec<String> = peers
+            .into_iter()
+            .filter(|peer| peer.peer_id == a.net.peer_id())
+            .flat_map(|peer| peer.topics)
+            .collect();
+        if !topics.is_empty() {
+            break topics;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the bystander never saw A's topics");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(topics, vec![space_topic(&space)]);
+    let id = space.to_string();
+    let hex: String = space.as_bytes().iter().map(|byte| format!("{byte:02x}")).collect();
+    for topic in &topics {
+        assert!(!topic.contains(&id) && !topic.contains(&hex), "{topic} reveals {id}");
+    }
+    a.stop().await;
+    b.stop().await;
+    bystander.stop().await;
+}

@@ -10,7 +10,8 @@ use futures::FutureExt as _;
 use tokio_stream::StreamExt as _;
 use tracing::{debug, warn};
 
-use super::{Replicator, space_topic};
+use super::Replicator;
+use crate::space_topic;
 use crate::types::{LossKind, SyncEvent};
 use crate::wire::{self, Sequence};
 

@@ -27,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, error};
 
+use crate::names::{space_provider_key, space_topic};
 use crate::peer_clock::PeerClocks;
 use crate::state::{self, SpaceState};
 use crate::types::{BlobFetcher, BlobPolicy, Metrics, SessionStats, SyncOptions};
@@ -47,11 +48,6 @@ pub const RECON_PROTOCOL: &str = "sync/recon/1";
 const FIRST_RESTART_DELAY: Duration = Duration::from_millis(100);
 /// The longest wait before a panicked replication task is started again.
 const MAX_RESTART_DELAY: Duration = Duration::from_secs(30);
-
-/// The gossip topic of a space.
-pub fn space_topic(space: &PublicKey) -> String {
-    format!("cosmic/space/1/{space}")
-}
 
 /// The outcome of one session started by [`Replicator::sync_now`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -105,6 +101,8 @@ struct Inner {
 struct Joined {
     state: SpaceState,
     feed: JoinHandle<()>,
+    /// The space's gossip topic ([`space_topic`]), kept to find the space of a message.
+    topic: String,
 }
 
 impl fmt::Debug for Replicator {
@@ -252,7 +250,8 @@ impl Replicator {
         let after = store.last_seq();
         let changes = store.subscribe(&space, after)?;
         let feed = self.spawn_tracked(self.clone().feed_task(space, changes));
-        let previous = self.lock_spaces().insert(space, Joined { state: space_state, feed });
+        let topic = space_topic(&space);
+        let previous = self.lock_spaces().insert(space, Joined { state: space_state, feed, topic });
         if let Some(previous) = previous {
             previous.feed.abort();
         }
@@ -265,11 +264,11 @@ impl Replicator {
     /// Provides the space, finds its providers and reconciles with them and with the
     /// connected peers that share its topic.
     async fn discover(&self, space: PublicKey) {
-        if let Err(error) = self.inner.net.provide(space.as_bytes().to_vec()).await {
+        if let Err(error) = self.inner.net.provide(space_provider_key(&space)).await {
             debug!(%space, %error, "providing the space failed (no DHT peers yet?)");
         }
         let mut peers: HashSet<PeerId> = self.space_peers(&space).await.into_iter().collect();
-        match self.inner.net.find_providers(space.as_bytes().to_vec()).await {
+        match self.inner.net.find_providers(space_provider_key(&space)).await {
             Ok(found) => peers.extend(found),
             Err(error) => debug!(%space, %error, "looking up the space's providers failed"),
         }
@@ -288,7 +287,7 @@ impl Replicator {
         joined.feed.abort();
         self.save_state()?;
         self.inner.net.unsubscribe(&space_topic(&space)).await?;
-        self.inner.net.stop_providing(space.as_bytes().to_vec()).await?;
+        self.inner.net.stop_providing(space_provider_key(&space)).await?;
         Ok(true)
     }
 
@@ -344,8 +343,11 @@ impl Replicator {
 
     /// The joined space whose topic this is.
     fn topic_space(&self, topic: &str) -> Option<PublicKey> {
-        let space: PublicKey = topic.strip_prefix("cosmic/space/1/")?.parse().ok()?;
-        self.lock_spaces().contains_key(&space).then_some(space)
+        if !topic.starts_with(crate::TOPIC_PREFIX) {
+            return None;
+        }
+        let spaces = self.lock_spaces();
+        spaces.iter().find(|(_, joined)| joined.topic == topic).map(|(space, _)| *space)
     }
 
     /// Reconciles every joined space with its peers every `reconcile_interval`, and looks

@@ -15,7 +15,8 @@ use cosmic_auth::PublicKey;
 use cosmic_net::{GossipLoss, LossReason, PeerId};
 use tokio::sync::Notify;
 
-use super::{Replicator, lock, space_topic};
+use super::{Replicator, lock};
+use crate::space_topic;
 use crate::types::LossKind;
 
 /// How long the repair task lets further losses gather before it starts reconciling:
