@@ -185,9 +185,11 @@ impl Replicator {
             let bytes = message.encode(options.max_message_size).map_err(Error::Outgoing)?;
             stats.bytes_sent += bytes.len() as u64;
             stats.entries_sent += count_entries(&message);
+            let asked = Instant::now();
             let reply = self.inner.net.request(peer, RECON_PROTOCOL, bytes).await?;
             let received = Instant::now();
-            stats.bytes_received += reply.len() as u64;
+            let reply_len = reply.len();
+            stats.bytes_received += reply_len as u64;
             let reply = Message::decode(&reply, options.max_message_size)
                 .map_err(|source| Error::Wire { peer: peer.to_string(), source })?;
             if reply.space != space {
@@ -205,6 +207,13 @@ impl Replicator {
                 })
                 .await?;
             session = back;
+            debug!(
+                %space, %peer, round = session.rounds(), bytes = reply_len,
+                entries = step.entries_received,
+                answer_ms = received.duration_since(asked).as_secs_f64() * 1e3,
+                apply_ms = received.elapsed().as_secs_f64() * 1e3,
+                "reconciliation round"
+            );
             stats.entries_received += step.entries_received;
             stats.entries_applied += step.entries_applied;
             self.report_rejected(space, peer, &mut step, &mut stats).await;
