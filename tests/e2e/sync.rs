@@ -228,6 +228,20 @@ async fn entries_signed_by_the_client_are_checked_stored_and_replicated() {
     assert_eq!(meta["text"]["author"], user.public().to_string(), "{meta}");
     assert_eq!(meta["text"]["value"], "hello", "{meta}");
 
+    // The refusals are counted by reason, and the network's refusals are shown too.
+    let text = api_a.request(Method::GET, "/metrics").send().await.unwrap().text().await.unwrap();
+    let value = |name: &str| -> f64 {
+        let line = text.lines().find(|line| line.starts_with(name));
+        let line = line.unwrap_or_else(|| panic!("no {name} in /metrics:\n{text}"));
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    // One refused request without a right (two entries, the first decides), one forged.
+    assert_eq!(value(r#"cosmic_entries_refused{reason="no_right"}"#), 1.0);
+    assert_eq!(value(r#"cosmic_entries_refused{reason="bad_signature"}"#), 1.0);
+    assert_eq!(value(r#"cosmic_entries_refused{reason="clock_drift"}"#), 0.0);
+    assert_eq!(value(r#"cosmic_net_refused{kind="bans"}"#), 0.0);
+    assert_eq!(value(r#"cosmic_net_refused{kind="rate_limited"}"#), 0.0);
+
     // They replicate like the node's own writes.
     join_and_wait(&api_b, &space).await;
     let on_b: Value = eventually("the user's note on B", || async {

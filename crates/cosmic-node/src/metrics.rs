@@ -29,7 +29,7 @@ pub(crate) struct VerdictLabels {
     pub(crate) verdict: &'static str,
 }
 
-/// Labels of the gossip loss gauge.
+/// Labels of the gossip loss and entry refusal gauges.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub(crate) struct LossLabels {
     pub(crate) reason: &'static str,
@@ -39,6 +39,20 @@ pub(crate) struct LossLabels {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub(crate) struct DirectionLabels {
     pub(crate) direction: &'static str,
+}
+
+/// The reasons of `cosmic_entries_refused`, in the order of `cosmic_store::Refusals`.
+pub(crate) const REFUSAL_REASONS: [&str; 4] =
+    ["clock_drift", "bad_signature", "no_right", "malformed"];
+
+/// The kinds of `cosmic_net_refused`.
+pub(crate) const ABUSE_KINDS: [&str; 4] =
+    ["bans", "rate_limited", "connections_denied", "bad_frames"];
+
+/// The label of `cosmic_net_refused`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct AbuseLabels {
+    pub(crate) kind: &'static str,
 }
 
 /// The latency histograms, one per label set.
@@ -68,6 +82,8 @@ pub(crate) struct Metrics {
     pub(crate) gossip_entries: Family<DirectionLabels, Gauge<u64, AtomicU64>>,
     pub(crate) gossip_batches_published: Gauge<u64, AtomicU64>,
     pub(crate) requests_refused_busy: Gauge<u64, AtomicU64>,
+    pub(crate) entries_refused: Family<LossLabels, Gauge<u64, AtomicU64>>,
+    pub(crate) net_abuse: Family<AbuseLabels, Gauge<u64, AtomicU64>>,
     pub(crate) sync_bytes: Gauge<u64, AtomicU64>,
     pub(crate) uptime_seconds: Gauge<u64, AtomicU64>,
     pub(crate) clock_correction: Gauge<f64, AtomicU64>,
@@ -151,6 +167,28 @@ impl Metrics {
             "Inbound requests refused so far because their handler's queue was full",
             requests_refused_busy.clone(),
         );
+        let entries_refused = Family::<LossLabels, Gauge<u64, AtomicU64>>::default();
+        registry.register(
+            "entries_refused",
+            "Entries from peers or from clients that sign their own, refused since the node \
+             started, by reason (clock_drift, bad_signature, no_right, malformed)",
+            entries_refused.clone(),
+        );
+        for reason in REFUSAL_REASONS {
+            let _ = entries_refused.get_or_create(&LossLabels { reason });
+        }
+        let net_abuse = Family::<AbuseLabels, Gauge<u64, AtomicU64>>::default();
+        registry.register(
+            "net_refused",
+            "What the network layer refused or punished since the node started, by kind: \
+             bans (peers banned), rate_limited (requests over the per-peer rate), \
+             connections_denied (over the connection limits or from banned peers), \
+             bad_frames (unreadable frames, each a strike)",
+            net_abuse.clone(),
+        );
+        for kind in ABUSE_KINDS {
+            let _ = net_abuse.get_or_create(&AbuseLabels { kind });
+        }
         let sync_sessions = Gauge::<u64, AtomicU64>::default();
         registry.register(
             "sync_sessions",
@@ -193,6 +231,8 @@ impl Metrics {
             gossip_entries,
             gossip_batches_published,
             requests_refused_busy,
+            entries_refused,
+            net_abuse,
             sync_bytes,
             uptime_seconds,
             clock_correction,

@@ -75,7 +75,7 @@ pub use crate::error::{Error, Result};
 pub use crate::hlc::{Clock, Hlc, SystemClock};
 pub use crate::recon::Fingerprint;
 pub use crate::store::{
-    Document, Durability, FLUSH_INTERVAL, Field, Inserted, Options, RangeKey, ReconItem, SpaceInfo,
-    Store, TimeFloor,
+    Document, Durability, FLUSH_INTERVAL, Field, Inserted, Options, RangeKey, ReconItem, Refusals,
+    SpaceInfo, Store, TimeFloor,
 };
 pub use crate::value::Value;

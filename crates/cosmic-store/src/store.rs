@@ -161,6 +161,8 @@ struct Inner {
     /// were refused for it since.
     drift_logged_at: AtomicU64,
     drift_refused: AtomicU64,
+    /// Entries from elsewhere refused since the store opened, by reason.
+    refusals: RefusalCounters,
     /// Write transactions committed so far (counted under the writer lock), and how many of
     /// them are known durable: see `store/durability.rs`.
     commits: AtomicU64,
@@ -175,6 +177,28 @@ struct Inner {
     time_floor: Mutex<Option<TimeFloor>>,
     /// Public keys read from the database and already checked, by their bytes.
     checked_keys: Mutex<HashMap<[u8; 32], PublicKey>>,
+}
+
+/// The counters behind [`Store::refusals`].
+#[derive(Debug, Default)]
+struct RefusalCounters {
+    clock_drift: AtomicU64,
+    bad_signature: AtomicU64,
+    no_right: AtomicU64,
+    malformed: AtomicU64,
+}
+
+/// Entries from elsewhere that a store refused, by reason (see [`Store::refusals`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Refusals {
+    /// Stamped further ahead of our clock than `max_clock_drift` (offered again later).
+    pub clock_drift: u64,
+    /// Signatures that do not verify.
+    pub bad_signature: u64,
+    /// Authors without a right to write there at the entry's time.
+    pub no_right: u64,
+    /// Keys, fields or values that break the rules.
+    pub malformed: u64,
 }
 
 /// Opens a database again, on the same file or storage.
@@ -302,6 +326,7 @@ impl Store {
                 failed: AtomicBool::new(false),
                 drift_logged_at: AtomicU64::new(0),
                 drift_refused: AtomicU64::new(0),
+                refusals: RefusalCounters::default(),
                 time_floor: Mutex::new(None),
                 path,
                 options,
@@ -392,7 +417,29 @@ impl Store {
 
     /// Logs a refusal for clock drift, at most once a minute (a peer whose clock is ahead
     /// offers the same entries on every reconciliation), with the count since the last line.
+    /// Counts a refused signature or malformed entry from elsewhere.
+    fn count_refusal(&self, error: &Error) {
+        let counter = match error {
+            Error::BadSignature { .. } => &self.inner.refusals.bad_signature,
+            _ => &self.inner.refusals.malformed,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// How many entries from elsewhere (peers, clients that sign their own) this store has
+    /// refused since it opened, by reason.
+    pub fn refusals(&self) -> Refusals {
+        let counters = &self.inner.refusals;
+        Refusals {
+            clock_drift: counters.clock_drift.load(Ordering::Relaxed),
+            bad_signature: counters.bad_signature.load(Ordering::Relaxed),
+            no_right: counters.no_right.load(Ordering::Relaxed),
+            malformed: counters.malformed.load(Ordering::Relaxed),
+        }
+    }
+
     fn log_drift(&self, error: &Error, wall: u64) {
+        self.inner.refusals.clock_drift.fetch_add(1, Ordering::Relaxed);
         let refused = self.inner.drift_refused.fetch_add(1, Ordering::Relaxed) + 1;
         let last = self.inner.drift_logged_at.load(Ordering::Relaxed);
         if (last == 0 || wall >= last.saturating_add(60_000))
@@ -557,7 +604,7 @@ impl Store {
         let limit = self.inner.options.max_value_size;
         let check = |entry: Entry| -> Result<Entry> {
             check_value_size(&entry.field, &entry.value, limit)?;
-            entry.verify()?;
+            entry.verify().inspect_err(|error| self.count_refusal(error))?;
             Ok(entry)
         };
         // Signature checks dominate a batch's cost: spread large batches over the cores,
@@ -587,7 +634,7 @@ impl Store {
         let limit = self.inner.options.max_value_size;
         let check = |entry: Entry| -> Result<Entry> {
             check_value_size(&entry.field, &entry.value, limit)?;
-            entry.verify()?;
+            entry.verify().inspect_err(|error| self.count_refusal(error))?;
             Ok(entry)
         };
         let checked = on_cores(entries, check)?.into_iter().collect::<Result<Vec<Entry>>>()?;
@@ -785,6 +832,11 @@ impl Store {
                 tables.statements_by_space.get(space).map_or(&[][..], |list| list.as_slice());
             let at = Timestamp(entry.hlc.millis);
             check_access(&entry.space, record.mode, &entry.author, Right::Write, at, statements)
+                .inspect_err(|_| {
+                    if inserted.is_some() {
+                        self.inner.refusals.no_right.fetch_add(1, Ordering::Relaxed);
+                    }
+                })
                 .map_err(|reason| Error::AccessDenied {
                     space: entry.space,
                     author: entry.author,

@@ -363,6 +363,13 @@ fn entries_signed_elsewhere_are_inserted_all_or_nothing() {
         assert_eq!(store.n_entries().unwrap(), 0, "{expected}: the batch left entries behind");
         assert_eq!(store.last_seq(), 0);
     }
+    // Each refusal is counted by its reason, for the node's metrics.
+    let refusals = store.refusals();
+    assert_eq!(
+        (refusals.no_right, refusals.clock_drift, refusals.bad_signature, refusals.malformed),
+        (1, 1, 1, 0),
+        "{refusals:?}"
+    );
     let inserted = store.insert_all(good.clone()).unwrap();
     assert!(inserted.iter().all(|i| matches!(i, Inserted::Applied { .. })), "{inserted:?}");
     assert_eq!(store.insert_all(good).unwrap(), vec![Inserted::Duplicate, Inserted::Duplicate]);

@@ -17,7 +17,9 @@ use cosmic_store::{Change, Origin};
 
 use super::error::{ApiError, ApiResult, ErrorBody, Json, Path, Query};
 use super::{ApiDoc, AppState};
-use crate::metrics::{DirectionLabels, LossLabels, VerdictLabels};
+use crate::metrics::{
+    ABUSE_KINDS, AbuseLabels, DirectionLabels, LossLabels, REFUSAL_REASONS, VerdictLabels,
+};
 use crate::node::{GetOptions, SpaceSummary, blocking};
 
 /// Most document keys one list answer holds.
@@ -880,6 +882,17 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
         metrics.peers_connected.set(i64::try_from(stats.connected_peers).unwrap_or(i64::MAX));
         metrics.connections.set(i64::try_from(stats.connections).unwrap_or(i64::MAX));
         metrics.requests_refused_busy.set(stats.requests_dropped);
+        let abuse =
+            [stats.bans, stats.requests_rate_limited, stats.connections_denied, stats.bad_frames];
+        for (kind, count) in ABUSE_KINDS.into_iter().zip(abuse) {
+            metrics.net_abuse.get_or_create(&AbuseLabels { kind }).set(count);
+        }
+    }
+    let refusals = shared.store.refusals();
+    let refused =
+        [refusals.clock_drift, refusals.bad_signature, refusals.no_right, refusals.malformed];
+    for (reason, count) in REFUSAL_REASONS.into_iter().zip(refused) {
+        metrics.entries_refused.get_or_create(&LossLabels { reason }).set(count);
     }
     let sync = shared.replicator.metrics();
     for (verdict, count) in [
