@@ -4,7 +4,8 @@
 //! This crate owns the node key ([`NodeKey`], the node's libp2p `PeerId` and iroh
 //! endpoint id in one ed25519 secret), author identities kept in a passphrase-encrypted
 //! [`Keystore`], signatures ([`AuthorKey::sign`], [`verify`], [`verify_batch`]) and space
-//! capabilities: signed [`Statement`]s and the single decision [`check_access`].
+//! capabilities: signed [`Statement`]s and the single decision [`check_access`], and
+//! [`PeerBinding`]s, by which an author lets a node act for it on the network.
 //!
 //! It deliberately does no network I/O and depends on no other workspace crate. Secrets
 //! are zeroized on drop and never appear in `Debug` output or logs.
@@ -32,6 +33,7 @@
 //! # Ok::<(), cosmic_auth::Error>(())
 //! ```
 
+mod binding;
 pub mod capability;
 mod error;
 mod fs;
@@ -39,6 +41,9 @@ mod keys;
 mod keystore;
 mod node_key;
 
+pub use binding::{
+    BINDING_LEN, BINDING_SIGNING_CONTEXT, BINDING_VERSION, BindingError, PeerBinding,
+};
 pub use capability::{
     AccessDenied, DecodeError, Grant, Revocation, Right, STATEMENT_SIGNING_CONTEXT,
     STATEMENT_VERSION, SignedStatement, SpaceMode, Statement, Timestamp, check_access,
