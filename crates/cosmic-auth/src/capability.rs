@@ -18,6 +18,10 @@
 //!   takes effect from its `issued_at`; a later grant gives rights back.
 //! - Delegation loops are harmless: admin chains are computed as reachability from the
 //!   space key, so a loop that is not anchored there grants nothing.
+//! - A chain holds at most [`MAX_DELEGATION_DEPTH`] grants from the space key to the right
+//!   it gives: an admin granted by the space key is at depth 1, and only admins at a depth
+//!   below the limit count as admins. Depth is the shortest chain among the valid grants,
+//!   so it does not depend on the order statements arrive in.
 //! - [`SpaceMode::Open`]: any author may read and write; `admin` still needs a chain.
 //! - Whether a statement may be *kept* at all is [`check_issuer`]: its issuer is the space
 //!   key, or an admin at the statement's own `issued_at` through grants valid then.
@@ -30,6 +34,10 @@ use std::fmt;
 
 use crate::keys::{AuthorKey, SpaceKey};
 use crate::{AuthorId, Error, PublicKey, Result, Signature, SpaceId, verify};
+
+/// The most grants a chain may hold, from the space key to the grant that gives a right
+/// (see the [module docs](self)).
+pub const MAX_DELEGATION_DEPTH: usize = 8;
 
 /// Milliseconds since the Unix epoch.
 #[derive(
@@ -467,6 +475,18 @@ pub enum AccessDenied {
         /// The issuer.
         issuer: PublicKey,
     },
+    /// The issuer is admin only through a chain longer than [`MAX_DELEGATION_DEPTH`]
+    /// allows.
+    #[error(
+        "grant issuer {issuer} is admin only through a chain of more than {limit} grants \
+         from the space key"
+    )]
+    ChainTooDeep {
+        /// The issuer.
+        issuer: PublicKey,
+        /// The limit, [`MAX_DELEGATION_DEPTH`].
+        limit: usize,
+    },
     /// The issuer had admin grants, but no valid chain to the space key at this time.
     #[error("the chain of grants from the space key to issuer {issuer} is broken")]
     ChainBroken {
@@ -511,10 +531,11 @@ impl AccessDenied {
             AccessDenied::UnknownSigner { .. } => 2,
             AccessDenied::DelegationLoop { .. } => 3,
             AccessDenied::ChainBroken { .. } => 4,
-            AccessDenied::NotYetValid { .. } => 5,
-            AccessDenied::Expired { .. } => 6,
-            AccessDenied::Revoked { .. } => 7,
-            AccessDenied::InsufficientRight { .. } => 8,
+            AccessDenied::ChainTooDeep { .. } => 5,
+            AccessDenied::NotYetValid { .. } => 6,
+            AccessDenied::Expired { .. } => 7,
+            AccessDenied::Revoked { .. } => 8,
+            AccessDenied::InsufficientRight { .. } => 9,
         }
     }
 }
@@ -630,6 +651,8 @@ struct Graph<'a> {
     revocations: Vec<&'a Revocation>,
     bad_signature_subjects: BTreeSet<AuthorId>,
     admins: BTreeSet<PublicKey>,
+    /// Authors granted admin only by admins at the deepest depth allowed: not admins.
+    too_deep: BTreeSet<PublicKey>,
 }
 
 impl<'a> Graph<'a> {
@@ -666,6 +689,7 @@ impl<'a> Graph<'a> {
             revocations,
             bad_signature_subjects,
             admins: BTreeSet::from([*space]),
+            too_deep: BTreeSet::new(),
         };
         // Admins: reachability from the space key over grants of admin that are valid
         // in themselves (time, revocation) at `at`. Each author enters the set once, so
@@ -676,14 +700,19 @@ impl<'a> Graph<'a> {
                 admin_edges.entry(grant.issuer).or_default().push(grant.subject);
             }
         }
-        let mut queue = VecDeque::from([*space]);
-        while let Some(issuer) = queue.pop_front() {
+        // Breadth first, so each admin enters at its shortest depth; a grant by an admin
+        // at depth `d` sits at depth `d + 1` of its chain.
+        let mut queue = VecDeque::from([(*space, 0usize)]);
+        while let Some((issuer, depth)) = queue.pop_front() {
             for subject in admin_edges.get(&issuer).into_iter().flatten() {
-                if graph.admins.insert(*subject) {
-                    queue.push_back(*subject);
+                if depth + 1 >= MAX_DELEGATION_DEPTH {
+                    graph.too_deep.insert(*subject);
+                } else if graph.admins.insert(*subject) {
+                    queue.push_back((*subject, depth + 1));
                 }
             }
         }
+        graph.too_deep.retain(|author| !graph.admins.contains(author));
         graph
     }
 
@@ -727,6 +756,9 @@ impl<'a> Graph<'a> {
         };
         if grants_to(*issuer).next().is_none() {
             return AccessDenied::UnknownSigner { issuer: *issuer };
+        }
+        if self.too_deep.contains(issuer) {
+            return AccessDenied::ChainTooDeep { issuer: *issuer, limit: MAX_DELEGATION_DEPTH };
         }
         let mut seen = BTreeSet::from([*issuer]);
         let mut queue = VecDeque::from([*issuer]);

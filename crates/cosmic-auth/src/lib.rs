@@ -45,9 +45,9 @@ pub use binding::{
     BINDING_LEN, BINDING_SIGNING_CONTEXT, BINDING_VERSION, BindingError, PeerBinding,
 };
 pub use capability::{
-    AccessDenied, DecodeError, Grant, Revocation, Right, STATEMENT_SIGNING_CONTEXT,
-    STATEMENT_VERSION, SignedStatement, SpaceMode, Statement, Timestamp, check_access,
-    check_issuer,
+    AccessDenied, DecodeError, Grant, MAX_DELEGATION_DEPTH, Revocation, Right,
+    STATEMENT_SIGNING_CONTEXT, STATEMENT_VERSION, SignedStatement, SpaceMode, Statement, Timestamp,
+    check_access, check_issuer,
 };
 pub use error::{Error, Result};
 pub use keys::{

@@ -601,3 +601,41 @@ proptest! {
         let _ = Statement::from_bytes(&bytes);
     }
 }
+
+#[test]
+fn delegation_chains_longer_than_the_limit_grant_nothing_whatever_the_order() {
+    // Authors 0..=7 form a chain of admins: the space key grants 0, 0 grants 1, and so on.
+    let w = world(10);
+    let t = Timestamp(1);
+    let mut statements = vec![w.space.grant(w.id(0), Right::Admin, t, None)];
+    for index in 1..8 {
+        statements.push(w.authors[index - 1].grant(
+            w.space.id(),
+            w.id(index),
+            Right::Admin,
+            t,
+            None,
+        ));
+    }
+    // Author 6 is the admin at depth 7, the deepest allowed: its write grant to author 8
+    // is the eighth grant of the chain.
+    statements.push(w.authors[6].grant(w.space.id(), w.id(8), Right::Write, t, None));
+    // Author 7 is admin at depth 8: nothing it grants is valid.
+    statements.push(w.authors[7].grant(w.space.id(), w.id(9), Right::Write, t, None));
+    assert_eq!(MAX_DELEGATION_DEPTH, 8);
+    w.check(8, Right::Write, 5, &statements).unwrap();
+    w.check(6, Right::Admin, 5, &statements).unwrap();
+    let too_deep = AccessDenied::ChainTooDeep { issuer: w.id(7), limit: MAX_DELEGATION_DEPTH };
+    assert_eq!(w.check(9, Right::Write, 5, &statements), Err(too_deep.clone()));
+    assert!(too_deep.to_string().contains("more than 8 grants"), "{too_deep}");
+    // The same decision in any order, and when deciding whether to keep a statement.
+    let mut reversed = statements.clone();
+    reversed.reverse();
+    assert_eq!(w.check(9, Right::Write, 5, &reversed), Err(too_deep.clone()));
+    let last = statements.last().unwrap().statement().clone();
+    let held: Vec<Statement> = statements.iter().map(|s| s.statement().clone()).collect();
+    assert_eq!(check_issuer(&last, held.iter()), Err(too_deep));
+    // A shorter chain to the same admin, added later, makes its grants valid.
+    statements.push(w.space.grant(w.id(7), Right::Admin, t, None));
+    w.check(9, Right::Write, 5, &statements).unwrap();
+}
