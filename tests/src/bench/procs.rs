@@ -231,7 +231,7 @@ pub async fn catchup(options: Options, emit: &mut dyn FnMut(Figure)) -> anyhow::
         cluster.join(index).await?;
         wait_hash(&joiner, &space, &hash, Duration::from_secs(600)).await?;
         times.push(started.elapsed().as_secs_f64());
-        bytes.push(metric(&joiner, "cosmic_sync_bytes").await? / 1e6);
+        bytes.push(settled_metric(&joiner, "cosmic_sync_bytes").await? / 1e6);
         cluster.stop(index, "KILL").await?;
     }
     let method = format!(
@@ -257,6 +257,21 @@ pub async fn catchup(options: Options, emit: &mut dyn FnMut(Figure)) -> anyhow::
         method,
     ));
     Ok(())
+}
+
+/// `name` once it is non-zero and has stopped moving: a session adds its bytes when it
+/// ends, which can be a moment after the state hashes first match.
+async fn settled_metric(api: &Api, name: &str) -> anyhow::Result<f64> {
+    let started = Instant::now();
+    let mut last = metric(api, name).await?;
+    loop {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let now = metric(api, name).await?;
+        if (now == last && now > 0.0) || started.elapsed() > Duration::from_secs(10) {
+            return Ok(now);
+        }
+        last = now;
+    }
 }
 
 /// Copies `data` over one plain TCP connection on 127.0.0.1; returns the time from the

@@ -28,7 +28,7 @@ pub(crate) struct SignedEntries {
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct EntryResults {
     /// `applied` (now the field's value), `duplicate` (held already) or `superseded` (the
-    /// field holds a later value; the entry is kept for history).
+    /// field holds a later value, so the entry changes nothing and is not kept).
     results: Vec<&'static str>,
     /// How many were applied.
     applied: usize,
