@@ -128,7 +128,7 @@ impl Metrics {
         let gossip_verdicts = Family::<VerdictLabels, Gauge<u64, AtomicU64>>::default();
         registry.register(
             "gossip_messages",
-            "Gossip entries judged by replication so far, by verdict",
+            "Gossip messages (batches of entries) judged by replication so far, by verdict",
             gossip_verdicts.clone(),
         );
         for verdict in ["accept", "reject", "ignore"] {
@@ -152,7 +152,7 @@ impl Metrics {
         let gossip_entries = Family::<DirectionLabels, Gauge<u64, AtomicU64>>::default();
         registry.register(
             "gossip_entries",
-            "Entries carried by gossip batches so far, published or received",
+            "Entries carried by gossip batches so far: published, received, or received and accepted",
             gossip_entries.clone(),
         );
         let gossip_batches_published = Gauge::<u64, AtomicU64>::default();

@@ -172,7 +172,7 @@ async fn throughput() {
         elapsed.as_secs_f64(),
         f64::from(total) / elapsed.as_secs_f64(),
         written.as_secs_f64(),
-        mb.gossip_accepted,
+        mb.gossip_entries_accepted,
         mb.recon.entries_applied
     );
 }

@@ -182,7 +182,8 @@ pub struct Metrics {
     pub sessions_failed: u64,
     /// Reconciliation requests answered for peers.
     pub requests_served: u64,
-    /// The sums over initiated sessions (`converged` unused).
+    /// The sums over initiated sessions, failed ones included for the rounds they
+    /// completed (`converged` unused).
     pub recon: SessionStats,
     /// Bytes of reconciliation answers sent to peers.
     pub served_bytes_sent: u64,
@@ -190,13 +191,15 @@ pub struct Metrics {
     pub served_bytes_received: u64,
     /// Local changes published on gossip.
     pub gossip_published: u64,
-    /// Gossip entries accepted.
+    /// Gossip messages accepted: each brought something new and held nothing back
+    /// (a message is a batch of entries; [`Self::gossip_entries_accepted`] counts those).
     pub gossip_accepted: u64,
-    /// Gossip entries rejected as invalid (the sender lost score).
+    /// Gossip messages rejected as invalid (the sender lost score), plus held-back
+    /// entries rejected once a reconciliation brought no capability for them.
     pub gossip_rejected: u64,
-    /// Gossip entries ignored (an unjoined or unknown space, a clock too far ahead, a
-    /// stale entry that a later one supersedes, or no capability statement for the
-    /// author yet).
+    /// Gossip messages ignored (an unjoined or unknown space, a clock too far ahead,
+    /// stale entries that later ones supersede, or entries held back for want of their
+    /// author's capability statement).
     pub gossip_ignored: u64,
     /// Gossip entries held back for want of their author's capability statement, to be
     /// judged again after a reconciliation with the peer that sent them (which brings
@@ -210,6 +213,8 @@ pub struct Metrics {
     pub gossip_entries_published: u64,
     /// Entries received in gossip batches of joined spaces.
     pub gossip_entries_received: u64,
+    /// Entries of gossip batches that the store accepted (new, or already held).
+    pub gossip_entries_accepted: u64,
     /// Gossip messages lost, by where the loss was seen; each loss started a repair.
     pub gossip_lost: LossCounts,
     /// Reconciliations started to repair a loss (one per space and peer, coalesced).

@@ -229,7 +229,7 @@ async fn a_node_stopped_during_10000_writes_catches_up_after_restart() {
     // are added when it ends, and one may still be ending after convergence.
     let accounted = || {
         let (ma, mb) = (a.replicator.metrics(), b.replicator.metrics());
-        ma.recon.entries_sent + mb.recon.entries_received + mb.gossip_accepted >= 10_000
+        ma.recon.entries_sent + mb.recon.entries_received + mb.gossip_entries_accepted >= 10_000
     };
     eventually("the sessions' counters to account for every entry", accounted).await;
     let (ma, mb) = (a.replicator.metrics(), b.replicator.metrics());

@@ -908,9 +908,11 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
         metrics.gossip_lost.get_or_create(&labels).set(sync.gossip_lost.get(kind));
     }
     metrics.gossip_loss_repairs.set(sync.loss_repairs);
-    for (direction, count) in
-        [("published", sync.gossip_entries_published), ("received", sync.gossip_entries_received)]
-    {
+    for (direction, count) in [
+        ("published", sync.gossip_entries_published),
+        ("received", sync.gossip_entries_received),
+        ("accepted", sync.gossip_entries_accepted),
+    ] {
         metrics.gossip_entries.get_or_create(&DirectionLabels { direction }).set(count);
     }
     metrics.gossip_batches_published.set(sync.gossip_published);

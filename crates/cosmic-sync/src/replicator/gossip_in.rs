@@ -247,6 +247,7 @@ impl Replicator {
                 return;
             }
         };
+        let mut accepted = 0;
         for ((index, entry), result) in indexes.into_iter().zip(kept).zip(results) {
             let item = &mut judged[index];
             if matches!(result, Err(cosmic_store::Error::UnknownSpace { .. })) {
@@ -266,13 +267,17 @@ impl Replicator {
                 continue;
             }
             match verdict_of(result) {
-                (Verdict::Accept, _) => item.accepted += 1,
+                (Verdict::Accept, _) => {
+                    item.accepted += 1;
+                    accepted += 1;
+                }
                 (Verdict::Reject, Some(reason)) if item.rejected.is_none() => {
                     item.rejected = Some(reason);
                 }
                 _ => {}
             }
         }
+        self.metrics_mut(|metrics| metrics.gossip_entries_accepted += accepted);
     }
 
     /// Counts the verdicts, reports rejections as events, and tells gossipsub.

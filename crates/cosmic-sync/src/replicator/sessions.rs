@@ -149,7 +149,8 @@ impl Replicator {
         if !lock(&self.inner.sessions).running.insert((space, peer)) {
             return Ok(None);
         }
-        let result = self.run_session(space, peer).await;
+        let mut stats = SessionStats::default();
+        let result = self.run_session(space, peer, &mut stats).await.map(|()| stats);
         lock(&self.inner.sessions).running.remove(&(space, peer));
         match &result {
             Ok(stats) => {
@@ -160,7 +161,11 @@ impl Replicator {
                 self.inner.bus.publish(SyncEvent::SessionFinished { space, peer, stats: *stats });
             }
             Err(error) => {
-                self.metrics_mut(|metrics| metrics.sessions_failed += 1);
+                // What the rounds before the failure moved was stored all the same.
+                self.metrics_mut(|metrics| {
+                    metrics.sessions_failed += 1;
+                    metrics.recon.add(&stats);
+                });
                 let reason = error.to_string();
                 self.inner.bus.publish(SyncEvent::SessionFailed { space, peer, reason });
             }
@@ -168,7 +173,14 @@ impl Replicator {
         Ok(Some(result))
     }
 
-    async fn run_session(&self, space: PublicKey, peer: PeerId) -> Result<SessionStats> {
+    /// Runs the rounds of one session, adding each round's figures to `stats` as it goes
+    /// (so that a session failing in a later round still accounts for the earlier ones).
+    async fn run_session(
+        &self,
+        space: PublicKey,
+        peer: PeerId,
+        stats: &mut SessionStats,
+    ) -> Result<()> {
         let started = Instant::now();
         let options = &self.inner.options;
         let limits = options.recon;
@@ -180,7 +192,6 @@ impl Replicator {
         message.parts.push(Part::Clock(self.inner.store.wall_clock_millis()));
         let mut clock_sent = Some(Instant::now());
         let origin = Origin::Peer(peer.to_string());
-        let mut stats = SessionStats::default();
         loop {
             let bytes = message.encode(options.max_message_size).map_err(Error::Outgoing)?;
             stats.bytes_sent += bytes.len() as u64;
@@ -216,7 +227,7 @@ impl Replicator {
             );
             stats.entries_received += step.entries_received;
             stats.entries_applied += step.entries_applied;
-            self.report_rejected(space, peer, &mut step, &mut stats).await;
+            self.report_rejected(space, peer, &mut step, stats).await;
             match next {
                 Some(next) => message = next,
                 None => break,
@@ -225,7 +236,7 @@ impl Replicator {
         stats.rounds = session.rounds();
         stats.converged = session.converged();
         stats.duration_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-        Ok(stats)
+        Ok(())
     }
 
     /// Records that `peer`'s wall clock read `millis` at `at`, and sets the store's time
