@@ -96,26 +96,36 @@ async fn a_document_put_on_a_appears_on_bs_event_stream_and_in_bs_get() {
     assert_ne!(after, hash_a, "a new entry changes the state hash");
 }
 
+/// The value of the metric line that starts with `name` in the node's `/metrics`.
+async fn metric(api: &Api, name: &str) -> f64 {
+    let answer = api.request(Method::GET, "/metrics").send().await.expect("GET /metrics");
+    let text = answer.text().await.expect("the /metrics text");
+    let line = text.lines().find(|line| line.starts_with(name));
+    let line = line.unwrap_or_else(|| panic!("no {name} in /metrics:\n{text}"));
+    line.rsplit(' ').next().and_then(|value| value.parse().ok()).expect("a number")
+}
+
 #[tokio::test(flavor = "multi_thread")]
-async fn a_restricted_space_rejects_bs_writes_until_a_grants_b() {
+async fn a_restricted_space_shares_nothing_with_b_until_a_grants_b() {
     let (a, b) = pair();
     let (api_a, api_b) = (Api::new(&a), Api::new(&b));
     let space = api_a.create_space("restricted").await;
     api_a
         .ok(Method::PUT, &format!("/v1/spaces/{space}/docs/notes/1"), Some(json!({"by": "a"})))
         .await;
-    join_and_wait(&api_b, &space).await;
-    let path = format!("/v1/spaces/{space}/docs/notes/2");
-    let refused = api_b.call(Method::PUT, &path, Some(json!({"by": "b"}))).await;
-    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.text);
-    assert_eq!(refused.client_error("write before the grant"), "forbidden");
-    // B can read what A wrote.
-    eventually("A's note on B", || async {
-        let answer =
-            api_b.call(Method::GET, &format!("/v1/spaces/{space}/docs/notes/1"), None).await;
-        (answer.status == StatusCode::OK).then_some(())
+    let join = api_b.call(Method::POST, &format!("/v1/spaces/{space}/join"), None).await;
+    assert!(join.status.is_success(), "{}", join.text);
+    // B asks, A refuses: B holds nothing of the space, not even its record.
+    eventually("A to refuse B a read", || async {
+        (metric(&api_a, "cosmic_reads_refused").await >= 1.0).then_some(())
     })
     .await;
+    let note = api_b.call(Method::GET, &format!("/v1/spaces/{space}/docs/notes/1"), None).await;
+    assert_eq!(note.status, StatusCode::NOT_FOUND, "{}", note.text);
+    let path = format!("/v1/spaces/{space}/docs/notes/2");
+    let refused = api_b.call(Method::PUT, &path, Some(json!({"by": "b"}))).await;
+    assert!(refused.status.is_client_error(), "{}", refused.text);
+    // Once granted, B reads what A wrote.
     let author_b = api_b.ok(Method::GET, "/v1/identity", None).await["author"].clone();
     let granted = api_a
         .call(
@@ -125,7 +135,13 @@ async fn a_restricted_space_rejects_bs_writes_until_a_grants_b() {
         )
         .await;
     assert_eq!(granted.status, StatusCode::CREATED, "{}", granted.text);
-    // Once the grant has reached B, B's write goes through, and reaches A.
+    eventually("A's note on B", || async {
+        let answer =
+            api_b.call(Method::GET, &format!("/v1/spaces/{space}/docs/notes/1"), None).await;
+        (answer.status == StatusCode::OK).then_some(())
+    })
+    .await;
+    // B's write goes through too, and reaches A.
     eventually("B's write accepted after the grant", || async {
         let answer = api_b.call(Method::PUT, &path, Some(json!({"by": "b"}))).await;
         match answer.status {
@@ -242,7 +258,13 @@ async fn entries_signed_by_the_client_are_checked_stored_and_replicated() {
     assert_eq!(value(r#"cosmic_net_refused{kind="bans"}"#), 0.0);
     assert_eq!(value(r#"cosmic_net_refused{kind="rate_limited"}"#), 0.0);
 
-    // They replicate like the node's own writes.
+    // They replicate like the node's own writes, to a node that may read the space.
+    let author_b = api_b.ok(Method::GET, "/v1/identity", None).await["author"].clone();
+    let grants = format!("/v1/spaces/{space}/grants");
+    let granted = api_a
+        .call(Method::POST, &grants, Some(json!({"author": author_b, "rights": "read"})))
+        .await;
+    assert_eq!(granted.status, StatusCode::CREATED, "{}", granted.text);
     join_and_wait(&api_b, &space).await;
     let on_b: Value = eventually("the user's note on B", || async {
         let answer = api_b.call(Method::GET, &doc, None).await;

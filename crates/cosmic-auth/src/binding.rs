@@ -187,6 +187,36 @@ impl PeerBinding {
     }
 }
 
+/// The ed25519 node key behind a libp2p peer id, when the id embeds one (every peer id
+/// of this system does: node keys are ed25519, and libp2p inlines such keys in the id).
+pub fn node_key_of(peer: &libp2p_identity::PeerId) -> Option<PublicKey> {
+    let multihash = peer.as_ref();
+    // Code 0 is the identity multihash: the digest is the protobuf-encoded key itself.
+    if multihash.code() != 0 {
+        return None;
+    }
+    let key = libp2p_identity::PublicKey::try_decode_protobuf(multihash.digest()).ok()?;
+    let bytes = key.try_into_ed25519().ok()?.to_bytes();
+    PublicKey::from_bytes(&bytes).ok()
+}
+
+impl PeerBinding {
+    /// [`PeerBinding::verify`] for the node behind the libp2p peer id `presenter` (a peer
+    /// id that embeds no ed25519 key can present no binding).
+    pub fn verify_peer(
+        &self,
+        presenter: &libp2p_identity::PeerId,
+        now: Timestamp,
+    ) -> Result<(), BindingError> {
+        match node_key_of(presenter) {
+            Some(key) => self.verify(&key, now),
+            None => Err(BindingError::Malformed {
+                reason: format!("peer {presenter} has no ed25519 node key to bind"),
+            }),
+        }
+    }
+}
+
 impl AuthorKey {
     /// Binds the node `node` to this author until `not_after` (see [`PeerBinding`]).
     pub fn bind_peer(&self, node: &NodeKey, not_after: Timestamp) -> PeerBinding {
@@ -227,6 +257,28 @@ mod tests {
         assert_eq!(bytes.len(), BINDING_LEN);
         assert_eq!(PeerBinding::from_bytes(&bytes).unwrap(), binding);
         expect_test::expect!["018139770ea87d175f56a35466c34c7ecccb8d8a91b4ee37a25df60f5b8fc9b394ed4928c628d1c2c6eae90338905995612959273a5c63f93636c14614ac8737d100000000000007d08d73d4bc74632949afeeaa6b5f3f7c5402ab3307f3456c5352580f980dee8318d4660e9f2d9babb1e2098adaed514ac6d68cc70f50568d9858edb91fda8dc80b"].assert_eq(&hex(&bytes));
+    }
+
+    #[test]
+    fn a_peer_id_gives_back_its_node_key_and_bindings_verify_against_it() {
+        let author = AuthorKey::from_secret_bytes(&[2; 32]);
+        let node = NodeKey::from_secret_bytes([3; 32]);
+        let other = NodeKey::from_secret_bytes([4; 32]);
+        assert_eq!(node_key_of(&node.peer_id()), Some(node.public()));
+        let binding = author.bind_peer(&node, Timestamp(2_000));
+        binding.verify_peer(&node.peer_id(), Timestamp(1_000)).unwrap();
+        assert!(matches!(
+            binding.verify_peer(&other.peer_id(), Timestamp(1_000)),
+            Err(BindingError::OtherPeer { .. })
+        ));
+        // A peer id that is a hash of some other key type names no node key.
+        let sha256 = [[0x12, 0x20].as_slice(), &[7; 32]].concat();
+        let hashed = libp2p_identity::PeerId::from_bytes(&sha256).unwrap();
+        assert_eq!(node_key_of(&hashed), None);
+        assert!(matches!(
+            binding.verify_peer(&hashed, Timestamp(1_000)),
+            Err(BindingError::Malformed { .. })
+        ));
     }
 
     #[test]

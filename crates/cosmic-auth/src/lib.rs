@@ -42,7 +42,7 @@ mod keystore;
 mod node_key;
 
 pub use binding::{
-    BINDING_LEN, BINDING_SIGNING_CONTEXT, BINDING_VERSION, BindingError, PeerBinding,
+    BINDING_LEN, BINDING_SIGNING_CONTEXT, BINDING_VERSION, BindingError, PeerBinding, node_key_of,
 };
 pub use capability::{
     AccessDenied, DecodeError, Grant, MAX_DELEGATION_DEPTH, Revocation, Right,

@@ -79,6 +79,8 @@ pub(crate) struct Metrics {
     pub(crate) sync_sessions: Gauge<u64, AtomicU64>,
     pub(crate) gossip_lost: Family<LossLabels, Gauge<u64, AtomicU64>>,
     pub(crate) gossip_loss_repairs: Gauge<u64, AtomicU64>,
+    pub(crate) reads_refused: Gauge<u64, AtomicU64>,
+    pub(crate) bindings_refused: Gauge<u64, AtomicU64>,
     pub(crate) gossip_entries: Family<DirectionLabels, Gauge<u64, AtomicU64>>,
     pub(crate) gossip_batches_published: Gauge<u64, AtomicU64>,
     pub(crate) requests_refused_busy: Gauge<u64, AtomicU64>,
@@ -148,6 +150,18 @@ impl Metrics {
             "gossip_loss_repairs",
             "Reconciliations started so far to repair a gossip loss",
             gossip_loss_repairs.clone(),
+        );
+        let reads_refused = Gauge::<u64, AtomicU64>::default();
+        registry.register(
+            "reads_refused",
+            "Times a restricted space was not shared with a peer that may not read it",
+            reads_refused.clone(),
+        );
+        let bindings_refused = Gauge::<u64, AtomicU64>::default();
+        registry.register(
+            "bindings_refused",
+            "Presentations of peer bindings refused (forged, expired, for another node, malformed)",
+            bindings_refused.clone(),
         );
         let gossip_entries = Family::<DirectionLabels, Gauge<u64, AtomicU64>>::default();
         registry.register(
@@ -228,6 +242,8 @@ impl Metrics {
             sync_sessions,
             gossip_lost,
             gossip_loss_repairs,
+            reads_refused,
+            bindings_refused,
             gossip_entries,
             gossip_batches_published,
             requests_refused_busy,

@@ -148,6 +148,12 @@ impl Node {
             data_dir.path(),
         )
         .await?;
+        // Peers share a restricted space with this node when one of the authors it speaks
+        // for may read there: its own, and each unlocked identity.
+        replicator.speak_for(author.clone());
+        for identity in &identities {
+            replicator.speak_for(identity.key.clone());
+        }
         // The stores made their files with the process's umask: take the rest away.
         let data_dir = blocking(move || {
             for fix in data_dir.make_private()? {

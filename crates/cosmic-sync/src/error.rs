@@ -31,6 +31,17 @@ pub enum Error {
         /// Its reason.
         reason: String,
     },
+    /// A peer may not receive the content of a restricted space: it proved no binding
+    /// to an author holding a right there.
+    #[error("peer {peer} may not read space {space}: {reason}")]
+    ReadDenied {
+        /// The space.
+        space: cosmic_auth::PublicKey,
+        /// The peer.
+        peer: String,
+        /// Why (the access decision for each author it speaks for).
+        reason: String,
+    },
     /// The space is not joined.
     #[error("space {space} is not joined")]
     NotJoined {

@@ -219,6 +219,12 @@ pub struct Metrics {
     pub gossip_lost: LossCounts,
     /// Reconciliations started to repair a loss (one per space and peer, coalesced).
     pub loss_repairs: u64,
+    /// Times a restricted space was not shared with a peer that may not read it (its
+    /// request refused, or our session with it not started).
+    pub reads_refused: u64,
+    /// Presentations of peer bindings refused (a forged, expired, malformed binding, or
+    /// one made for another node).
+    pub bindings_refused: u64,
 }
 
 /// Where a gossip loss was seen, for [`LossCounts`].

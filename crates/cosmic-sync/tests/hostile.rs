@@ -1,18 +1,18 @@
 //! Hostile peers against real nodes on loopback (real swarms, redb stores, replicators):
 //! a peer flooding gossip, replaying old entries, forging capabilities and signatures
-//! over reconciliation, and the honest case that must not be punished, a peer forwarding an
-//! entry whose grant has not reached us yet.
+//! over reconciliation, presenting bad peer bindings or reading a restricted space without
+//! a right, and the honest cases that must not be punished.
 
 #![allow(clippy::unwrap_used, reason = "a test fails loudly, helpers included")]
 
 use std::time::Duration;
 
-use cosmic_auth::{AuthorKey, PublicKey, Right, SpaceKey, SpaceMode, Timestamp};
+use cosmic_auth::{AuthorKey, PeerBinding, PublicKey, Right, SpaceKey, SpaceMode, Timestamp};
 use cosmic_events::Bus;
 use cosmic_net::{Config, GossipSeen, Keypair, Net, PeerBanned, PeerId, TopicSubscribed};
 use cosmic_store::{Entry, Hlc, Options, Store, Value};
 use cosmic_sync::wire::{self, Message, Part};
-use cosmic_sync::{RECON_PROTOCOL, Replicator, SyncEvent, SyncOptions, space_topic};
+use cosmic_sync::{BIND_PROTOCOL, RECON_PROTOCOL, Replicator, SyncEvent, SyncOptions, space_topic};
 
 const DEADLINE: Duration = Duration::from_secs(20);
 
@@ -91,6 +91,8 @@ async fn restricted_line(nodes: &[&Node]) -> (PublicKey, SpaceKey, AuthorKey) {
     nodes[0].store.insert_statement(&grant).unwrap();
     nodes[0].store.insert(entry(&nodes[0].store, &writer, space, "first", 1)).unwrap();
     for node in nodes {
+        // Every node speaks for the writer, whose right includes reading.
+        node.replicator.speak_for(writer.clone());
         node.replicator.join(space).await.unwrap();
     }
     for pair in nodes.windows(2) {
@@ -118,6 +120,14 @@ async fn mallory(space: &PublicKey, target: &Node) -> Net {
     .await
     .unwrap();
     net
+}
+
+/// Presents to `target` a binding of `net`'s node to `author`, valid for an hour.
+async fn present_binding(net: &Net, target: &Node, author: &AuthorKey) {
+    let node = cosmic_auth::node_key_of(&net.peer_id()).unwrap();
+    let binding = PeerBinding::sign(author, &node, Timestamp(Timestamp::now().0 + 3_600_000));
+    let request = net.request(target.net.peer_id(), BIND_PROTOCOL, binding.to_bytes());
+    tokio::time::timeout(DEADLINE, request).await.unwrap().unwrap();
 }
 
 async fn publish_until_sent(net: &Net, topic: &str, data: Vec<u8>) {
@@ -158,7 +168,7 @@ fn forwarded(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_entry_forwarded_before_its_grant_arrived_is_not_held_against_the_forwarder() {
+async fn a_restricted_space_moves_by_reconciliation_only_with_grants_before_entries() {
     let (a, b, c) = (node().await, node().await, node().await);
     let (space, space_key, _writer) = restricted_line(&[&a, &b, &c]).await;
     let mut rejected_on_c = c.bus.subscribe::<SyncEvent>();
@@ -171,15 +181,16 @@ async fn an_entry_forwarded_before_its_grant_arrived_is_not_held_against_the_for
     b.store.insert_statement(&grant).unwrap();
     a.store.insert(entry(&a.store, &newcomer, space, "early", 7)).unwrap();
 
-    // c hears of the entry by gossip before it has the grant: it neither stores nor
-    // forwards it then, and catches up with the sender, which brings grant and entry.
-    eventually("the early entry to reach c and be judged", async || {
-        c.has(&space, "early") && c.replicator.deferred_entries() == 0
-    })
-    .await;
-    let metrics = c.replicator.metrics();
-    assert!(metrics.gossip_deferred >= 1, "{metrics:?}");
-    assert_eq!(metrics.gossip_rejected, 0, "{metrics:?}");
+    // A restricted space is never gossiped (a topic reaches every subscriber): the change
+    // is pushed to each reader peer by reconciliation, which carries the grant before the
+    // entry, so nothing waits for its capability and nobody is blamed.
+    eventually("the early entry to reach c", async || c.has(&space, "early")).await;
+    for node in [&a, &b, &c] {
+        let metrics = node.replicator.metrics();
+        assert_eq!(metrics.gossip_published, 0, "{metrics:?}");
+        assert_eq!(metrics.gossip_deferred, 0, "{metrics:?}");
+        assert_eq!(metrics.gossip_rejected, 0, "{metrics:?}");
+    }
     for honest in [&a, &b] {
         assert_eq!(c.strikes_of(honest.net.peer_id()).await, 0, "an honest peer was struck");
     }
@@ -312,6 +323,7 @@ async fn a_replayed_old_entry_changes_nothing_and_is_not_forwarded() {
     a.store.insert(old.clone()).unwrap();
     a.store.insert(new.clone()).unwrap();
     for node in [&a, &b] {
+        node.replicator.speak_for(writer.clone());
         node.replicator.join(space).await.unwrap();
     }
     b.dial(&a.net).await;
@@ -392,6 +404,9 @@ async fn forged_capabilities_and_signatures_over_reconciliation_are_refused() {
         ],
     };
     let bytes = message.encode(1 << 20).unwrap();
+    // Mallory's node is bound to the writer (a writer's compromised machine): b shares
+    // the space with it, and judges what it sends like anyone's.
+    present_binding(&mallory, &b, &writer).await;
     let reply =
         tokio::time::timeout(DEADLINE, mallory.request(b.net.peer_id(), RECON_PROTOCOL, bytes))
             .await
@@ -437,6 +452,97 @@ async fn forged_capabilities_and_signatures_over_reconciliation_are_refused() {
     a.store.insert(entry(&a.store, &writer, space, "after", 2)).unwrap();
     eventually("a fresh write to reach b", async || b.has(&space, "after")).await;
     assert!(!a.has(&space, "forged") && !a.has(&space, "tampered"));
+    mallory.shutdown().await.unwrap();
+    for node in [a, b] {
+        node.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_without_read_gets_nothing_until_granted_and_nothing_new_once_revoked() {
+    let (a, b) = (node().await, node().await);
+    let (space, space_key, writer) = restricted_line(&[&a]).await;
+    let bob = AuthorKey::generate();
+    b.replicator.speak_for(bob.clone());
+    b.replicator.join(space).await.unwrap();
+    b.dial(&a.net).await;
+
+    // Without a right, b's sessions are refused (a's would be too), and a counts them.
+    let refused = |sessions: Vec<cosmic_sync::PeerSession>| {
+        !sessions.is_empty()
+            && sessions.iter().all(|session| {
+                session.result.as_ref().is_err_and(|error| error.contains("may not read"))
+            })
+    };
+    eventually("b's session to be refused", async || {
+        refused(b.replicator.sync_now(space).await.unwrap())
+    })
+    .await;
+    a.store.insert(entry(&a.store, &writer, space, "second", 2)).unwrap();
+    assert!(refused(a.replicator.sync_now(space).await.unwrap()), "a shared with b");
+    assert!(a.replicator.metrics().reads_refused >= 2, "{:?}", a.replicator.metrics());
+    assert_eq!(b.state(&space), None, "b holds something of the space");
+    assert_eq!(a.replicator.peer_authors(&b.net.peer_id()), vec![bob.public()]);
+
+    // A read grant: the next session brings everything, and live changes follow.
+    let now = Timestamp::now();
+    a.store.insert_statement(&space_key.grant(bob.public(), Right::Read, now, None)).unwrap();
+    eventually("b to receive the space", async || {
+        let _ = b.replicator.sync_now(space).await;
+        b.state(&space) == a.state(&space) && b.has(&space, "first") && b.has(&space, "second")
+    })
+    .await;
+    a.store.insert(entry(&a.store, &writer, space, "live", 3)).unwrap();
+    eventually("a live change to reach b", async || b.has(&space, "live")).await;
+
+    // Revoked: nothing new reaches b, whoever starts the session.
+    let revoked_at = Timestamp(Timestamp::now().0 + 1);
+    a.store.insert_statement(&space_key.revoke(bob.public(), revoked_at)).unwrap();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    a.store.insert(entry(&a.store, &writer, space, "after", 4)).unwrap();
+    assert!(refused(a.replicator.sync_now(space).await.unwrap()), "a shared after revocation");
+    assert!(refused(b.replicator.sync_now(space).await.unwrap()), "a answered after revocation");
+    assert!(!b.has(&space, "after"), "a change after the revocation reached b");
+    for node in [a, b] {
+        node.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_expired_misbound_and_malformed_bindings_are_refused_and_counted() {
+    let (a, b) = (node().await, node().await);
+    let (space, _space_key, writer) = restricted_line(&[&a, &b]).await;
+    let mallory = mallory(&space, &b).await;
+    let mallory_key = cosmic_auth::node_key_of(&mallory.peer_id()).unwrap();
+    let later = Timestamp(Timestamp::now().0 + 3_600_000);
+    let mut forged = PeerBinding::sign(&writer, &mallory_key, later).to_bytes();
+    forged[65..73].copy_from_slice(&u64::MAX.to_be_bytes());
+    let expired = PeerBinding::sign(&writer, &mallory_key, Timestamp(1)).to_bytes();
+    let a_key = cosmic_auth::node_key_of(&a.net.peer_id()).unwrap();
+    let for_a = PeerBinding::sign(&writer, &a_key, later).to_bytes();
+    let valid = PeerBinding::sign(&writer, &mallory_key, later).to_bytes();
+    let cases = [
+        (forged, "bad signature"),
+        (expired, "expired"),
+        (for_a, "is for node"),
+        (valid[..100].to_vec(), "not at most"),
+        // One bad binding refuses the whole presentation, the good one with it.
+        ([valid.clone(), vec![0; cosmic_auth::BINDING_LEN]].concat(), "malformed"),
+    ];
+    for (bytes, reason) in &cases {
+        let request = mallory.request(b.net.peer_id(), BIND_PROTOCOL, bytes.clone());
+        let error = tokio::time::timeout(DEADLINE, request).await.unwrap().unwrap_err();
+        assert!(error.to_string().contains(reason), "{error} lacks {reason:?}");
+    }
+    let metrics = b.replicator.metrics();
+    assert_eq!(metrics.bindings_refused, cases.len() as u64, "{metrics:?}");
+    assert!(b.replicator.peer_authors(&mallory.peer_id()).is_empty());
+    assert!(b.strikes_of(mallory.peer_id()).await >= 1);
+    // Unbound, mallory gets nothing of the space.
+    let message = Message { space, parts: Vec::new() }.encode(1 << 20).unwrap();
+    let request = mallory.request(b.net.peer_id(), RECON_PROTOCOL, message);
+    let error = tokio::time::timeout(DEADLINE, request).await.unwrap().unwrap_err();
+    assert!(error.to_string().contains("may not read"), "{error}");
     mallory.shutdown().await.unwrap();
     for node in [a, b] {
         node.stop().await;

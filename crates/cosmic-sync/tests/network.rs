@@ -302,6 +302,8 @@ async fn restricted() -> Restricted {
         .insert_statement(&space_key.grant(writer.public(), Right::Write, Timestamp(0), None))
         .unwrap();
     for node in &nodes {
+        // Every node speaks for the writer, whose right includes reading.
+        node.replicator.speak_for(writer.clone());
         node.replicator.join(space).await.unwrap();
     }
     nodes[1].dial(&nodes[0]).await;

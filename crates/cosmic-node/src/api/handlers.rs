@@ -908,6 +908,8 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
         metrics.gossip_lost.get_or_create(&labels).set(sync.gossip_lost.get(kind));
     }
     metrics.gossip_loss_repairs.set(sync.loss_repairs);
+    metrics.reads_refused.set(sync.reads_refused);
+    metrics.bindings_refused.set(sync.bindings_refused);
     for (direction, count) in [
         ("published", sync.gossip_entries_published),
         ("received", sync.gossip_entries_received),

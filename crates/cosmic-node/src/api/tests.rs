@@ -563,6 +563,8 @@ async fn status_openapi_and_metrics_answer() {
         "cosmic_gossip_lost{reason=\"publish_failed\"} 0",
         "cosmic_gossip_lost{reason=\"sequence_gap\"} 0",
         "cosmic_gossip_loss_repairs 0",
+        "cosmic_reads_refused 0",
+        "cosmic_bindings_refused 0",
         "cosmic_gossip_entries",
         "cosmic_gossip_batches_published",
         "cosmic_net_requests_refused_busy 0",

@@ -70,7 +70,29 @@ impl Replicator {
                     }
                 }
             }
-            self.publish_entries(space, &topic, &mut numbering, local).await;
+            match self.is_restricted(&space) {
+                // Gossip reaches every subscriber of the topic: a restricted space's
+                // changes go to its reader peers by reconciliation instead, local ones
+                // and forwarded ones (not back to the peer they came from).
+                Ok(true) => {
+                    let from = match applied.as_slice() {
+                        [Change { origin: Origin::Peer(peer), .. }, ..]
+                            if applied.iter().all(|change| change.origin == applied[0].origin) =>
+                        {
+                            peer.parse().ok()
+                        }
+                        _ => None,
+                    };
+                    if !applied.is_empty() {
+                        self.push(space, from).await;
+                    }
+                }
+                Ok(false) => self.publish_entries(space, &topic, &mut numbering, local).await,
+                Err(error) => {
+                    warn!(%space, %error, "reading the space's record failed");
+                    self.mark_unpublished(space);
+                }
+            }
             for Change { seq, entry, origin } in applied {
                 if let Value::BlobLink(cid) = &entry.value {
                     self.on_blob_link(space, cid.clone(), &origin);

@@ -9,7 +9,7 @@
 //! `sessions.rs` runs and answers reconciliation sessions; `blob_fetch.rs` fetches
 //! linked blobs.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
@@ -33,6 +33,7 @@ use crate::state::{self, SpaceState};
 use crate::types::{BlobFetcher, BlobPolicy, Metrics, SessionStats, SyncOptions};
 use crate::{Error, Result};
 
+mod access;
 mod blob_fetch;
 mod deferred;
 mod feed;
@@ -42,6 +43,8 @@ mod sessions;
 
 /// The application protocol name of reconciliation requests on `cosmic-net`.
 pub const RECON_PROTOCOL: &str = "sync/recon/1";
+
+pub use access::{BIND_PROTOCOL, MAX_BINDINGS};
 
 /// The first wait before a panicked replication task is started again; it doubles with
 /// each panic in a row, up to [`MAX_RESTART_DELAY`].
@@ -92,6 +95,11 @@ struct Inner {
     /// Peers' wall clocks as they reported them, which set the store's time floor when
     /// most of them are ahead of ours.
     clocks: Mutex<PeerClocks>,
+    /// The authors this node speaks for and the ones its peers proved (`access.rs`).
+    access: Mutex<access::AccessState>,
+    /// Pushes of a restricted space's changes running, by space and peer; true when
+    /// another is wanted after the running one (`access.rs`).
+    pushes: Mutex<HashMap<(PublicKey, PeerId), bool>>,
     /// Every task of the replicator, so that shutdown can wait for them all.
     tasks: TaskTracker,
     /// Cancelled at shutdown: every tracked task stops at its next await.
@@ -140,6 +148,7 @@ impl Replicator {
         // Take the queues now, so no message or request arrives before a handler exists.
         let inbox = net.gossip_inbox(options.gossip_queue_len).await?;
         let requests = net.request_inbox(RECON_PROTOCOL, options.request_queue_len).await?;
+        let presentations = net.request_inbox(BIND_PROTOCOL, options.request_queue_len).await?;
         let replicator = Replicator {
             inner: Arc::new(Inner {
                 options,
@@ -154,6 +163,8 @@ impl Replicator {
                 gossip_in: Mutex::default(),
                 repairs: repair::Repairs::default(),
                 clocks: Mutex::new(PeerClocks::default()),
+                access: Mutex::default(),
+                pushes: Mutex::default(),
                 tasks: TaskTracker::new(),
                 cancel: CancellationToken::new(),
             }),
@@ -167,6 +178,11 @@ impl Replicator {
         replicator.supervise("requests", move |this| {
             let requests = lock(&requests).take();
             this.request_task(requests)
+        });
+        let presentations = Mutex::new(Some(presentations));
+        replicator.supervise("bindings", move |this| {
+            let presentations = lock(&presentations).take();
+            this.bind_task(presentations)
         });
         replicator.supervise("topics", Replicator::topic_task);
         replicator.supervise("periodic", Replicator::periodic_task);

@@ -150,7 +150,10 @@ impl Replicator {
             return Ok(None);
         }
         let mut stats = SessionStats::default();
-        let result = self.run_session(space, peer, &mut stats).await.map(|()| stats);
+        let result = match self.may_share(space, peer).await {
+            Ok(()) => self.run_session(space, peer, &mut stats).await.map(|()| stats),
+            Err(error) => Err(error),
+        };
         lock(&self.inner.sessions).running.remove(&(space, peer));
         match &result {
             Ok(stats) => {
@@ -175,6 +178,13 @@ impl Replicator {
 
     /// Runs the rounds of one session, adding each round's figures to `stats` as it goes
     /// (so that a session failing in a later round still accounts for the earlier ones).
+    /// Before a session: the binding exchange with `peer` if due, and for a restricted
+    /// space the check that `peer` may read it (a session sends entries both ways).
+    async fn may_share(&self, space: PublicKey, peer: PeerId) -> Result<()> {
+        self.ensure_bound(peer).await?;
+        self.check_read(space, peer).await
+    }
+
     async fn run_session(
         &self,
         space: PublicKey,
@@ -347,6 +357,10 @@ impl Replicator {
         let space = message.space;
         if !self.lock_spaces().contains_key(&space) {
             return Err(Error::NotJoined { space });
+        }
+        if let Err(error) = self.check_read(space, peer).await {
+            info!(%space, %peer, %error, "refused a reconciliation request");
+            return Err(error);
         }
         // A session's first message carries the peer's wall clock: judge it before any
         // entry, and answer with ours.

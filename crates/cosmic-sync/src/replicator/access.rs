@@ -1,0 +1,261 @@
+//! Read rights: who may receive a restricted space's content.
+//!
+//! Rights are granted to authors, the network sees peers. Each node presents signed
+//! [`PeerBinding`]s ("author X speaks for peer P until T") for the authors it speaks for,
+//! in one request of [`BIND_PROTOCOL`] whose answer carries the other side's: a session
+//! starts with this exchange when the pair has not made it in the last
+//! [`REBIND_AFTER`]. A node then answers a reconciliation request on a restricted space,
+//! and starts one (which sends entries too), only with a peer bound to an author holding
+//! `read`, `write` or `admin` there now; and it publishes no gossip of a restricted
+//! space (gossipsub sends to every subscriber of a topic): its live updates go to each
+//! reader peer by a reconciliation that the change starts (`push`).
+//!
+//! A binding that does not verify (forged, expired, made for another node, malformed)
+//! refuses the whole presentation: the reason is logged, counted in
+//! [`Metrics::bindings_refused`](crate::Metrics), and the presenter is struck.
+
+use std::collections::{HashMap, hash_map};
+use std::time::{Duration, Instant};
+
+use cosmic_auth::{
+    AuthorId, AuthorKey, BINDING_LEN, PeerBinding, PublicKey, Right, SpaceMode, Timestamp,
+    check_access, node_key_of,
+};
+use cosmic_net::{InboundRequest, PeerId, Response};
+use cosmic_store::Store;
+use tokio::sync::mpsc;
+use tracing::{debug, warn};
+
+use super::{Replicator, lock};
+use crate::{Error, Result};
+
+/// The application protocol name of binding exchanges on `cosmic-net`.
+pub const BIND_PROTOCOL: &str = "sync/bind/1";
+
+/// How long the bindings this node signs hold.
+const BINDING_LIFETIME: Duration = Duration::from_secs(3600);
+/// How long after an exchange with a peer a session makes a new one (well within the
+/// lifetime, so bindings are renewed before they lapse).
+const REBIND_AFTER: Duration = Duration::from_secs(1800);
+/// Bindings in one presentation, at most.
+pub const MAX_BINDINGS: usize = 64;
+
+/// The authors this node speaks for, and what peers proved about theirs.
+#[derive(Default)]
+pub(super) struct AccessState {
+    /// The keys whose bindings this node presents.
+    speakers: Vec<AuthorKey>,
+    /// Per peer: the authors it is bound to (each until its binding ends), and when the
+    /// last exchange with it was made (none: make one before the next session).
+    peers: HashMap<PeerId, PeerAuthors>,
+}
+
+#[derive(Default)]
+struct PeerAuthors {
+    authors: Vec<(AuthorId, Timestamp)>,
+    exchanged: Option<Instant>,
+}
+
+impl Replicator {
+    /// Speaks for `author` from now on: every peer is shown a binding of this node to it
+    /// (at the next session with that peer), so that it serves this node the restricted
+    /// spaces where `author` may read.
+    pub fn speak_for(&self, author: AuthorKey) {
+        let mut access = lock(&self.inner.access);
+        if access.speakers.iter().any(|known| known.public() == author.public()) {
+            return;
+        }
+        access.speakers.push(author);
+        for peer in access.peers.values_mut() {
+            peer.exchanged = None;
+        }
+    }
+
+    /// The authors `peer` proved it speaks for, whose bindings still hold.
+    pub fn peer_authors(&self, peer: &PeerId) -> Vec<AuthorId> {
+        let now = Timestamp::now();
+        let access = lock(&self.inner.access);
+        let Some(known) = access.peers.get(peer) else { return Vec::new() };
+        known.authors.iter().filter(|(_, until)| *until >= now).map(|(author, _)| *author).collect()
+    }
+
+    /// Our bindings, freshly signed, encoded one after the other.
+    fn our_bindings(&self) -> Vec<u8> {
+        let Some(node) = node_key_of(&self.peer_id()) else { return Vec::new() };
+        let not_after = Timestamp(Timestamp::now().0 + BINDING_LIFETIME.as_millis() as u64);
+        let access = lock(&self.inner.access);
+        let mut out = Vec::with_capacity(access.speakers.len() * BINDING_LEN);
+        for speaker in access.speakers.iter().take(MAX_BINDINGS) {
+            out.extend_from_slice(&PeerBinding::sign(speaker, &node, not_after).to_bytes());
+        }
+        out
+    }
+
+    /// Checks a presentation of bindings by `peer` and, if every one holds, records its
+    /// authors (replacing what it presented before). The error names the first bad one.
+    fn accept_bindings(&self, peer: PeerId, bytes: &[u8]) -> std::result::Result<usize, String> {
+        if !bytes.len().is_multiple_of(BINDING_LEN) || bytes.len() / BINDING_LEN > MAX_BINDINGS {
+            return Err(format!(
+                "a presentation of {} bytes is not at most {MAX_BINDINGS} bindings of \
+                 {BINDING_LEN} bytes",
+                bytes.len()
+            ));
+        }
+        let now = Timestamp::now();
+        let mut authors = Vec::new();
+        for chunk in bytes.chunks(BINDING_LEN) {
+            let binding = PeerBinding::from_bytes(chunk).map_err(|error| error.to_string())?;
+            binding.verify_peer(&peer, now).map_err(|error| error.to_string())?;
+            authors.push((*binding.author(), binding.not_after()));
+        }
+        let count = authors.len();
+        let mut access = lock(&self.inner.access);
+        let known = access.peers.entry(peer).or_default();
+        known.authors = authors;
+        known.exchanged = Some(Instant::now());
+        Ok(count)
+    }
+
+    /// Counts, logs and strikes a refused presentation.
+    async fn refuse_bindings(&self, peer: PeerId, reason: &str) {
+        warn!(%peer, %reason, "refused a peer's bindings");
+        self.metrics_mut(|metrics| metrics.bindings_refused += 1);
+        let strike = format!("bad peer bindings: {reason}");
+        if let Err(error) = self.inner.net.report_peer(peer, strike).await {
+            debug!(%peer, %error, "striking a peer failed");
+        }
+    }
+
+    /// Exchanges bindings with `peer` unless that was done in the last [`REBIND_AFTER`].
+    pub(super) async fn ensure_bound(&self, peer: PeerId) -> Result<()> {
+        let fresh = lock(&self.inner.access)
+            .peers
+            .get(&peer)
+            .and_then(|known| known.exchanged)
+            .is_some_and(|at| at.elapsed() < REBIND_AFTER);
+        if fresh {
+            return Ok(());
+        }
+        let reply = self.inner.net.request(peer, BIND_PROTOCOL, self.our_bindings()).await?;
+        if let Err(reason) = self.accept_bindings(peer, &reply) {
+            self.refuse_bindings(peer, &reason).await;
+            return Err(Error::Refused { peer: peer.to_string(), reason });
+        }
+        Ok(())
+    }
+
+    /// Answers binding presentations with our own.
+    pub(super) async fn bind_task(self, requests: Option<mpsc::Receiver<InboundRequest>>) {
+        let capacity = self.inner.options.request_queue_len;
+        let mut requests = match requests {
+            Some(requests) => requests,
+            None => match self.inner.net.request_inbox(BIND_PROTOCOL, capacity).await {
+                Ok(requests) => requests,
+                Err(error) => {
+                    debug!(%error, "no binding handler: the network has stopped");
+                    return;
+                }
+            },
+        };
+        while let Some(request) = requests.recv().await {
+            let peer = request.peer_id;
+            let response = match self.accept_bindings(peer, &request.body) {
+                Ok(count) => {
+                    debug!(%peer, count, "a peer presented its bindings");
+                    Response::Ok(self.our_bindings().into())
+                }
+                Err(reason) => {
+                    self.refuse_bindings(peer, &reason).await;
+                    Response::Error(format!("bindings refused: {reason}"))
+                }
+            };
+            if let Err(error) = self.inner.net.respond(request.request_id, response).await {
+                debug!(%peer, %error, "answering a binding presentation failed");
+            }
+        }
+    }
+
+    /// Whether `space` is restricted here (false while its record is unknown: then this
+    /// node holds nothing of it to give).
+    pub(super) fn is_restricted(&self, space: &PublicKey) -> Result<bool> {
+        let record = self.inner.store.space_record(space)?;
+        Ok(record.is_some_and(|record| record.mode == SpaceMode::Restricted))
+    }
+
+    /// Checks that `peer` may receive the content of `space` now: any peer for an open
+    /// space, a peer bound to an author holding `read` or more for a restricted one.
+    /// A refusal is counted and returned as [`Error::ReadDenied`] (the caller logs it).
+    pub(super) async fn check_read(&self, space: PublicKey, peer: PeerId) -> Result<()> {
+        let authors = self.peer_authors(&peer);
+        let verdict =
+            self.blocking(move |store| Ok(read_verdict(&store, &space, &authors)?)).await?;
+        match verdict {
+            Ok(()) => Ok(()),
+            Err(reason) => {
+                self.metrics_mut(|metrics| metrics.reads_refused += 1);
+                Err(Error::ReadDenied { space, peer: peer.to_string(), reason })
+            }
+        }
+    }
+
+    /// Sends the changes of a restricted space to each reader peer of it but `except`
+    /// (the peer they came from), by a reconciliation that starts after this call;
+    /// pushes to one peer are coalesced while one runs.
+    pub(super) async fn push(&self, space: PublicKey, except: Option<PeerId>) {
+        for peer in self.space_peers(&space).await {
+            if Some(peer) == except {
+                continue;
+            }
+            match lock(&self.inner.pushes).entry((space, peer)) {
+                hash_map::Entry::Occupied(mut again) => {
+                    *again.get_mut() = true;
+                    continue;
+                }
+                hash_map::Entry::Vacant(slot) => {
+                    slot.insert(false);
+                }
+            }
+            let this = self.clone();
+            self.spawn_tracked(async move { this.push_to(space, peer).await });
+        }
+    }
+
+    async fn push_to(&self, space: PublicKey, peer: PeerId) {
+        loop {
+            self.catch_up(space, peer).await;
+            let mut pushes = lock(&self.inner.pushes);
+            match pushes.get_mut(&(space, peer)) {
+                Some(again) if *again => *again = false,
+                _ => {
+                    pushes.remove(&(space, peer));
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Whether any of `authors` may read `space` now, or why none may.
+fn read_verdict(
+    store: &Store,
+    space: &PublicKey,
+    authors: &[AuthorId],
+) -> cosmic_store::Result<std::result::Result<(), String>> {
+    let Some(record) = store.space_record(space)? else { return Ok(Ok(())) };
+    if record.mode == SpaceMode::Open {
+        return Ok(Ok(()));
+    }
+    if authors.is_empty() {
+        return Ok(Err("the peer speaks for no author".to_owned()));
+    }
+    let statements = store.statements(space)?;
+    let now = Timestamp::now();
+    let mut reasons = Vec::new();
+    for author in authors {
+        match check_access(space, record.mode, author, Right::Read, now, &statements) {
+            Ok(()) => return Ok(Ok(())),
+            Err(denied) => reasons.push(denied.to_string()),
+        }
+    }
+    Ok(Err(reasons.join("; ")))
+}
