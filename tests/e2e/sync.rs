@@ -273,3 +273,49 @@ async fn entries_signed_by_the_client_are_checked_stored_and_replicated() {
     .await;
     assert_eq!(on_b, json!({"text": "hello", "mood": "fine"}));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_blob_linked_only_from_a_restricted_space_goes_only_to_its_readers() {
+    let (a, b) = pair();
+    let (api_a, api_b) = (Api::new(&a), Api::new(&b));
+    let space = api_a.create_space("restricted").await;
+    let data: Vec<u8> =
+        (0..300_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
+    let added = api_a.send(api_a.request(Method::POST, "/v1/blobs").body(data.clone())).await;
+    assert_eq!(added.status, StatusCode::CREATED, "{}", added.text);
+    let cid = added.body["cid"].as_str().expect("a cid").to_owned();
+    let doc = format!("/v1/spaces/{space}/docs/files/1");
+    api_a.ok(Method::PUT, &doc, Some(json!({"file": {"/": cid}}))).await;
+    let join = api_b.call(Method::POST, &format!("/v1/spaces/{space}/join"), None).await;
+    assert!(join.status.is_success(), "{}", join.text);
+    eventually("A to refuse B a read", || async {
+        (metric(&api_a, "cosmic_reads_refused").await >= 1.0).then_some(())
+    })
+    .await;
+    // B may not read the space: A does not even say that it holds the blob.
+    let blob = format!("/v1/blobs/{cid}");
+    let refused = api_b.request(Method::GET, &blob).send().await.expect("GET the blob");
+    assert_ne!(refused.status(), StatusCode::OK, "B fetched a blob of a space it may not read");
+    assert_eq!(api_b.request(Method::HEAD, &blob).send().await.expect("HEAD").status(), 404);
+
+    // Once B may read the space, it gets the link and the blob.
+    let author_b = api_b.ok(Method::GET, "/v1/identity", None).await["author"].clone();
+    let grants = format!("/v1/spaces/{space}/grants");
+    let granted = api_a
+        .call(Method::POST, &grants, Some(json!({"author": author_b, "rights": "read"})))
+        .await;
+    assert_eq!(granted.status, StatusCode::CREATED, "{}", granted.text);
+    eventually("the link on B", || async {
+        (api_b.call(Method::GET, &doc, None).await.status == StatusCode::OK).then_some(())
+    })
+    .await;
+    let fetched: Vec<u8> = eventually("the blob on B", || async {
+        let answer = api_b.request(Method::GET, &blob).send().await.ok()?;
+        if answer.status() != StatusCode::OK {
+            return None;
+        }
+        answer.bytes().await.ok().map(|bytes| bytes.to_vec())
+    })
+    .await;
+    assert!(fetched == data, "B's copy differs from A's");
+}

@@ -200,6 +200,12 @@ pub fn node_key_of(peer: &libp2p_identity::PeerId) -> Option<PublicKey> {
     PublicKey::from_bytes(&bytes).ok()
 }
 
+/// The libp2p peer id of the node whose key is `node` (the inverse of [`node_key_of`]).
+pub fn peer_id_of(node: &PublicKey) -> Option<libp2p_identity::PeerId> {
+    let key = libp2p_identity::ed25519::PublicKey::try_from_bytes(node.as_bytes()).ok()?;
+    Some(libp2p_identity::PublicKey::from(key).to_peer_id())
+}
+
 impl PeerBinding {
     /// [`PeerBinding::verify`] for the node behind the libp2p peer id `presenter` (a peer
     /// id that embeds no ed25519 key can present no binding).
@@ -265,6 +271,7 @@ mod tests {
         let node = NodeKey::from_secret_bytes([3; 32]);
         let other = NodeKey::from_secret_bytes([4; 32]);
         assert_eq!(node_key_of(&node.peer_id()), Some(node.public()));
+        assert_eq!(peer_id_of(&node.public()), Some(node.peer_id()));
         let binding = author.bind_peer(&node, Timestamp(2_000));
         binding.verify_peer(&node.peer_id(), Timestamp(1_000)).unwrap();
         assert!(matches!(

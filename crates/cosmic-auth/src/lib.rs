@@ -43,6 +43,7 @@ mod node_key;
 
 pub use binding::{
     BINDING_LEN, BINDING_SIGNING_CONTEXT, BINDING_VERSION, BindingError, PeerBinding, node_key_of,
+    peer_id_of,
 };
 pub use capability::{
     AccessDenied, DecodeError, Grant, MAX_DELEGATION_DEPTH, Revocation, Right,

@@ -17,6 +17,7 @@ use cosmic_net::{Net, PeerId, Response};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
+use crate::blob_access::SpaceReaders;
 use crate::supervisor::TaskError;
 
 /// The request-response protocol name: request body is a binary CID, answer is JSON.
@@ -155,9 +156,13 @@ impl cosmic_sync::BlobFetcher for NodeBlobFetcher {
 const REQUEST_QUEUE_LEN: usize = 256;
 
 /// Answers [`PROTOCOL`] requests until `cancel` fires.
+///
+/// A peer that may not fetch a blob (see [`SpaceReaders`]) is told this node does not
+/// hold it.
 pub(crate) async fn serve(
     net: Net,
     blobs: Blobs,
+    readers: SpaceReaders,
     cancel: CancellationToken,
 ) -> Result<(), TaskError> {
     // Its own bounded queue: a burst beyond it is refused with "busy", never silently lost.
@@ -175,7 +180,11 @@ pub(crate) async fn serve(
         let Some(request) = request else { return Ok(()) };
         let response = match Cid::from_bytes(&request.body) {
             Ok(cid) => {
-                let has = blobs.has(&cid).await.unwrap_or(false);
+                let has = blobs.has(&cid).await.unwrap_or(false)
+                    && match cosmic_auth::node_key_of(&request.peer_id) {
+                        Some(peer) => readers.allows(&peer, &cid, &blobs.pins_view()).await,
+                        None => false,
+                    };
                 let answer =
                     Where { node: blobs.node().to_string(), has, addrs: blobs.local_addrs() };
                 match serde_json::to_vec(&answer) {

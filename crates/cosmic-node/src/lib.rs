@@ -41,6 +41,7 @@
 
 mod api;
 mod authors;
+mod blob_access;
 mod blob_peers;
 mod data_dir;
 mod error;

@@ -132,9 +132,11 @@ impl Node {
         let mut net_config = cosmic_net::Config::from_net_config(&config.net)?;
         net_config.peers_file = Some(data_dir.path().join(PEERS_FILE));
         let net = Net::spawn(node_key.to_libp2p_keypair(), net_config, bus.clone()).await?;
+        let readers = crate::blob_access::SpaceReaders::new(store.clone());
         let blobs = Blobs::builder(&node_key)
             .config(blobs_config(&config))
             .bus(bus.clone())
+            .access_policy(readers.clone())
             .address_lookup(crate::blob_peers::NetLookup::new(net.clone()))
             .open(data_dir.path().join(BLOBS_DIR))
             .await?;
@@ -148,6 +150,7 @@ impl Node {
             data_dir.path(),
         )
         .await?;
+        readers.set_replicator(replicator.clone());
         // Peers share a restricted space with this node when one of the authors it speaks
         // for may read there: its own, and each unlocked identity.
         replicator.speak_for(author.clone());
@@ -179,7 +182,7 @@ impl Node {
         {
             let (net, blobs) = (shared.net.clone(), shared.blobs.clone());
             supervisor.spawn("blob-lookup", move |cancel| {
-                crate::blob_peers::serve(net.clone(), blobs.clone(), cancel)
+                crate::blob_peers::serve(net.clone(), blobs.clone(), readers.clone(), cancel)
             });
         }
         let api_addr = match api_listener {

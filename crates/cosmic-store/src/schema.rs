@@ -9,7 +9,7 @@ use redb::{ReadableDatabase as _, ReadableTable as _, TableDefinition, WriteTran
 use crate::{Error, Result};
 
 /// The schema version this build writes.
-pub(crate) const SCHEMA_VERSION: u64 = 2;
+pub(crate) const SCHEMA_VERSION: u64 = 3;
 
 /// Table: store-wide metadata.
 /// Key: a name: `"schema_version"` (u64 BE), `"hlc"` (the clock, 12 bytes, see `Hlc::to_bytes`),
@@ -50,6 +50,39 @@ pub(crate) const CHANGES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("
 /// Key: space id (32) ++ level (u8, 1..=3) ++ the item key that starts the bucket.
 /// Value: the bucket's fingerprint: hash sum (32, little-endian mod 2^256) ++ count (u64 BE).
 pub(crate) const BUCKETS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("buckets-1");
+
+/// Table: which spaces link which blobs, for deciding who may fetch a blob.
+/// Key: BLAKE3 of the blob link's CID bytes (32) ++ space id (32).
+/// Value: how many winning entries of the space link the blob (u64, never 0: the row goes).
+/// Added in schema version 3.
+pub(crate) const BLOB_LINKS: TableDefinition<&[u8], u64> = TableDefinition::new("blob-links-1");
+
+/// The key of [`BLOB_LINKS`] for a blob link's CID bytes in a space.
+pub(crate) fn blob_link_key(cid: &[u8], space: &[u8; 32]) -> [u8; 64] {
+    let mut key = [0u8; 64];
+    key[..32].copy_from_slice(blake3::hash(cid).as_bytes());
+    key[32..].copy_from_slice(space);
+    key
+}
+
+/// Adds `delta` (+1 or -1) to the count of the blob link `cid` in `space`, removing a row
+/// that falls to zero.
+pub(crate) fn count_blob_link(
+    table: &mut redb::Table<'_, &'static [u8], u64>,
+    cid: &[u8],
+    space: &[u8; 32],
+    delta: i64,
+) -> std::result::Result<(), redb::StorageError> {
+    let key = blob_link_key(cid, space);
+    let before = table.get(key.as_slice())?.map_or(0, |count| count.value());
+    let after = before.saturating_add_signed(delta);
+    if after == 0 {
+        table.remove(key.as_slice())?;
+    } else {
+        table.insert(key.as_slice(), after)?;
+    }
+    Ok(())
+}
 
 /// Creates the tables of a new database, or checks and migrates an existing one.
 pub(crate) fn init(txn: &WriteTransaction, path: &std::path::Path) -> Result<()> {
@@ -94,6 +127,7 @@ pub(crate) fn init(txn: &WriteTransaction, path: &std::path::Path) -> Result<()>
     txn.open_table(DOCS).map_err(|error| Error::redb(path, error))?;
     txn.open_table(CHANGES).map_err(|error| Error::redb(path, error))?;
     txn.open_table(BUCKETS).map_err(|error| Error::redb(path, error))?;
+    txn.open_table(BLOB_LINKS).map_err(|error| Error::redb(path, error))?;
     Ok(())
 }
 
@@ -102,17 +136,47 @@ pub(crate) fn init(txn: &WriteTransaction, path: &std::path::Path) -> Result<()>
 /// Numbered migrations go here as the schema changes, one arm each
 /// (`1 => migrate_1_to_2(txn)`), each with a test that opens a committed database of the
 /// older version.
-fn migrate(_txn: &WriteTransaction, version: u64, path: &std::path::Path) -> Result<u64> {
+fn migrate(txn: &WriteTransaction, version: u64, path: &std::path::Path) -> Result<u64> {
     match version {
         // Version 2 appends the origin to change-log values; a version-1 value has none and
         // reads as local, so no row needs rewriting. The bump keeps older builds, which
         // would misread the new values, from opening the file.
         1 => Ok(2),
+        // Version 3 adds the blob-link index, built here from the winning entries (older
+        // builds would not keep it up to date, hence the bump).
+        2 => {
+            index_blob_links(txn, path)?;
+            Ok(3)
+        }
         _ => Err(Error::Corrupted {
             path: path.to_owned(),
             reason: format!("no migration from schema version {version}"),
         }),
     }
+}
+
+/// Fills [`BLOB_LINKS`] from the winning entries of every space.
+fn index_blob_links(txn: &WriteTransaction, path: &std::path::Path) -> Result<()> {
+    let entries = txn.open_table(ENTRIES).map_err(|error| Error::redb(path, error))?;
+    let mut links = txn.open_table(BLOB_LINKS).map_err(|error| Error::redb(path, error))?;
+    for row in entries.iter().map_err(|error| Error::redb(path, error))? {
+        let (key, value) = row.map_err(|error| Error::redb(path, error))?;
+        let row = value.value();
+        let entry = row.get(40..).and_then(|body| crate::Entry::decode(body).ok());
+        let Some(entry) = entry else {
+            return Err(Error::Corrupted {
+                path: path.to_owned(),
+                reason: "an entry row does not decode".into(),
+            });
+        };
+        if let crate::Value::BlobLink(cid) = &entry.value {
+            let mut space = [0u8; 32];
+            space.copy_from_slice(&key.value()[..32]);
+            count_blob_link(&mut links, cid, &space, 1)
+                .map_err(|error| Error::redb(path, error))?;
+        }
+    }
+    Ok(())
 }
 
 /// Reads a metadata record of a fixed size, if present.

@@ -17,7 +17,7 @@ use cosmic_auth::{
 use crate::access::SpaceRecord;
 use crate::hlc::{HlcState, check_drift};
 use crate::recon::{self, Fingerprint, ItemRange};
-use crate::schema::{self, BUCKETS, CHANGES, DOCS, ENTRIES, META, SPACES, STATEMENTS};
+use crate::schema::{self, BLOB_LINKS, BUCKETS, CHANGES, DOCS, ENTRIES, META, SPACES, STATEMENTS};
 use crate::value::Reader;
 use crate::{Change, Clock, Entry, Error, Hlc, Origin, Result, Subscription, SystemClock, Value};
 
@@ -235,6 +235,7 @@ struct Tables<'txn> {
     docs: Table<'txn, &'static [u8], u64>,
     changes: Table<'txn, &'static [u8], &'static [u8]>,
     buckets: Table<'txn, &'static [u8], &'static [u8]>,
+    blob_links: Table<'txn, &'static [u8], u64>,
     /// Space rows read or changed in this transaction; changed ones are written back once,
     /// before the commit, instead of once per entry.
     space_rows: BTreeMap<[u8; 32], (SpaceRecord, SpaceStats, bool)>,
@@ -738,6 +739,7 @@ impl Store {
                 docs: txn.open_table(DOCS).map_err(|e| self.err(e))?,
                 changes: txn.open_table(CHANGES).map_err(|e| self.err(e))?,
                 buckets: txn.open_table(BUCKETS).map_err(|e| self.err(e))?,
+                blob_links: txn.open_table(BLOB_LINKS).map_err(|e| self.err(e))?,
                 space_rows: BTreeMap::new(),
                 statements_by_space: BTreeMap::new(),
             };
@@ -878,6 +880,19 @@ impl Store {
             .changes
             .insert(seq_key(space, seq).as_slice(), change.as_slice())
             .map_err(|e| self.err(e))?;
+
+        let old_link = existing.as_ref().and_then(|(_, _, old)| blob_link_of(&old.value));
+        let new_link = blob_link_of(&entry.value);
+        if old_link != new_link {
+            if let Some(cid) = old_link {
+                schema::count_blob_link(&mut tables.blob_links, cid, space, -1)
+                    .map_err(|e| self.err(e))?;
+            }
+            if let Some(cid) = new_link {
+                schema::count_blob_link(&mut tables.blob_links, cid, space, 1)
+                    .map_err(|e| self.err(e))?;
+            }
+        }
 
         let old_live = existing.as_ref().is_some_and(|(_, _, old)| !old.value.is_null());
         let new_live = !entry.value.is_null();
@@ -1203,6 +1218,27 @@ impl Store {
     }
 
     /// Decodes an `entries-1` row: hash, seq, entry. Keys are checked once per store.
+    /// The spaces where a winning entry links the blob whose binary CID is `cid`, ordered
+    /// by id (whoever may read one of them may fetch the blob).
+    pub fn blob_link_spaces(&self, cid: &[u8]) -> Result<Vec<PublicKey>> {
+        let txn = self.begin_read()?;
+        let links = txn.open_table(BLOB_LINKS).map_err(|e| self.err(e))?;
+        let from = schema::blob_link_key(cid, &[0; 32]);
+        let to = schema::blob_link_key(cid, &[0xFF; 32]);
+        let mut spaces = Vec::new();
+        for row in links.range(from.as_slice()..=to.as_slice()).map_err(|e| self.err(e))? {
+            let (key, _) = row.map_err(|e| self.err(e))?;
+            let mut id = [0u8; 32];
+            id.copy_from_slice(&key.value()[32..64]);
+            let space = PublicKey::from_bytes(&id).map_err(|error| Error::Corrupted {
+                path: self.inner.path.clone(),
+                reason: format!("a blob-link row names no valid space: {error}"),
+            })?;
+            spaces.push(space);
+        }
+        Ok(spaces)
+    }
+
     fn decode_entry_row(&self, row: &[u8]) -> Result<([u8; 32], u64, Entry)> {
         let mut reader = Reader::new(row);
         let hash = reader.array("entry row")?;
@@ -1451,5 +1487,13 @@ fn json_link(map: &serde_json::Map<String, serde_json::Value>) -> Result<Option<
             _ => Ok(None),
         },
         _ => Ok(None),
+    }
+}
+
+/// The CID bytes of a blob link value.
+fn blob_link_of(value: &Value) -> Option<&[u8]> {
+    match value {
+        Value::BlobLink(cid) => Some(cid.as_slice()),
+        _ => None,
     }
 }

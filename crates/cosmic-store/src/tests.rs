@@ -897,7 +897,7 @@ fn newer_schema_versions_are_refused() {
     }
     let error = Store::open(&path, Options::default()).unwrap_err();
     assert!(
-        error.to_string().ends_with("has schema version 9, newer than the supported 2"),
+        error.to_string().ends_with("has schema version 9, newer than the supported 3"),
         "{error}"
     );
 }
@@ -1294,7 +1294,7 @@ fn a_schema_v1_database_still_opens() {
     assert!(old.changes_since(&space, 0, 100).unwrap().iter().all(|c| c.origin == Origin::Local));
     old.write_json(&key(2), &space, "users/bob", &json!({"name": "Bob"})).unwrap();
     drop(old);
-    // Reopened at schema version 2, it keeps reading.
+    // Reopened at the current schema version, it keeps reading.
     let again = Store::open(&copy, options_at(NOW).0).unwrap();
     assert!(again.get_doc(&space, "users/bob").unwrap().is_some());
 }
@@ -1343,4 +1343,50 @@ fn an_in_memory_store_merges_like_a_file() {
     }
     assert_eq!(store.state_hash(&space).unwrap(), file.state_hash(&space).unwrap());
     assert_eq!(store.path(), Path::new("memory"));
+}
+
+#[test]
+fn blob_links_are_indexed_by_space_as_winners_come_and_go() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.redb");
+    let store = open(dir.path());
+    let space = open_space(&store, SpaceMode::Open);
+    let other = store.create_space(&space_key(7), SpaceMode::Open).unwrap().space;
+    let cid = "bafkr4ifpcne3t5pzugtkaqcn5i3nzskjtpfslsnnyejlpte2spfoihzsmi";
+    let link = Value::blob_link_str(cid).unwrap();
+    let Value::BlobLink(bytes) = link.clone() else { unreachable!() };
+    let set = |store: &Store, space: &PublicKey, doc: &str, value: Value| {
+        store.write(&key(2), space, doc, vec![("file".into(), value)]).unwrap();
+    };
+    assert!(store.blob_link_spaces(&bytes).unwrap().is_empty());
+    set(&store, &space, "a", link.clone());
+    set(&store, &space, "b", link.clone());
+    set(&store, &other, "c", link.clone());
+    let mut both = vec![space, other];
+    both.sort();
+    assert_eq!(store.blob_link_spaces(&bytes).unwrap(), both);
+    // Overwritten in one document of `space`: still linked there by the other.
+    set(&store, &space, "a", Value::Int(1));
+    assert_eq!(store.blob_link_spaces(&bytes).unwrap(), both);
+    // Deleted there too: linked from `other` only; a superseded older link changes nothing.
+    set(&store, &space, "b", Value::Null);
+    let stale = Entry::sign(&key(3), space, "b", "file", link.clone(), Hlc::new(1, 0)).unwrap();
+    assert!(matches!(store.insert(stale).unwrap(), Inserted::Superseded));
+    assert_eq!(store.blob_link_spaces(&bytes).unwrap(), vec![other]);
+
+    // A schema-2 file has no index: opening it builds one from the winning entries.
+    drop(store);
+    {
+        let db = redb::Database::open(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        txn.delete_table(schema::BLOB_LINKS).unwrap();
+        let mut meta = txn.open_table(schema::META).unwrap();
+        meta.insert("schema_version", 2u64.to_be_bytes().as_slice()).unwrap();
+        drop(meta);
+        txn.commit().unwrap();
+    }
+    let store = open(dir.path());
+    assert_eq!(store.blob_link_spaces(&bytes).unwrap(), vec![other]);
+    set(&store, &space, "d", link);
+    assert_eq!(store.blob_link_spaces(&bytes).unwrap(), both);
 }

@@ -198,6 +198,18 @@ impl Replicator {
         }
     }
 
+    /// Whether `peer` may receive the content of `space` now (any peer for an open space,
+    /// a peer bound to an author holding a right there for a restricted one); a refusal is counted in
+    /// [`Metrics::reads_refused`](crate::Metrics). For the upper layers' own decisions,
+    /// such as serving a blob that a restricted space links.
+    pub async fn may_read(&self, space: PublicKey, peer: PeerId) -> Result<bool> {
+        match self.check_read(space, peer).await {
+            Ok(()) => Ok(true),
+            Err(Error::ReadDenied { .. }) => Ok(false),
+            Err(error) => Err(error),
+        }
+    }
+
     /// Sends the changes of a restricted space to each reader peer of it but `except`
     /// (the peer they came from), by a reconciliation that starts after this call;
     /// pushes to one peer are coalesced while one runs.
