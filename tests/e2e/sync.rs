@@ -117,7 +117,7 @@ async fn a_restricted_space_shares_nothing_with_b_until_a_grants_b() {
     assert!(join.status.is_success(), "{}", join.text);
     // B asks, A refuses: B holds nothing of the space, not even its record.
     eventually("A to refuse B a read", || async {
-        (metric(&api_a, "cosmic_reads_refused").await >= 1.0).then_some(())
+        (metric(&api_a, "cosmic_reads_refused_total").await >= 1.0).then_some(())
     })
     .await;
     let note = api_b.call(Method::GET, &format!("/v1/spaces/{space}/docs/notes/1"), None).await;
@@ -252,11 +252,11 @@ async fn entries_signed_by_the_client_are_checked_stored_and_replicated() {
         line.rsplit(' ').next().unwrap().parse().unwrap()
     };
     // One refused request without a right (two entries, the first decides), one forged.
-    assert_eq!(value(r#"cosmic_entries_refused{reason="no_right"}"#), 1.0);
-    assert_eq!(value(r#"cosmic_entries_refused{reason="bad_signature"}"#), 1.0);
-    assert_eq!(value(r#"cosmic_entries_refused{reason="clock_drift"}"#), 0.0);
-    assert_eq!(value(r#"cosmic_net_refused{kind="bans"}"#), 0.0);
-    assert_eq!(value(r#"cosmic_net_refused{kind="rate_limited"}"#), 0.0);
+    assert_eq!(value(r#"cosmic_entries_refused_total{reason="no_right"}"#), 1.0);
+    assert_eq!(value(r#"cosmic_entries_refused_total{reason="bad_signature"}"#), 1.0);
+    assert_eq!(value(r#"cosmic_entries_refused_total{reason="clock_drift"}"#), 0.0);
+    assert_eq!(value(r#"cosmic_net_refused_total{kind="bans"}"#), 0.0);
+    assert_eq!(value(r#"cosmic_net_refused_total{kind="rate_limited"}"#), 0.0);
 
     // They replicate like the node's own writes, to a node that may read the space.
     let author_b = api_b.ok(Method::GET, "/v1/identity", None).await["author"].clone();
@@ -289,7 +289,7 @@ async fn a_blob_linked_only_from_a_restricted_space_goes_only_to_its_readers() {
     let join = api_b.call(Method::POST, &format!("/v1/spaces/{space}/join"), None).await;
     assert!(join.status.is_success(), "{}", join.text);
     eventually("A to refuse B a read", || async {
-        (metric(&api_a, "cosmic_reads_refused").await >= 1.0).then_some(())
+        (metric(&api_a, "cosmic_reads_refused_total").await >= 1.0).then_some(())
     })
     .await;
     // B may not read the space: A does not even say that it holds the blob.

@@ -237,6 +237,12 @@ section! {
         /// store up to about this much; the operating system's page cache serves the rest.
         /// Default: `67108864` (64 MiB).
         cache_size: u64 = 64 * MIB,
+        /// Bytes of entries one author may hold in one open space, 64 KiB to 1 PiB: a write
+        /// that would take it beyond is refused (HTTP 403 `quota_exceeded`; from a peer,
+        /// ignored and counted), one that shrinks what it holds always passes. Restricted
+        /// spaces have no quota: who writes there is granted.
+        /// Default: `1073741824` (1 GiB).
+        author_quota: u64 = GIB,
     }
 }
 

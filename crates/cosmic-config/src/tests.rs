@@ -270,6 +270,7 @@ fn explain_names_the_origin_of_every_value() {
             store.max_value_size = 1048576  # default
             store.durability = "immediate"  # default
             store.cache_size = 67108864  # default
+            store.author_quota = 1073741824  # default
             blobs.max_blob_size = 1073741824  # default
             blobs.fetch_timeout = "5m"  # default
             blobs.gc_interval = "1h"  # default

@@ -35,6 +35,7 @@ pub(crate) fn validate(config: &Config, resolver: &Resolver<'_>) -> Result<()> {
     let sizes = [
         ("store.max_value_size", config.store.max_value_size, 1, 64 * MIB),
         ("store.cache_size", config.store.cache_size, MIB, 64 * GIB),
+        ("store.author_quota", config.store.author_quota, 64 * KIB, 1024 * 1024 * GIB),
         ("net.max_message_size", net.max_message_size, 64 * KIB, GIB),
         ("net.max_gossip_size", net.max_gossip_size, 64 * KIB, GIB),
         ("api.max_request_size", config.api.max_request_size, KIB, GIB),

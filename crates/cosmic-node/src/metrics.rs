@@ -3,16 +3,47 @@
 //! Counters the node itself owns (HTTP requests and latencies, blob bytes) are updated as
 //! things happen; gauges that mirror another layer (peers, connections, entries, gossip
 //! verdicts, sync sessions) are read from that layer when the metrics are scraped, so a
-//! scrape always shows the current value and nothing needs a background task.
+//! scrape always shows the current value and nothing needs a background task. Refusals
+//! (entries refused by reason, what the network refused, reads and bindings refused) are
+//! running totals of other layers too, read the same way, and typed as counters
+//! ([`Total`], exposed with the `_total` suffix) so that `rate()` works on them.
 
-use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::Registry;
+
+/// A running total kept by another layer (it only grows while the process runs), shown
+/// as a Prometheus counter: [`Total::set`] copies the layer's figure at scrape time.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Total(Arc<AtomicU64>);
+
+impl Total {
+    /// Shows `value`, the layer's running total.
+    pub(crate) fn set(&self, value: u64) {
+        self.0.store(value, Ordering::Relaxed);
+    }
+}
+
+impl TypedMetric for Total {
+    const TYPE: MetricType = MetricType::Counter;
+}
+
+impl EncodeMetric for Total {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        encoder.encode_counter::<NoLabelSet, _, u64>(&self.0.load(Ordering::Relaxed), None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        Self::TYPE
+    }
+}
 
 /// Labels of the HTTP metrics: the route template (not the raw path, so ids do not
 /// explode the label space), the method and the status code.
@@ -42,8 +73,8 @@ pub(crate) struct DirectionLabels {
 }
 
 /// The reasons of `cosmic_entries_refused`, in the order of `cosmic_store::Refusals`.
-pub(crate) const REFUSAL_REASONS: [&str; 4] =
-    ["clock_drift", "bad_signature", "no_right", "malformed"];
+pub(crate) const REFUSAL_REASONS: [&str; 5] =
+    ["clock_drift", "bad_signature", "no_right", "malformed", "quota"];
 
 /// The kinds of `cosmic_net_refused`.
 pub(crate) const ABUSE_KINDS: [&str; 4] =
@@ -79,13 +110,13 @@ pub(crate) struct Metrics {
     pub(crate) sync_sessions: Gauge<u64, AtomicU64>,
     pub(crate) gossip_lost: Family<LossLabels, Gauge<u64, AtomicU64>>,
     pub(crate) gossip_loss_repairs: Gauge<u64, AtomicU64>,
-    pub(crate) reads_refused: Gauge<u64, AtomicU64>,
-    pub(crate) bindings_refused: Gauge<u64, AtomicU64>,
+    pub(crate) reads_refused: Total,
+    pub(crate) bindings_refused: Total,
     pub(crate) gossip_entries: Family<DirectionLabels, Gauge<u64, AtomicU64>>,
     pub(crate) gossip_batches_published: Gauge<u64, AtomicU64>,
     pub(crate) requests_refused_busy: Gauge<u64, AtomicU64>,
-    pub(crate) entries_refused: Family<LossLabels, Gauge<u64, AtomicU64>>,
-    pub(crate) net_abuse: Family<AbuseLabels, Gauge<u64, AtomicU64>>,
+    pub(crate) entries_refused: Family<LossLabels, Total>,
+    pub(crate) net_abuse: Family<AbuseLabels, Total>,
     pub(crate) sync_bytes: Gauge<u64, AtomicU64>,
     pub(crate) uptime_seconds: Gauge<u64, AtomicU64>,
     pub(crate) clock_correction: Gauge<f64, AtomicU64>,
@@ -151,13 +182,13 @@ impl Metrics {
             "Reconciliations started so far to repair a gossip loss",
             gossip_loss_repairs.clone(),
         );
-        let reads_refused = Gauge::<u64, AtomicU64>::default();
+        let reads_refused = Total::default();
         registry.register(
             "reads_refused",
             "Times a restricted space was not shared with a peer that may not read it",
             reads_refused.clone(),
         );
-        let bindings_refused = Gauge::<u64, AtomicU64>::default();
+        let bindings_refused = Total::default();
         registry.register(
             "bindings_refused",
             "Presentations of peer bindings refused (forged, expired, for another node, malformed)",
@@ -181,17 +212,17 @@ impl Metrics {
             "Inbound requests refused so far because their handler's queue was full",
             requests_refused_busy.clone(),
         );
-        let entries_refused = Family::<LossLabels, Gauge<u64, AtomicU64>>::default();
+        let entries_refused = Family::<LossLabels, Total>::default();
         registry.register(
             "entries_refused",
             "Entries from peers or from clients that sign their own, refused since the node \
-             started, by reason (clock_drift, bad_signature, no_right, malformed)",
+             started, by reason (clock_drift, bad_signature, no_right, malformed, quota)",
             entries_refused.clone(),
         );
         for reason in REFUSAL_REASONS {
             let _ = entries_refused.get_or_create(&LossLabels { reason });
         }
-        let net_abuse = Family::<AbuseLabels, Gauge<u64, AtomicU64>>::default();
+        let net_abuse = Family::<AbuseLabels, Total>::default();
         registry.register(
             "net_refused",
             "What the network layer refused or punished since the node started, by kind: \

@@ -89,6 +89,7 @@ impl Node {
             max_clock_drift: config.sync.max_clock_drift,
             max_value_size: usize::try_from(config.store.max_value_size).unwrap_or(usize::MAX),
             cache_size: Some(usize::try_from(config.store.cache_size).unwrap_or(usize::MAX)),
+            author_quota: config.store.author_quota,
             durability: match config.store.durability {
                 cosmic_config::Durability::Eventual => cosmic_store::Durability::Eventual,
                 // `Immediate`, and the safe choice for any level added later.

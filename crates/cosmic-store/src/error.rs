@@ -80,6 +80,22 @@ pub enum Error {
         #[source]
         reason: Box<cosmic_auth::AccessDenied>,
     },
+    /// The author holds its quota of bytes in an open space already (see
+    /// [`Options::author_quota`](crate::Options)).
+    #[error(
+        "author {author} holds {used} bytes of entries in space {space}, and this write \
+         would take it over its quota of {limit} bytes"
+    )]
+    QuotaExceeded {
+        /// The open space.
+        space: cosmic_auth::PublicKey,
+        /// The author.
+        author: cosmic_auth::PublicKey,
+        /// The bytes of its winning entries there before the write.
+        used: u64,
+        /// The quota.
+        limit: u64,
+    },
     /// A capability statement's signature does not verify.
     #[error("bad capability statement for space {space}")]
     BadStatement {

@@ -57,11 +57,25 @@ pub(crate) const BUCKETS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("
 /// Added in schema version 3.
 pub(crate) const BLOB_LINKS: TableDefinition<&[u8], u64> = TableDefinition::new("blob-links-1");
 
+/// Table: the bytes each author's winning entries take in each space (the encoded entries),
+/// for the per-author quota of open spaces.
+/// Key: space id (32) ++ author (32).
+/// Value: bytes (u64, never 0: the row goes). Added in schema version 3.
+pub(crate) const AUTHOR_BYTES: TableDefinition<&[u8], u64> = TableDefinition::new("author-bytes-1");
+
 /// The key of [`BLOB_LINKS`] for a blob link's CID bytes in a space.
 pub(crate) fn blob_link_key(cid: &[u8], space: &[u8; 32]) -> [u8; 64] {
     let mut key = [0u8; 64];
     key[..32].copy_from_slice(blake3::hash(cid).as_bytes());
     key[32..].copy_from_slice(space);
+    key
+}
+
+/// The key of [`AUTHOR_BYTES`].
+pub(crate) fn author_bytes_key(space: &[u8; 32], author: &[u8; 32]) -> [u8; 64] {
+    let mut key = [0u8; 64];
+    key[..32].copy_from_slice(space);
+    key[32..].copy_from_slice(author);
     key
 }
 
@@ -128,6 +142,7 @@ pub(crate) fn init(txn: &WriteTransaction, path: &std::path::Path) -> Result<()>
     txn.open_table(CHANGES).map_err(|error| Error::redb(path, error))?;
     txn.open_table(BUCKETS).map_err(|error| Error::redb(path, error))?;
     txn.open_table(BLOB_LINKS).map_err(|error| Error::redb(path, error))?;
+    txn.open_table(AUTHOR_BYTES).map_err(|error| Error::redb(path, error))?;
     Ok(())
 }
 
@@ -142,10 +157,10 @@ fn migrate(txn: &WriteTransaction, version: u64, path: &std::path::Path) -> Resu
         // reads as local, so no row needs rewriting. The bump keeps older builds, which
         // would misread the new values, from opening the file.
         1 => Ok(2),
-        // Version 3 adds the blob-link index, built here from the winning entries (older
-        // builds would not keep it up to date, hence the bump).
+        // Version 3 adds the blob-link index and the bytes per author, built here from the
+        // winning entries (older builds would not keep them up to date, hence the bump).
         2 => {
-            index_blob_links(txn, path)?;
+            build_indexes(txn, path)?;
             Ok(3)
         }
         _ => Err(Error::Corrupted {
@@ -155,10 +170,11 @@ fn migrate(txn: &WriteTransaction, version: u64, path: &std::path::Path) -> Resu
     }
 }
 
-/// Fills [`BLOB_LINKS`] from the winning entries of every space.
-fn index_blob_links(txn: &WriteTransaction, path: &std::path::Path) -> Result<()> {
+/// Fills [`BLOB_LINKS`] and [`AUTHOR_BYTES`] from the winning entries of every space.
+fn build_indexes(txn: &WriteTransaction, path: &std::path::Path) -> Result<()> {
     let entries = txn.open_table(ENTRIES).map_err(|error| Error::redb(path, error))?;
     let mut links = txn.open_table(BLOB_LINKS).map_err(|error| Error::redb(path, error))?;
+    let mut bytes = std::collections::BTreeMap::<[u8; 64], u64>::new();
     for row in entries.iter().map_err(|error| Error::redb(path, error))? {
         let (key, value) = row.map_err(|error| Error::redb(path, error))?;
         let row = value.value();
@@ -169,12 +185,18 @@ fn index_blob_links(txn: &WriteTransaction, path: &std::path::Path) -> Result<()
                 reason: "an entry row does not decode".into(),
             });
         };
+        let mut space = [0u8; 32];
+        space.copy_from_slice(&key.value()[..32]);
+        let used = bytes.entry(author_bytes_key(&space, entry.author.as_bytes())).or_default();
+        *used += (row.len() - 40) as u64;
         if let crate::Value::BlobLink(cid) = &entry.value {
-            let mut space = [0u8; 32];
-            space.copy_from_slice(&key.value()[..32]);
             count_blob_link(&mut links, cid, &space, 1)
                 .map_err(|error| Error::redb(path, error))?;
         }
+    }
+    let mut table = txn.open_table(AUTHOR_BYTES).map_err(|error| Error::redb(path, error))?;
+    for (key, used) in bytes {
+        table.insert(key.as_slice(), used).map_err(|error| Error::redb(path, error))?;
     }
     Ok(())
 }

@@ -17,7 +17,9 @@ use cosmic_auth::{
 use crate::access::SpaceRecord;
 use crate::hlc::{HlcState, check_drift};
 use crate::recon::{self, Fingerprint, ItemRange};
-use crate::schema::{self, BLOB_LINKS, BUCKETS, CHANGES, DOCS, ENTRIES, META, SPACES, STATEMENTS};
+use crate::schema::{
+    self, AUTHOR_BYTES, BLOB_LINKS, BUCKETS, CHANGES, DOCS, ENTRIES, META, SPACES, STATEMENTS,
+};
 use crate::value::Reader;
 use crate::{Change, Clock, Entry, Error, Hlc, Origin, Result, Subscription, SystemClock, Value};
 
@@ -41,6 +43,12 @@ pub struct Options {
     pub cache_size: Option<usize>,
     /// When a write reaches the disk (the node passes config `store.durability`).
     pub durability: Durability,
+    /// The bytes of winning entries (encoded) one author may hold in one open space; a
+    /// write that would take it beyond is refused with [`Error::QuotaExceeded`], unless
+    /// it shrinks what the author holds (a smaller value, a deletion). 0: no quota.
+    /// Restricted spaces have none: who writes there is granted. The node passes config
+    /// `store.author_quota`.
+    pub author_quota: u64,
 }
 
 impl Default for Options {
@@ -51,6 +59,7 @@ impl Default for Options {
             clock: Arc::new(SystemClock),
             cache_size: None,
             durability: Durability::Immediate,
+            author_quota: 0,
         }
     }
 }
@@ -186,6 +195,7 @@ struct RefusalCounters {
     bad_signature: AtomicU64,
     no_right: AtomicU64,
     malformed: AtomicU64,
+    quota: AtomicU64,
 }
 
 /// Entries from elsewhere that a store refused, by reason (see [`Store::refusals`]).
@@ -199,6 +209,8 @@ pub struct Refusals {
     pub no_right: u64,
     /// Keys, fields or values that break the rules.
     pub malformed: u64,
+    /// Authors over their quota in an open space ([`Options::author_quota`]).
+    pub quota: u64,
 }
 
 /// Opens a database again, on the same file or storage.
@@ -236,6 +248,10 @@ struct Tables<'txn> {
     changes: Table<'txn, &'static [u8], &'static [u8]>,
     buckets: Table<'txn, &'static [u8], &'static [u8]>,
     blob_links: Table<'txn, &'static [u8], u64>,
+    author_bytes: Table<'txn, &'static [u8], u64>,
+    /// Bytes per space and author read or changed in this transaction; changed ones are
+    /// written back once, before the commit.
+    author_usage: BTreeMap<[u8; 64], (u64, bool)>,
     /// Space rows read or changed in this transaction; changed ones are written back once,
     /// before the commit, instead of once per entry.
     space_rows: BTreeMap<[u8; 32], (SpaceRecord, SpaceStats, bool)>,
@@ -436,6 +452,7 @@ impl Store {
             bad_signature: counters.bad_signature.load(Ordering::Relaxed),
             no_right: counters.no_right.load(Ordering::Relaxed),
             malformed: counters.malformed.load(Ordering::Relaxed),
+            quota: counters.quota.load(Ordering::Relaxed),
         }
     }
 
@@ -740,6 +757,8 @@ impl Store {
                 changes: txn.open_table(CHANGES).map_err(|e| self.err(e))?,
                 buckets: txn.open_table(BUCKETS).map_err(|e| self.err(e))?,
                 blob_links: txn.open_table(BLOB_LINKS).map_err(|e| self.err(e))?,
+                author_bytes: txn.open_table(AUTHOR_BYTES).map_err(|e| self.err(e))?,
+                author_usage: BTreeMap::new(),
                 space_rows: BTreeMap::new(),
                 statements_by_space: BTreeMap::new(),
             };
@@ -748,6 +767,20 @@ impl Store {
                 if *changed {
                     let row = encode_space_row(record, *stats);
                     tables.spaces.insert(space, row.as_slice()).map_err(|e| self.err(e))?;
+                }
+            }
+            for (key, (used, changed)) in &tables.author_usage {
+                match (*changed, *used) {
+                    (false, _) => {}
+                    (true, 0) => {
+                        tables.author_bytes.remove(key.as_slice()).map_err(|e| self.err(e))?;
+                    }
+                    (true, used) => {
+                        tables
+                            .author_bytes
+                            .insert(key.as_slice(), used)
+                            .map_err(|e| self.err(e))?;
+                    }
                 }
             }
             result
@@ -862,6 +895,8 @@ impl Store {
                 return Ok(Inserted::Superseded);
             }
         }
+        let old_size = existing.as_ref().map(|(_, _, old)| (old.author, old.encode().len()));
+        self.check_quota(tables, &record, entry, encoded.len(), old_size, inserted.is_some())?;
         state.last_seq += 1;
         let seq = state.last_seq;
         let mut row = Vec::with_capacity(40 + encoded.len());
@@ -881,6 +916,10 @@ impl Store {
             .insert(seq_key(space, seq).as_slice(), change.as_slice())
             .map_err(|e| self.err(e))?;
 
+        if let Some((old_author, old_len)) = old_size {
+            self.add_usage(tables, space, &old_author, -(old_len as i64))?;
+        }
+        self.add_usage(tables, space, &entry.author, encoded.len() as i64)?;
         let old_link = existing.as_ref().and_then(|(_, _, old)| blob_link_of(&old.value));
         let new_link = blob_link_of(&entry.value);
         if old_link != new_link {
@@ -920,6 +959,59 @@ impl Store {
         recon::update(&tables.entries, &mut tables.buckets, space, item_key, old_hash, &hash)
             .map_err(|e| self.err(e))?;
         Ok(Inserted::Applied { seq })
+    }
+
+    /// The bytes `author`'s winning entries take in `space`, as this transaction sees them.
+    fn usage(&self, tables: &mut Tables<'_>, space: &[u8; 32], author: &PublicKey) -> Result<u64> {
+        let key = schema::author_bytes_key(space, author.as_bytes());
+        if let Some((used, _)) = tables.author_usage.get(&key) {
+            return Ok(*used);
+        }
+        let stored = tables.author_bytes.get(key.as_slice()).map_err(|e| self.err(e))?;
+        let used = stored.map_or(0, |used| used.value());
+        tables.author_usage.insert(key, (used, false));
+        Ok(used)
+    }
+
+    fn add_usage(
+        &self,
+        tables: &mut Tables<'_>,
+        space: &[u8; 32],
+        author: &PublicKey,
+        delta: i64,
+    ) -> Result<()> {
+        let used = self.usage(tables, space, author)?.saturating_add_signed(delta);
+        tables
+            .author_usage
+            .insert(schema::author_bytes_key(space, author.as_bytes()), (used, true));
+        Ok(())
+    }
+
+    /// Refuses a write that would take its author over [`Options::author_quota`] in an
+    /// open space; one that shrinks what the author holds always passes.
+    fn check_quota(
+        &self,
+        tables: &mut Tables<'_>,
+        record: &SpaceRecord,
+        entry: &Entry,
+        len: usize,
+        old: Option<(PublicKey, usize)>,
+        from_elsewhere: bool,
+    ) -> Result<()> {
+        let limit = self.inner.options.author_quota;
+        if limit == 0 || record.mode != SpaceMode::Open {
+            return Ok(());
+        }
+        let used = self.usage(tables, entry.space.as_bytes(), &entry.author)?;
+        let freed = old.filter(|(author, _)| *author == entry.author).map_or(0, |(_, len)| len);
+        let after = (used + len as u64).saturating_sub(freed as u64);
+        if after <= limit || after <= used {
+            return Ok(());
+        }
+        if from_elsewhere {
+            self.inner.refusals.quota.fetch_add(1, Ordering::Relaxed);
+        }
+        Err(Error::QuotaExceeded { space: entry.space, author: entry.author, used, limit })
     }
 
     // ---- reads ----
@@ -1218,6 +1310,16 @@ impl Store {
     }
 
     /// Decodes an `entries-1` row: hash, seq, entry. Keys are checked once per store.
+    /// The bytes (encoded entries) that `author`'s winning entries take in `space`: what
+    /// counts against [`Options::author_quota`] in an open space.
+    pub fn author_usage(&self, space: &PublicKey, author: &PublicKey) -> Result<u64> {
+        let txn = self.begin_read()?;
+        let table = txn.open_table(AUTHOR_BYTES).map_err(|e| self.err(e))?;
+        let key = schema::author_bytes_key(space.as_bytes(), author.as_bytes());
+        let used = table.get(key.as_slice()).map_err(|e| self.err(e))?;
+        Ok(used.map_or(0, |used| used.value()))
+    }
+
     /// The spaces where a winning entry links the blob whose binary CID is `cid`, ordered
     /// by id (whoever may read one of them may fetch the blob).
     pub fn blob_link_spaces(&self, cid: &[u8]) -> Result<Vec<PublicKey>> {

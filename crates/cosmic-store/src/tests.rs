@@ -1374,12 +1374,16 @@ fn blob_links_are_indexed_by_space_as_winners_come_and_go() {
     assert!(matches!(store.insert(stale).unwrap(), Inserted::Superseded));
     assert_eq!(store.blob_link_spaces(&bytes).unwrap(), vec![other]);
 
-    // A schema-2 file has no index: opening it builds one from the winning entries.
+    // A schema-2 file has no indexes: opening it builds them from the winning entries.
+    let usage = |store: &Store| store.author_usage(&other, &key(2).public()).unwrap();
+    let used = usage(&store);
+    assert!(used > 0);
     drop(store);
     {
         let db = redb::Database::open(&path).unwrap();
         let txn = db.begin_write().unwrap();
         txn.delete_table(schema::BLOB_LINKS).unwrap();
+        txn.delete_table(schema::AUTHOR_BYTES).unwrap();
         let mut meta = txn.open_table(schema::META).unwrap();
         meta.insert("schema_version", 2u64.to_be_bytes().as_slice()).unwrap();
         drop(meta);
@@ -1387,6 +1391,59 @@ fn blob_links_are_indexed_by_space_as_winners_come_and_go() {
     }
     let store = open(dir.path());
     assert_eq!(store.blob_link_spaces(&bytes).unwrap(), vec![other]);
+    assert_eq!(usage(&store), used, "the migration counts every author's bytes again");
     set(&store, &space, "d", link);
     assert_eq!(store.blob_link_spaces(&bytes).unwrap(), both);
+}
+
+#[test]
+fn an_author_over_its_quota_in_an_open_space_is_refused_and_may_still_shrink() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut options = options_at(NOW).0;
+    options.author_quota = 2_000;
+    let store = Store::open(dir.path().join("store.redb"), options).unwrap();
+    let space = open_space(&store, SpaceMode::Open);
+    let big = Value::String("x".repeat(400));
+    let put = |author: u8, doc: &str, value: Value| {
+        store.write(&key(author), &space, doc, vec![("f".into(), value)])
+    };
+    let mut written = 0;
+    let error = loop {
+        match put(2, &format!("d{written}"), big.clone()) {
+            Ok(_) => written += 1,
+            Err(error) => break error,
+        }
+        assert!(written < 10, "the quota never bit");
+    };
+    assert!(matches!(error, Error::QuotaExceeded { limit: 2_000, .. }), "{error}");
+    assert!(error.to_string().contains("over its quota of 2000 bytes"), "{error}");
+    assert!(store.get_doc(&space, &format!("d{written}")).unwrap().is_none(), "stored anyway");
+    let used = store.author_usage(&space, &key(2).public()).unwrap();
+    assert!(used <= 2_000 && used > 1_500, "{used}");
+    // Another author is not held back; a smaller value or a deletion passes, and the
+    // bytes they free can be used again.
+    put(3, "other", big.clone()).unwrap();
+    put(2, "d0", Value::Int(1)).unwrap();
+    put(2, "d1", Value::Null).unwrap();
+    assert!(store.author_usage(&space, &key(2).public()).unwrap() < used);
+    put(2, &format!("d{written}"), big.clone()).unwrap();
+    let mut more = 0;
+    while put(2, &format!("more{more}"), big.clone()).is_ok() {
+        more += 1;
+        assert!(more < 10, "the quota never bit again");
+    }
+    assert_eq!(store.refusals().quota, 0, "local writes are not refusals from elsewhere");
+    // From elsewhere: refused the same way, and counted.
+    let entry = Entry::sign(&key(2), space, "late", "f", big.clone(), Hlc::new(NOW, 99)).unwrap();
+    let error = store.insert_from(entry, Origin::Peer("12D3KooWPeer".into())).unwrap_err();
+    assert!(matches!(error, Error::QuotaExceeded { .. }), "{error}");
+    assert_eq!(store.refusals().quota, 1);
+    // Restricted spaces have no quota: who writes there is granted.
+    let restricted = store.create_space(&space_key(7), SpaceMode::Restricted).unwrap().space;
+    let grant = space_key(7).grant(key(2).public(), Right::Write, Timestamp(0), None);
+    store.insert_statement(&grant).unwrap();
+    for doc in 0..10 {
+        let fields = vec![("f".into(), big.clone())];
+        store.write(&key(2), &restricted, &format!("r{doc}"), fields).unwrap();
+    }
 }

@@ -128,6 +128,7 @@ fn from_store(error: &cosmic_store::Error, message: String) -> ApiError {
         E::AccessDenied { .. } | E::UnauthorizedStatement { .. } => {
             ApiError::new(StatusCode::FORBIDDEN, "forbidden", message)
         }
+        E::QuotaExceeded { .. } => ApiError::new(StatusCode::FORBIDDEN, "quota_exceeded", message),
         E::UnknownSpace { .. } => ApiError::not_found("unknown_space", message),
         E::BadSignature { .. } | E::BadStatement { .. } | E::Decode { .. } => {
             ApiError::bad_request("invalid_input", message)

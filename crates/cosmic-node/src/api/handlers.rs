@@ -889,8 +889,13 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
         }
     }
     let refusals = shared.store.refusals();
-    let refused =
-        [refusals.clock_drift, refusals.bad_signature, refusals.no_right, refusals.malformed];
+    let refused = [
+        refusals.clock_drift,
+        refusals.bad_signature,
+        refusals.no_right,
+        refusals.malformed,
+        refusals.quota,
+    ];
     for (reason, count) in REFUSAL_REASONS.into_iter().zip(refused) {
         metrics.entries_refused.get_or_create(&LossLabels { reason }).set(count);
     }

@@ -563,8 +563,8 @@ async fn status_openapi_and_metrics_answer() {
         "cosmic_gossip_lost{reason=\"publish_failed\"} 0",
         "cosmic_gossip_lost{reason=\"sequence_gap\"} 0",
         "cosmic_gossip_loss_repairs 0",
-        "cosmic_reads_refused 0",
-        "cosmic_bindings_refused 0",
+        "cosmic_reads_refused_total 0",
+        "cosmic_bindings_refused_total 0",
         "cosmic_gossip_entries",
         "cosmic_gossip_batches_published",
         "cosmic_net_requests_refused_busy 0",
@@ -953,4 +953,49 @@ fn optional_headers_are_not_nullable() {
         }
     }
     assert_eq!(headers, 2);
+}
+
+#[tokio::test]
+async fn an_author_over_its_quota_gets_a_clear_403_and_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(dir.path());
+    config.store.author_quota = 64 * 1024;
+    let node = Node::start(config).await.unwrap();
+    assert_eq!(node.shared.store.options().author_quota, 64 * 1024);
+    let token = node.shared.data_dir.api_token().unwrap();
+    let fixture = Fixture {
+        app: router(AppState::new(node.shared.clone(), token.clone(), Default::default())),
+        node,
+        token,
+        _dir: dir,
+    };
+    let space = fixture.create_space("open").await;
+    let text = "x".repeat(8 * 1024);
+    let mut written = 0;
+    let refused = loop {
+        let path = format!("/v1/spaces/{space}/docs/note{written}");
+        let answer = fixture.call(Method::PUT, &path, Some(json!({ "text": text }))).await;
+        if !answer.status.is_success() {
+            break answer;
+        }
+        written += 1;
+        assert!(written < 20, "the quota never bit");
+    };
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    assert_eq!(refused.assert_client_error("over the quota"), "quota_exceeded");
+    let message = refused.json()["error"]["message"].as_str().unwrap().to_owned();
+    assert!(message.contains("quota of 65536 bytes"), "{message}");
+    // What was acknowledged is all there; what was refused is not.
+    for index in 0..written {
+        let path = format!("/v1/spaces/{space}/docs/note{index}");
+        assert_eq!(fixture.call(Method::GET, &path, None).await.status, StatusCode::OK);
+    }
+    let path = format!("/v1/spaces/{space}/docs/note{written}");
+    assert_eq!(fixture.call(Method::GET, &path, None).await.status, StatusCode::NOT_FOUND);
+    // Deleting makes room again.
+    let first = format!("/v1/spaces/{space}/docs/note0");
+    assert!(fixture.call(Method::DELETE, &first, None).await.status.is_success());
+    let again = fixture.call(Method::PUT, &path, Some(json!({ "text": text }))).await;
+    assert!(again.status.is_success(), "{}", String::from_utf8_lossy(&again.body));
+    fixture.node.shutdown().await.unwrap();
 }

@@ -329,7 +329,11 @@ pub(super) fn verdict_of(result: cosmic_store::Result<Inserted>) -> (Verdict, Op
         Ok(_) => (Verdict::Accept, None),
         // Not malicious: we lack the space record yet, or the clocks disagree; the entry
         // comes back with reconciliation.
-        Err(E::UnknownSpace { .. } | E::ClockDrift { .. }) => (Verdict::Ignore, None),
+        // A write over this node's quota for its author: local policy, not the sender's
+        // fault.
+        Err(E::UnknownSpace { .. } | E::ClockDrift { .. } | E::QuotaExceeded { .. }) => {
+            (Verdict::Ignore, None)
+        }
         Err(
             error @ (E::Io { .. } | E::Corrupted { .. } | E::Task { .. } | E::AlreadyOpen { .. }),
         ) => {
