@@ -370,7 +370,7 @@ mod logging {
     use tracing_subscriber::EnvFilter;
 
     /// Gossipsub warns once per message it drops for a slow peer ("Send Queue full"):
-    /// thousands of lines in a burst. Those losses are counted (`cosmic_gossip_lost`) and
+    /// thousands of lines in a burst. Those losses are counted (`cosmic_gossip_lost_total`) and
     /// repaired by the replicator, which logs them at debug; unless a filter names
     /// gossipsub itself, only its errors are shown.
     const QUIET_GOSSIPSUB: &str = "libp2p_gossipsub=error";

@@ -1,12 +1,11 @@
 //! Prometheus metrics of a node, served as text at `GET /metrics`.
 //!
 //! Counters the node itself owns (HTTP requests and latencies, blob bytes) are updated as
-//! things happen; gauges that mirror another layer (peers, connections, entries, gossip
-//! verdicts, sync sessions) are read from that layer when the metrics are scraped, so a
-//! scrape always shows the current value and nothing needs a background task. Refusals
-//! (entries refused by reason, what the network refused, reads and bindings refused) are
-//! running totals of other layers too, read the same way, and typed as counters
-//! ([`Total`], exposed with the `_total` suffix) so that `rate()` works on them.
+//! things happen. What mirrors another layer is read from that layer when the metrics are
+//! scraped, so a scrape always shows the current value and nothing needs a background
+//! task: levels (peers, connections, spaces, entries) as gauges, and the layers' running
+//! totals (gossip verdicts, losses and entries, sync sessions and bytes, every refusal) as
+//! counters ([`Total`], exposed with the `_total` suffix) so that `rate()` works on them.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -106,18 +105,18 @@ pub(crate) struct Metrics {
     pub(crate) spaces: Gauge,
     pub(crate) entries: Gauge,
     pub(crate) last_seq: Gauge<u64, AtomicU64>,
-    pub(crate) gossip_verdicts: Family<VerdictLabels, Gauge<u64, AtomicU64>>,
-    pub(crate) sync_sessions: Gauge<u64, AtomicU64>,
-    pub(crate) gossip_lost: Family<LossLabels, Gauge<u64, AtomicU64>>,
-    pub(crate) gossip_loss_repairs: Gauge<u64, AtomicU64>,
+    pub(crate) gossip_verdicts: Family<VerdictLabels, Total>,
+    pub(crate) sync_sessions: Total,
+    pub(crate) gossip_lost: Family<LossLabels, Total>,
+    pub(crate) gossip_loss_repairs: Total,
     pub(crate) reads_refused: Total,
     pub(crate) bindings_refused: Total,
-    pub(crate) gossip_entries: Family<DirectionLabels, Gauge<u64, AtomicU64>>,
-    pub(crate) gossip_batches_published: Gauge<u64, AtomicU64>,
-    pub(crate) requests_refused_busy: Gauge<u64, AtomicU64>,
+    pub(crate) gossip_entries: Family<DirectionLabels, Total>,
+    pub(crate) gossip_batches_published: Total,
+    pub(crate) requests_refused_busy: Total,
     pub(crate) entries_refused: Family<LossLabels, Total>,
     pub(crate) net_abuse: Family<AbuseLabels, Total>,
-    pub(crate) sync_bytes: Gauge<u64, AtomicU64>,
+    pub(crate) sync_bytes: Total,
     pub(crate) uptime_seconds: Gauge<u64, AtomicU64>,
     pub(crate) clock_correction: Gauge<f64, AtomicU64>,
 }
@@ -158,7 +157,7 @@ impl Metrics {
         );
         let last_seq = Gauge::<u64, AtomicU64>::default();
         registry.register("store_last_seq", "Last local change sequence number", last_seq.clone());
-        let gossip_verdicts = Family::<VerdictLabels, Gauge<u64, AtomicU64>>::default();
+        let gossip_verdicts = Family::<VerdictLabels, Total>::default();
         registry.register(
             "gossip_messages",
             "Gossip messages (batches of entries) judged by replication so far, by verdict",
@@ -167,7 +166,7 @@ impl Metrics {
         for verdict in ["accept", "reject", "ignore"] {
             let _ = gossip_verdicts.get_or_create(&VerdictLabels { verdict });
         }
-        let gossip_lost = Family::<LossLabels, Gauge<u64, AtomicU64>>::default();
+        let gossip_lost = Family::<LossLabels, Total>::default();
         registry.register(
             "gossip_lost",
             "Gossip messages lost so far, by where the loss was seen; each started a repair",
@@ -176,7 +175,7 @@ impl Metrics {
         for kind in cosmic_sync::LossKind::ALL {
             let _ = gossip_lost.get_or_create(&LossLabels { reason: kind.as_str() });
         }
-        let gossip_loss_repairs = Gauge::<u64, AtomicU64>::default();
+        let gossip_loss_repairs = Total::default();
         registry.register(
             "gossip_loss_repairs",
             "Reconciliations started so far to repair a gossip loss",
@@ -194,19 +193,19 @@ impl Metrics {
             "Presentations of peer bindings refused (forged, expired, for another node, malformed)",
             bindings_refused.clone(),
         );
-        let gossip_entries = Family::<DirectionLabels, Gauge<u64, AtomicU64>>::default();
+        let gossip_entries = Family::<DirectionLabels, Total>::default();
         registry.register(
             "gossip_entries",
             "Entries carried by gossip batches so far: published, received, or received and accepted",
             gossip_entries.clone(),
         );
-        let gossip_batches_published = Gauge::<u64, AtomicU64>::default();
+        let gossip_batches_published = Total::default();
         registry.register(
             "gossip_batches_published",
             "Gossip batches published so far",
             gossip_batches_published.clone(),
         );
-        let requests_refused_busy = Gauge::<u64, AtomicU64>::default();
+        let requests_refused_busy = Total::default();
         registry.register(
             "net_requests_refused_busy",
             "Inbound requests refused so far because their handler's queue was full",
@@ -234,13 +233,13 @@ impl Metrics {
         for kind in ABUSE_KINDS {
             let _ = net_abuse.get_or_create(&AbuseLabels { kind });
         }
-        let sync_sessions = Gauge::<u64, AtomicU64>::default();
+        let sync_sessions = Total::default();
         registry.register(
             "sync_sessions",
             "Reconciliation sessions run so far",
             sync_sessions.clone(),
         );
-        let sync_bytes = Gauge::<u64, AtomicU64>::default();
+        let sync_bytes = Total::default();
         registry.register(
             "sync_bytes",
             "Bytes exchanged by replication so far",

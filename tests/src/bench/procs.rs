@@ -183,21 +183,21 @@ pub async fn replication(options: Options, emit: &mut dyn FnMut(Figure)) -> anyh
         ),
     ));
     // How the entries travelled: batch size, and losses (each one repaired).
-    let published = metric(&a, r#"cosmic_gossip_entries{direction="published"}"#).await?;
-    let batches = metric(&a, "cosmic_gossip_batches_published").await?;
+    let published = metric(&a, r#"cosmic_gossip_entries_total{direction="published"}"#).await?;
+    let batches = metric(&a, "cosmic_gossip_batches_published_total").await?;
     emit(Figure::new(
         "replication",
         "entries per gossip batch",
         "entries",
         Better::Higher,
         vec![published / batches.max(1.0)],
-        "The same runs, all together: A's cosmic_gossip_entries{direction=published} over \
-         cosmic_gossip_batches_published"
+        "The same runs, all together: A's cosmic_gossip_entries_total{direction=published} over \
+         cosmic_gossip_batches_published_total"
             .to_owned(),
     ));
     let mut lost = 0.0;
     for reason in ["publish_failed", "inbound_queue_full", "send_queue_full", "sequence_gap"] {
-        let name = format!("cosmic_gossip_lost{{reason=\"{reason}\"}}");
+        let name = format!("cosmic_gossip_lost_total{{reason=\"{reason}\"}}");
         lost += metric(&a, &name).await? + metric(&b, &name).await?;
     }
     emit(Figure::new(
@@ -206,7 +206,7 @@ pub async fn replication(options: Options, emit: &mut dyn FnMut(Figure)) -> anyh
         "messages",
         Better::Lower,
         vec![lost],
-        "The same runs, all together: cosmic_gossip_lost of A and B, every reason (each \
+        "The same runs, all together: cosmic_gossip_lost_total of A and B, every reason (each \
          loss starts a reconciliation with the peer concerned)"
             .to_owned(),
     ));
@@ -231,14 +231,14 @@ pub async fn catchup(options: Options, emit: &mut dyn FnMut(Figure)) -> anyhow::
         cluster.join(index).await?;
         wait_hash(&joiner, &space, &hash, Duration::from_secs(600)).await?;
         times.push(started.elapsed().as_secs_f64());
-        bytes.push(settled_metric(&joiner, "cosmic_sync_bytes").await? / 1e6);
+        bytes.push(settled_metric(&joiner, "cosmic_sync_bytes_total").await? / 1e6);
         cluster.stop(index, "KILL").await?;
     }
     let method = format!(
         "Node A (a process on 127.0.0.1) holds {held} entries ({FIELDS} fields per document, \
          written through its API); each run starts a new node that dials A, joins the space \
          and is timed from the join request until its state hash equals A's; bytes are the \
-         new node's cosmic_sync_bytes (reconciliation both ways) from GET /metrics"
+         new node's cosmic_sync_bytes_total (reconciliation both ways) from GET /metrics"
     );
     emit(Figure::new(
         "catchup",
