@@ -143,6 +143,9 @@ pub struct Step {
     pub entries_applied: u64,
     /// Entries sent in the answer.
     pub entries_sent: u64,
+    /// Whether the message brought a space record or capability statements new to us
+    /// (which other peers of the space may lack too: no entry change announces them).
+    pub space_changed: bool,
     /// Why received entries, records or statements were refused.
     pub rejected: Vec<String>,
     /// How many of the refusals prove the sender at fault: bytes that do not decode, items
@@ -368,6 +371,11 @@ fn split<S: ItemSource + ?Sized>(
     Ok(())
 }
 
+/// Merges a space part: the statements first, then the record. A node answers with its
+/// record and statements only while it holds the record (see `ItemSource::space_part`),
+/// so in this order it never hands out a restricted space's record without the grants
+/// that came with it; a peer holding the record but not the grants would refuse every
+/// reader (it could prove no one's right) and could not learn them from anyone.
 fn merge_space<S: ItemSource + ?Sized>(
     source: &S,
     space: &PublicKey,
@@ -375,15 +383,17 @@ fn merge_space<S: ItemSource + ?Sized>(
     statements: &[Vec<u8>],
     step: &mut Step,
 ) {
-    match SpaceRecord::decode(record) {
-        Ok(record) if record.space == *space => {
-            if let Err(error) = source.insert_space_record(&record) {
-                step.refused(format!("space record: {error}"), &error);
-            }
+    let record = match SpaceRecord::decode(record) {
+        Ok(record) if record.space == *space => Some(record),
+        Ok(record) => {
+            step.offence(format!("a space record for {}", record.space));
+            None
         }
-        Ok(record) => step.offence(format!("a space record for {}", record.space)),
-        Err(error) => step.offence(format!("space record: {error}")),
-    }
+        Err(error) => {
+            step.offence(format!("space record: {error}"));
+            None
+        }
+    };
     let mut decoded = Vec::with_capacity(statements.len());
     for bytes in statements {
         match SignedStatement::from_bytes(bytes) {
@@ -392,22 +402,28 @@ fn merge_space<S: ItemSource + ?Sized>(
             Err(error) => step.offence(format!("statement: {error}")),
         }
     }
-    if decoded.is_empty() {
-        return;
-    }
     // One batch: the statements come ordered by hash, so an admin's own grant may come
     // after the grants it issued. One refused here because its issuer's grant has not
     // reached us at all is offered again by the next session, which sends every statement.
-    match source.insert_statements(&decoded) {
-        Ok(results) => {
-            for error in results.into_iter().filter_map(Result::err) {
-                let cause = std::error::Error::source(&error)
-                    .map(|cause| format!(": {cause}"))
-                    .unwrap_or_default();
-                step.refused(format!("statement: {error}{cause}"), &error);
+    if !decoded.is_empty() {
+        match source.insert_statements(&decoded) {
+            Ok(results) => {
+                step.space_changed |= results.iter().any(|result| matches!(result, Ok(true)));
+                for error in results.into_iter().filter_map(Result::err) {
+                    let cause = std::error::Error::source(&error)
+                        .map(|cause| format!(": {cause}"))
+                        .unwrap_or_default();
+                    step.refused(format!("statement: {error}{cause}"), &error);
+                }
             }
+            Err(error) => step.rejected.push(format!("statements: {error}")),
         }
-        Err(error) => step.rejected.push(format!("statements: {error}")),
+    }
+    if let Some(record) = record {
+        match source.insert_space_record(&record) {
+            Ok(new) => step.space_changed |= new,
+            Err(error) => step.refused(format!("space record: {error}"), &error),
+        }
     }
 }
 

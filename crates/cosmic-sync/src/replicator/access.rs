@@ -2,8 +2,9 @@
 //!
 //! Rights are granted to authors, the network sees peers. Each node presents signed
 //! [`PeerBinding`]s ("author X speaks for peer P until T") for the authors it speaks for,
-//! in one request of [`BIND_PROTOCOL`] whose answer carries the other side's: a session
-//! starts with this exchange when the pair has not made it in the last
+//! in one request of [`BIND_PROTOCOL`] whose answer carries the other side's: a node
+//! dialling a peer makes this exchange as soon as the connection is up, and a session
+//! starts with it when this node has not made one with that peer in the last
 //! [`REBIND_AFTER`]. A node then answers a reconciliation request on a restricted space,
 //! and starts one (which sends entries too), only with a peer bound to an author holding
 //! `read`, `write` or `admin` there now; and it publishes no gossip of a restricted
@@ -18,11 +19,12 @@ use std::collections::{HashMap, hash_map};
 use std::time::{Duration, Instant};
 
 use cosmic_auth::{
-    AuthorId, AuthorKey, BINDING_LEN, PeerBinding, PublicKey, Right, SpaceMode, Timestamp,
-    check_access, node_key_of,
+    AuthorId, AuthorKey, BINDING_LEN, BindingError, PeerBinding, PublicKey, Right, SpaceMode,
+    Timestamp, check_access, node_key_of,
 };
-use cosmic_net::{InboundRequest, PeerId, Response};
+use cosmic_net::{Direction, InboundRequest, PeerConnected, PeerId, Response};
 use cosmic_store::Store;
+use futures::future::BoxFuture;
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
@@ -32,8 +34,9 @@ use crate::{Error, Result};
 /// The application protocol name of binding exchanges on `cosmic-net`.
 pub const BIND_PROTOCOL: &str = "sync/bind/1";
 
-/// How long the bindings this node signs hold.
-const BINDING_LIFETIME: Duration = Duration::from_secs(3600);
+/// How long the bindings this node signs hold: a day, so that a peer whose clock is some
+/// hours off still takes them (they are renewed every [`REBIND_AFTER`]).
+const BINDING_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 /// How long after an exchange with a peer a session makes a new one (well within the
 /// lifetime, so bindings are renewed before they lapse).
 const REBIND_AFTER: Duration = Duration::from_secs(1800);
@@ -45,14 +48,25 @@ pub const MAX_BINDINGS: usize = 64;
 pub(super) struct AccessState {
     /// The keys whose bindings this node presents.
     speakers: Vec<AuthorKey>,
-    /// Per peer: the authors it is bound to (each until its binding ends), and when the
-    /// last exchange with it was made (none: make one before the next session).
+    /// Per peer: the authors it is bound to (each until its binding ends), and when this
+    /// node last completed an exchange it started (none: make one before the next
+    /// session).
     peers: HashMap<PeerId, PeerAuthors>,
+}
+
+/// Why a presentation of bindings was refused, and whether that is the presenter's fault.
+struct Refused {
+    reason: String,
+    fault: bool,
 }
 
 #[derive(Default)]
 struct PeerAuthors {
     authors: Vec<(AuthorId, Timestamp)>,
+    /// Set only when our own request was answered: then the peer had recorded our
+    /// bindings before it answered, so our next request finds them. Answering the peer's
+    /// presentation does not set it, since our answer may still be on its way when we
+    /// send our next request.
     exchanged: Option<Instant>,
 }
 
@@ -92,34 +106,52 @@ impl Replicator {
     }
 
     /// Checks a presentation of bindings by `peer` and, if every one holds, records its
-    /// authors (replacing what it presented before). The error names the first bad one.
-    fn accept_bindings(&self, peer: PeerId, bytes: &[u8]) -> std::result::Result<usize, String> {
+    /// authors (replacing what it presented before); `answered`: it came as the answer to
+    /// our own presentation. The error names the first bad one.
+    fn accept_bindings(
+        &self,
+        peer: PeerId,
+        bytes: &[u8],
+        answered: bool,
+    ) -> std::result::Result<usize, Refused> {
         if !bytes.len().is_multiple_of(BINDING_LEN) || bytes.len() / BINDING_LEN > MAX_BINDINGS {
-            return Err(format!(
+            let reason = format!(
                 "a presentation of {} bytes is not at most {MAX_BINDINGS} bindings of \
                  {BINDING_LEN} bytes",
                 bytes.len()
-            ));
+            );
+            return Err(Refused { reason, fault: true });
         }
         let now = Timestamp::now();
         let mut authors = Vec::new();
         for chunk in bytes.chunks(BINDING_LEN) {
-            let binding = PeerBinding::from_bytes(chunk).map_err(|error| error.to_string())?;
-            binding.verify_peer(&peer, now).map_err(|error| error.to_string())?;
+            let refused = |error: BindingError| Refused {
+                fault: !matches!(error, BindingError::Expired { .. }),
+                reason: error.to_string(),
+            };
+            let binding = PeerBinding::from_bytes(chunk).map_err(refused)?;
+            binding.verify_peer(&peer, now).map_err(refused)?;
             authors.push((*binding.author(), binding.not_after()));
         }
         let count = authors.len();
         let mut access = lock(&self.inner.access);
         let known = access.peers.entry(peer).or_default();
         known.authors = authors;
-        known.exchanged = Some(Instant::now());
+        if answered {
+            known.exchanged = Some(Instant::now());
+        }
         Ok(count)
     }
 
-    /// Counts, logs and strikes a refused presentation.
-    async fn refuse_bindings(&self, peer: PeerId, reason: &str) {
+    /// Counts and logs a refused presentation, and strikes the presenter when it is at
+    /// fault (an expired binding is not struck: the presenter's clock may be off).
+    async fn refuse_bindings(&self, peer: PeerId, refused: &Refused) {
+        let reason = &refused.reason;
         warn!(%peer, %reason, "refused a peer's bindings");
         self.metrics_mut(|metrics| metrics.bindings_refused += 1);
+        if !refused.fault {
+            return;
+        }
         let strike = format!("bad peer bindings: {reason}");
         if let Err(error) = self.inner.net.report_peer(peer, strike).await {
             debug!(%peer, %error, "striking a peer failed");
@@ -127,6 +159,9 @@ impl Replicator {
     }
 
     /// Exchanges bindings with `peer` unless that was done in the last [`REBIND_AFTER`].
+    /// A peer that cannot answer (a network failure, or no handler for the protocol)
+    /// stays unbound until the next try: open spaces need no binding, and restricted ones
+    /// are refused to an unbound peer. Bindings that do not hold fail the session.
     pub(super) async fn ensure_bound(&self, peer: PeerId) -> Result<()> {
         let fresh = lock(&self.inner.access)
             .peers
@@ -136,12 +171,39 @@ impl Replicator {
         if fresh {
             return Ok(());
         }
-        let reply = self.inner.net.request(peer, BIND_PROTOCOL, self.our_bindings()).await?;
-        if let Err(reason) = self.accept_bindings(peer, &reply) {
-            self.refuse_bindings(peer, &reason).await;
-            return Err(Error::Refused { peer: peer.to_string(), reason });
+        let reply = match self.inner.net.request(peer, BIND_PROTOCOL, self.our_bindings()).await {
+            Ok(reply) => reply,
+            Err(error) => {
+                debug!(%peer, %error, "no binding exchange with a peer; it stays unbound");
+                return Ok(());
+            }
+        };
+        if let Err(refused) = self.accept_bindings(peer, &reply, true) {
+            self.refuse_bindings(peer, &refused).await;
+            return Err(Error::Refused { peer: peer.to_string(), reason: refused.reason });
         }
         Ok(())
+    }
+
+    /// Exchanges bindings with every peer this node dials, as soon as the connection is up,
+    /// so that the first session with it does not wait for the exchange (a session makes
+    /// it anyway when it is missing or stale, so a missed event costs only time).
+    pub(super) async fn bind_on_connect(self) {
+        let mut connected = self.inner.bus.subscribe::<PeerConnected>();
+        loop {
+            match connected.recv().await {
+                Ok(event) if event.direction == Direction::Outbound => {
+                    let this = self.clone();
+                    self.spawn_tracked(async move {
+                        if let Err(error) = this.ensure_bound(event.peer_id).await {
+                            debug!(peer = %event.peer_id, %error, "binding exchange failed");
+                        }
+                    });
+                }
+                Ok(_) | Err(cosmic_events::RecvError::Lagged { .. }) => {}
+                Err(_) => return,
+            }
+        }
     }
 
     /// Answers binding presentations with our own.
@@ -159,14 +221,14 @@ impl Replicator {
         };
         while let Some(request) = requests.recv().await {
             let peer = request.peer_id;
-            let response = match self.accept_bindings(peer, &request.body) {
+            let response = match self.accept_bindings(peer, &request.body, false) {
                 Ok(count) => {
                     debug!(%peer, count, "a peer presented its bindings");
                     Response::Ok(self.our_bindings().into())
                 }
-                Err(reason) => {
-                    self.refuse_bindings(peer, &reason).await;
-                    Response::Error(format!("bindings refused: {reason}"))
+                Err(refused) => {
+                    self.refuse_bindings(peer, &refused).await;
+                    Response::Error(format!("bindings refused: {}", refused.reason))
                 }
             };
             if let Err(error) = self.inner.net.respond(request.request_id, response).await {
@@ -186,6 +248,10 @@ impl Replicator {
     /// space, a peer bound to an author holding `read` or more for a restricted one.
     /// A refusal is counted and returned as [`Error::ReadDenied`] (the caller logs it).
     pub(super) async fn check_read(&self, space: PublicKey, peer: PeerId) -> Result<()> {
+        // The common case first, without a trip to a blocking thread: one record read.
+        if !self.is_restricted(&space)? {
+            return Ok(());
+        }
         let authors = self.peer_authors(&peer);
         let verdict =
             self.blocking(move |store| Ok(read_verdict(&store, &space, &authors)?)).await?;
@@ -210,9 +276,11 @@ impl Replicator {
         }
     }
 
-    /// Sends the changes of a restricted space to each reader peer of it but `except`
-    /// (the peer they came from), by a reconciliation that starts after this call;
-    /// pushes to one peer are coalesced while one runs.
+    /// Sends the changes of a space to each of its peers but `except` (the peer they came
+    /// from), by a reconciliation that starts after this call (which shares a restricted
+    /// space only with its readers); pushes to one peer are coalesced while one runs. For
+    /// every change of a restricted space (never gossiped), and for new space records and
+    /// capability statements of any space (no entry change announces them).
     pub(super) async fn push(&self, space: PublicKey, except: Option<PeerId>) {
         for peer in self.space_peers(&space).await {
             if Some(peer) == except {
@@ -227,23 +295,27 @@ impl Replicator {
                     slot.insert(false);
                 }
             }
-            let this = self.clone();
-            self.spawn_tracked(async move { this.push_to(space, peer).await });
+            self.spawn_tracked(self.push_to(space, peer));
         }
     }
 
-    async fn push_to(&self, space: PublicKey, peer: PeerId) {
-        loop {
-            self.catch_up(space, peer).await;
-            let mut pushes = lock(&self.inner.pushes);
-            match pushes.get_mut(&(space, peer)) {
-                Some(again) if *again => *again = false,
-                _ => {
-                    pushes.remove(&(space, peer));
-                    return;
+    /// The push task of one peer (boxed: a push runs a session, whose answers may start
+    /// pushes in turn).
+    fn push_to(&self, space: PublicKey, peer: PeerId) -> BoxFuture<'static, ()> {
+        let this = self.clone();
+        Box::pin(async move {
+            loop {
+                this.catch_up(space, peer).await;
+                let mut pushes = lock(&this.inner.pushes);
+                match pushes.get_mut(&(space, peer)) {
+                    Some(again) if *again => *again = false,
+                    _ => {
+                        pushes.remove(&(space, peer));
+                        return;
+                    }
                 }
             }
-        }
+        })
     }
 }
 

@@ -184,6 +184,7 @@ impl Replicator {
             let presentations = lock(&presentations).take();
             this.bind_task(presentations)
         });
+        replicator.supervise("bind-on-connect", Replicator::bind_on_connect);
         replicator.supervise("topics", Replicator::topic_task);
         replicator.supervise("periodic", Replicator::periodic_task);
         replicator.supervise("repair", Replicator::repair_task);

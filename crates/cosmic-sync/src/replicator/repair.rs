@@ -27,8 +27,8 @@ const REPAIR_SETTLE: Duration = Duration::from_millis(100);
 #[derive(Default)]
 pub(super) struct Repairs {
     /// Spaces and peers to reconcile as soon as the settle time has passed, with when
-    /// the first loss of the pair was noted.
-    pending: Mutex<HashMap<(PublicKey, PeerId), Instant>>,
+    /// the first loss of the pair was noted and when the repair may start at the earliest.
+    pending: Mutex<HashMap<(PublicKey, PeerId), (Instant, Instant)>>,
     /// Joined spaces with a local change that no peer received by gossip (nobody was
     /// subscribed yet, or the publish failed): the next peer to subscribe gets a
     /// reconciliation at once.
@@ -46,12 +46,20 @@ impl Replicator {
     /// Asks for a reconciliation of `space` with `peer` soon (coalesced with other
     /// requests for the same pair).
     pub(super) fn schedule_repair(&self, space: PublicKey, peer: PeerId) {
+        self.schedule_repair_after(space, peer, Duration::ZERO);
+    }
+
+    /// Like [`Replicator::schedule_repair`], starting no sooner than `delay` from now: for
+    /// a peer that has just subscribed, which starts a session of its own at once when it
+    /// has just joined (then nothing more is needed, see [`Replicator::repair_task`]).
+    pub(super) fn schedule_repair_after(&self, space: PublicKey, peer: PeerId, delay: Duration) {
         if peer == self.peer_id() {
             return;
         }
         let mut pending = lock(&self.inner.repairs.pending);
         if let std::collections::hash_map::Entry::Vacant(slot) = pending.entry((space, peer)) {
-            slot.insert(Instant::now());
+            let now = Instant::now();
+            slot.insert((now, now + delay));
             drop(pending);
             self.inner.repairs.wake.notify_one();
         }
@@ -108,20 +116,32 @@ impl Replicator {
     pub(super) async fn repair_task(self) {
         loop {
             self.inner.repairs.wake.notified().await;
-            tokio::time::sleep(REPAIR_SETTLE).await;
-            let pending: Vec<((PublicKey, PeerId), Instant)> =
-                lock(&self.inner.repairs.pending).drain().collect();
-            let pending: Vec<(PublicKey, PeerId)> = pending
-                .into_iter()
-                .filter(|((space, peer), since)| !self.peer_reconciled_since(*space, *peer, *since))
-                .map(|(pair, _)| pair)
-                .collect();
-            if pending.is_empty() {
-                continue;
+            loop {
+                tokio::time::sleep(REPAIR_SETTLE).await;
+                let now = Instant::now();
+                let (due, next) = {
+                    let mut pending = lock(&self.inner.repairs.pending);
+                    let due: Vec<((PublicKey, PeerId), (Instant, Instant))> =
+                        pending.extract_if(|_, (_, not_before)| *not_before <= now).collect();
+                    (due, pending.values().map(|(_, not_before)| *not_before).min())
+                };
+                let due: Vec<(PublicKey, PeerId)> = due
+                    .into_iter()
+                    .filter(|((space, peer), (since, _))| {
+                        !self.peer_reconciled_since(*space, *peer, *since)
+                    })
+                    .map(|(pair, _)| pair)
+                    .collect();
+                if !due.is_empty() {
+                    self.metrics_mut(|metrics| metrics.loss_repairs += due.len() as u64);
+                    let repairs = due.into_iter().map(|(space, peer)| self.catch_up(space, peer));
+                    futures::future::join_all(repairs).await;
+                }
+                match next {
+                    Some(at) => tokio::time::sleep_until(at.into()).await,
+                    None => break,
+                }
             }
-            self.metrics_mut(|metrics| metrics.loss_repairs += pending.len() as u64);
-            let repairs = pending.into_iter().map(|(space, peer)| self.catch_up(space, peer));
-            futures::future::join_all(repairs).await;
         }
     }
 }

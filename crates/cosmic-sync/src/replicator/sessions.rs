@@ -2,7 +2,7 @@
 //! demand, to repair a loss) and the answers it gives to its peers' sessions.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use cosmic_auth::PublicKey;
@@ -23,6 +23,9 @@ use crate::{Error, Result};
 const SERVED_RECENTLY: Duration = Duration::from_secs(2);
 /// How long a catch-up waits, at most, for a running session with the same peer to end.
 const CATCH_UP_WAIT: Duration = Duration::from_secs(10);
+/// How long after a peer subscribed a repair for a change that went nowhere waits for
+/// the peer's own session (a node that has just joined starts one at once).
+const SUBSCRIBED_REPAIR_DELAY: Duration = Duration::from_secs(1);
 /// Reconciliation requests answered at once, at most; the rest wait in the queue.
 const MAX_SERVING: usize = 8;
 
@@ -149,12 +152,16 @@ impl Replicator {
         if !lock(&self.inner.sessions).running.insert((space, peer)) {
             return Ok(None);
         }
+        // Cleared however the session ends, also when its caller drops it half-way (an
+        // HTTP client that hangs up on `sync_now`): a leaked mark would block every later
+        // session with the peer.
+        let running = Running { sessions: &self.inner.sessions, key: (space, peer) };
         let mut stats = SessionStats::default();
         let result = match self.may_share(space, peer).await {
             Ok(()) => self.run_session(space, peer, &mut stats).await.map(|()| stats),
             Err(error) => Err(error),
         };
-        lock(&self.inner.sessions).running.remove(&(space, peer));
+        drop(running);
         match &result {
             Ok(stats) => {
                 self.metrics_mut(|metrics| {
@@ -237,6 +244,9 @@ impl Replicator {
             );
             stats.entries_received += step.entries_received;
             stats.entries_applied += step.entries_applied;
+            if step.space_changed {
+                self.push(space, Some(peer)).await;
+            }
             self.report_rejected(space, peer, &mut step, stats).await;
             match next {
                 Some(next) => message = next,
@@ -387,6 +397,9 @@ impl Replicator {
         }
         let mut ignored = SessionStats::default();
         self.report_rejected(space, peer, &mut step, &mut ignored).await;
+        if step.space_changed {
+            self.push(space, Some(peer)).await;
+        }
         let bytes = reply.encode(options.max_message_size).map_err(Error::Outgoing)?;
         self.metrics_mut(|metrics| {
             metrics.requests_served += 1;
@@ -418,14 +431,27 @@ impl Replicator {
             // periodic reconciliation covers a failed session).
             let Some(space) = self.topic_space(&event.topic) else { continue };
             if self.take_unpublished(&space) {
-                // A local change went nowhere by gossip: this peer needs it now, even if
-                // it has just reconciled with us.
-                self.schedule_repair(space, event.peer_id);
+                // A local change went nowhere by gossip: this peer needs it, even if it
+                // has just reconciled with us; unless the session it starts on joining
+                // (give it a moment) carries it.
+                self.schedule_repair_after(space, event.peer_id, SUBSCRIBED_REPAIR_DELAY);
             } else if self.peer_id() < event.peer_id {
                 let this = self.clone();
                 self.spawn_tracked(async move { this.session_logged(space, event.peer_id).await });
             }
         }
+    }
+}
+
+/// Marks a session as running until dropped.
+struct Running<'a> {
+    sessions: &'a Mutex<SessionState>,
+    key: (PublicKey, PeerId),
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        lock(self.sessions).running.remove(&self.key);
     }
 }
 
