@@ -96,6 +96,16 @@ async fn a_document_put_on_a_appears_on_bs_event_stream_and_in_bs_get() {
     assert_ne!(after, hash_a, "a new entry changes the state hash");
 }
 
+/// A grants `rights` in `space` to B's node author.
+async fn grant_b(api_a: &Api, api_b: &Api, space: &str, rights: &str) {
+    let author_b = api_b.ok(Method::GET, "/v1/identity", None).await["author"].clone();
+    let grants = format!("/v1/spaces/{space}/grants");
+    let granted = api_a
+        .call(Method::POST, &grants, Some(json!({"author": author_b, "rights": rights})))
+        .await;
+    assert_eq!(granted.status, StatusCode::CREATED, "{}", granted.text);
+}
+
 /// The value of the metric line that starts with `name` in the node's `/metrics`.
 async fn metric(api: &Api, name: &str) -> f64 {
     let answer = api.request(Method::GET, "/metrics").send().await.expect("GET /metrics");
@@ -126,15 +136,7 @@ async fn a_restricted_space_shares_nothing_with_b_until_a_grants_b() {
     let refused = api_b.call(Method::PUT, &path, Some(json!({"by": "b"}))).await;
     assert!(refused.status.is_client_error(), "{}", refused.text);
     // Once granted, B reads what A wrote.
-    let author_b = api_b.ok(Method::GET, "/v1/identity", None).await["author"].clone();
-    let granted = api_a
-        .call(
-            Method::POST,
-            &format!("/v1/spaces/{space}/grants"),
-            Some(json!({"author": author_b, "rights": "write"})),
-        )
-        .await;
-    assert_eq!(granted.status, StatusCode::CREATED, "{}", granted.text);
+    grant_b(&api_a, &api_b, &space, "write").await;
     eventually("A's note on B", || async {
         let answer =
             api_b.call(Method::GET, &format!("/v1/spaces/{space}/docs/notes/1"), None).await;
@@ -259,12 +261,7 @@ async fn entries_signed_by_the_client_are_checked_stored_and_replicated() {
     assert_eq!(value(r#"cosmic_net_refused_total{kind="rate_limited"}"#), 0.0);
 
     // They replicate like the node's own writes, to a node that may read the space.
-    let author_b = api_b.ok(Method::GET, "/v1/identity", None).await["author"].clone();
-    let grants = format!("/v1/spaces/{space}/grants");
-    let granted = api_a
-        .call(Method::POST, &grants, Some(json!({"author": author_b, "rights": "read"})))
-        .await;
-    assert_eq!(granted.status, StatusCode::CREATED, "{}", granted.text);
+    grant_b(&api_a, &api_b, &space, "read").await;
     join_and_wait(&api_b, &space).await;
     let on_b: Value = eventually("the user's note on B", || async {
         let answer = api_b.call(Method::GET, &doc, None).await;
@@ -299,12 +296,7 @@ async fn a_blob_linked_only_from_a_restricted_space_goes_only_to_its_readers() {
     assert_eq!(api_b.request(Method::HEAD, &blob).send().await.expect("HEAD").status(), 404);
 
     // Once B may read the space, it gets the link and the blob.
-    let author_b = api_b.ok(Method::GET, "/v1/identity", None).await["author"].clone();
-    let grants = format!("/v1/spaces/{space}/grants");
-    let granted = api_a
-        .call(Method::POST, &grants, Some(json!({"author": author_b, "rights": "read"})))
-        .await;
-    assert_eq!(granted.status, StatusCode::CREATED, "{}", granted.text);
+    grant_b(&api_a, &api_b, &space, "read").await;
     eventually("the link on B", || async {
         (api_b.call(Method::GET, &doc, None).await.status == StatusCode::OK).then_some(())
     })

@@ -37,9 +37,7 @@ fn config(dir: &std::path::Path) -> cosmic_config::Config {
 async fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let node = Node::start(config(dir.path())).await.unwrap();
-    let token = node.shared.data_dir.api_token().unwrap();
-    let state = AppState::new(node.shared.clone(), token.clone(), Default::default());
-    Fixture { node, app: router(state), token, _dir: dir }
+    Fixture::around(node, dir)
 }
 
 /// One answer: status, headers and body.
@@ -72,6 +70,13 @@ impl Answer {
 }
 
 impl Fixture {
+    /// The API of a started node whose data dir lives in `dir`.
+    fn around(node: Node, dir: tempfile::TempDir) -> Fixture {
+        let token = node.shared.data_dir.api_token().unwrap();
+        let state = AppState::new(node.shared.clone(), token.clone(), Default::default());
+        Fixture { node, app: router(state), token, _dir: dir }
+    }
+
     async fn send(&self, request: Request<Body>) -> Answer {
         let response = self.app.clone().oneshot(request).await.unwrap();
         let status = response.status();
@@ -889,13 +894,7 @@ async fn eventual_durability_from_the_config_keeps_writes_across_a_clean_restart
     let node = Node::start(config.clone()).await.unwrap();
     assert_eq!(node.shared.store.options().durability, cosmic_store::Durability::Eventual);
     assert_eq!(node.shared.store.options().cache_size, Some(1024 * 1024));
-    let token = node.shared.data_dir.api_token().unwrap();
-    let fixture = Fixture {
-        app: router(AppState::new(node.shared.clone(), token.clone(), Default::default())),
-        node,
-        token,
-        _dir: dir,
-    };
+    let fixture = Fixture::around(node, dir);
     let space = fixture.create_space("open").await;
     let path = format!("/v1/spaces/{space}/docs/note");
     let put = fixture.call(Method::PUT, &path, Some(json!({"text": "kept"}))).await;
@@ -962,13 +961,7 @@ async fn an_author_over_its_quota_gets_a_clear_403_and_loses_nothing() {
     config.store.author_quota = 64 * 1024;
     let node = Node::start(config).await.unwrap();
     assert_eq!(node.shared.store.options().author_quota, 64 * 1024);
-    let token = node.shared.data_dir.api_token().unwrap();
-    let fixture = Fixture {
-        app: router(AppState::new(node.shared.clone(), token.clone(), Default::default())),
-        node,
-        token,
-        _dir: dir,
-    };
+    let fixture = Fixture::around(node, dir);
     let space = fixture.create_space("open").await;
     let text = "x".repeat(8 * 1024);
     let mut written = 0;
