@@ -1,6 +1,6 @@
 //! `TestNode`: one `cosmic-node` process on a data dir, killed on drop.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
@@ -33,6 +33,8 @@ pub fn node_bin() -> PathBuf {
 }
 
 /// A `cosmic-node` command with a clean environment: no COSMIC_* or RUST_LOG of ours.
+/// Its log filter is `info`, or the value of `COSMIC_TEST_NODE_LOG` (for profiling a
+/// test or a benchmark: e.g. `cosmic_sync=debug,info`).
 pub fn node_command() -> Command {
     let mut command = Command::new(node_bin());
     for (key, _) in std::env::vars_os() {
@@ -41,8 +43,17 @@ pub fn node_command() -> Command {
             command.env_remove(key.as_ref());
         }
     }
-    command.env("RUST_LOG", "info");
+    let filter = std::env::var("COSMIC_TEST_NODE_LOG").unwrap_or_else(|_| "info".to_owned());
+    command.env("RUST_LOG", filter);
     command
+}
+
+/// Where each started node's log is copied when `COSMIC_TEST_NODE_LOG_DIR` names a
+/// directory: `<dir>/<pid>.log`.
+fn log_copy(pid: u32) -> Option<std::fs::File> {
+    let dir = PathBuf::from(std::env::var_os("COSMIC_TEST_NODE_LOG_DIR")?);
+    std::fs::create_dir_all(&dir).ok()?;
+    std::fs::File::create(dir.join(format!("{pid}.log"))).ok()
 }
 
 /// Runs a short-lived `cosmic-node` command to completion (bounded) and returns
@@ -151,8 +162,12 @@ impl TestNode {
             }
         });
         let (stderr_tx, stderr_rx) = mpsc::channel();
+        let mut copy = log_copy(child.id());
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(file) = copy.as_mut() {
+                    let _ = writeln!(file, "{line}");
+                }
                 if stderr_tx.send(line).is_err() {
                     break;
                 }
