@@ -3,7 +3,7 @@
 //!
 //! This crate owns the node key ([`NodeKey`], the node's libp2p `PeerId` and iroh
 //! endpoint id in one ed25519 secret), author identities kept in a passphrase-encrypted
-//! [`Keystore`], signatures ([`AuthorKey::sign`], [`verify`], [`verify_batch`]) and space
+//! [`Keystore`], signatures ([`AuthorKey::sign`], [`verify`], [`verify_each`], [`verify_batch`]) and space
 //! capabilities: signed [`Statement`]s and the single decision [`check_access`], and
 //! [`PeerBinding`]s, by which an author lets a node act for it on the network.
 //!
@@ -53,7 +53,7 @@ pub use capability::{
 pub use error::{Error, Result};
 pub use keys::{
     AuthorId, AuthorKey, PUBLIC_KEY_TEXT_LEN, PublicKey, Signature, SpaceId, SpaceKey, verify,
-    verify_batch,
+    verify_batch, verify_each,
 };
 pub use keystore::{IdentityInfo, KdfParams, Keystore, Listing};
 #[doc(hidden)]

@@ -144,6 +144,85 @@ fn sign_verify_and_batch() {
     assert_eq!(serde_json::from_str::<Signature>(&json).unwrap(), signature);
 }
 
+/// A signature by `secret` over `message` whose `R` is `[r]B + torsion`: valid under the
+/// cofactored equation of ZIP 215, refused by checks that compare `R` exactly.
+fn torsion_signature(
+    secret: curve25519_dalek::Scalar,
+    r: curve25519_dalek::Scalar,
+    torsion: curve25519_dalek::EdwardsPoint,
+    message: &[u8],
+) -> (PublicKey, Signature) {
+    use curve25519_dalek::constants::ED25519_BASEPOINT_POINT as B;
+    use sha2::{Digest, Sha512};
+    let public = (secret * B).compress().to_bytes();
+    let big_r = (r * B + torsion).compress().to_bytes();
+    let mut hash = Sha512::new();
+    hash.update(big_r);
+    hash.update(public);
+    hash.update(message);
+    let k = curve25519_dalek::Scalar::from_bytes_mod_order_wide(&hash.finalize().into());
+    let s = r + k * secret;
+    let mut bytes = [0u8; 64];
+    bytes[..32].copy_from_slice(&big_r);
+    bytes[32..].copy_from_slice(s.as_bytes());
+    (PublicKey::from_bytes(&public).unwrap(), Signature::from_bytes(&bytes))
+}
+
+#[test]
+fn rfc_8032_test_vector_verifies() {
+    let hex = |text: &str| data_encoding::HEXLOWER.decode(text.as_bytes()).unwrap();
+    let secret: [u8; 32] =
+        hex("9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60").try_into().unwrap();
+    let public: [u8; 32] =
+        hex("d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a").try_into().unwrap();
+    let signature: [u8; 64] = hex(
+        "e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b",
+    )
+    .try_into()
+    .unwrap();
+    let key = AuthorKey::from_secret_bytes(&secret);
+    assert_eq!(key.public().as_bytes(), &public);
+    assert_eq!(key.sign(b"").to_bytes(), signature);
+    let public = PublicKey::from_bytes(&public).unwrap();
+    verify(&public, b"", &Signature::from_bytes(&signature)).unwrap();
+    assert!(verify(&public, b"x", &Signature::from_bytes(&signature)).is_err());
+}
+
+/// Batch and single checks must agree on every input, or two nodes could decide
+/// differently about the same entry. Signatures with a torsion component are where
+/// cofactorless batch checks (random weights divisible by 8) and strict single checks
+/// part ways; under ZIP 215 both accept them, every time.
+#[test]
+fn batch_and_single_checks_agree_on_crafted_signatures() {
+    use curve25519_dalek::constants::EIGHT_TORSION;
+    let scalar = |seed: u8| curve25519_dalek::Scalar::from_bytes_mod_order([seed; 32]);
+    let message = b"an entry".to_vec();
+    // Mixed-order R, and R of small order (r = 0: R is the torsion point alone).
+    let (mixed_key, mixed) = torsion_signature(scalar(7), scalar(9), EIGHT_TORSION[1], &message);
+    let (small_key, small) = torsion_signature(scalar(8), scalar(0), EIGHT_TORSION[3], &message);
+    // They are edge cases for real: ed25519-dalek's strict check refuses both.
+    for (key, signature) in [(&mixed_key, &mixed), (&small_key, &small)] {
+        let dalek = ed25519_dalek::VerifyingKey::from_bytes(key.as_bytes()).unwrap();
+        let dalek_signature = ed25519_dalek::Signature::from_bytes(&signature.to_bytes());
+        assert!(dalek.verify_strict(&message, &dalek_signature).is_err());
+        verify(key, &message, signature).unwrap();
+    }
+    let honest = AuthorKey::generate();
+    let good = honest.sign(&message);
+    let forged = honest.sign(b"another entry");
+    let keys = [honest.public(), mixed_key, small_key, honest.public()];
+    let signatures = [good, mixed, small, forged];
+    let messages: Vec<&[u8]> = vec![&message; 4];
+    let single: Vec<bool> =
+        keys.iter().zip(&signatures).map(|(k, s)| verify(k, &message, s).is_ok()).collect();
+    assert_eq!(single, [true, true, true, false]);
+    // The batch weights are random: the verdict must not depend on them.
+    for _ in 0..64 {
+        assert_eq!(verify_each(&messages, &keys, &signatures).unwrap(), single);
+        assert_eq!(verify_each(&messages[..3], &keys[..3], &signatures[..3]).unwrap(), [true; 3]);
+    }
+}
+
 // Item 2: keystore.
 
 #[test]
