@@ -83,17 +83,27 @@ impl Entry {
 
     /// Checks the key, field, value and signature.
     pub fn verify(&self) -> Result<()> {
-        validate_doc_key(&self.doc)?;
-        validate_field(&self.field)?;
-        self.value.validate()?;
+        self.check_structure()?;
         if cosmic_auth::verify(&self.author, &self.signed_message(), &self.signature).is_err() {
-            return Err(Error::BadSignature {
-                doc: self.doc.clone(),
-                field: self.field.clone(),
-                author: self.author,
-            });
+            return Err(self.bad_signature());
         }
         Ok(())
+    }
+
+    /// Checks the key, field and value: all of [`Entry::verify`] but the signature.
+    pub(crate) fn check_structure(&self) -> Result<()> {
+        validate_doc_key(&self.doc)?;
+        validate_field(&self.field)?;
+        self.value.validate()
+    }
+
+    /// The error for a signature that does not verify.
+    pub(crate) fn bad_signature(&self) -> Error {
+        Error::BadSignature {
+            doc: self.doc.clone(),
+            field: self.field.clone(),
+            author: self.author,
+        }
     }
 
     fn encode_body(&self, out: &mut Vec<u8>) {
@@ -128,6 +138,13 @@ impl Entry {
     /// [`Entry::verify`]).
     pub fn decode(bytes: &[u8]) -> Result<Entry> {
         Entry::decode_with(bytes, &mut |bytes| public_key(bytes, "entry"))
+    }
+
+    /// [`Entry::decode`] for one of many entries, reusing the keys `keys` has checked
+    /// already: entries of one message mostly share their space and author, and a key
+    /// check decompresses a curve point (microseconds, as much as decoding the rest).
+    pub fn decode_cached(bytes: &[u8], keys: &mut KeyCache) -> Result<Entry> {
+        Entry::decode_with(bytes, &mut |bytes| keys.check(bytes))
     }
 
     /// [`Entry::decode`] with a caller-supplied public key check, so the store can reuse
@@ -166,6 +183,35 @@ impl Entry {
         (self.hlc, self.author)
             .cmp(&(other.hlc, other.author))
             .then_with(|| self.value.hash().cmp(&other.value.hash()))
+    }
+}
+
+/// Public keys found valid while decoding a run of entries (see [`Entry::decode_cached`]).
+/// Holds at most [`KeyCache::CAPACITY`] keys: it starts afresh when full.
+#[derive(Debug, Default)]
+pub struct KeyCache {
+    checked: std::collections::HashMap<[u8; 32], PublicKey>,
+}
+
+impl KeyCache {
+    /// The most keys held at once.
+    pub const CAPACITY: usize = 1024;
+
+    /// An empty cache.
+    pub fn new() -> KeyCache {
+        KeyCache::default()
+    }
+
+    fn check(&mut self, bytes: [u8; 32]) -> Result<PublicKey> {
+        if let Some(key) = self.checked.get(&bytes) {
+            return Ok(*key);
+        }
+        let key = public_key(bytes, "entry")?;
+        if self.checked.len() >= KeyCache::CAPACITY {
+            self.checked.clear();
+        }
+        self.checked.insert(bytes, key);
+        Ok(key)
     }
 }
 

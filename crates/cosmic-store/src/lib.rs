@@ -68,7 +68,7 @@ mod tests;
 pub use crate::access::SpaceRecord;
 pub use crate::changes::{Change, MAX_ORIGIN_LEN, Origin, Subscription};
 pub use crate::entry::{
-    ENTRY_DOMAIN, ENTRY_VERSION, Entry, MAX_DOC_KEY_LEN, MAX_FIELD_LEN, validate_doc_key,
+    ENTRY_DOMAIN, ENTRY_VERSION, Entry, KeyCache, MAX_DOC_KEY_LEN, MAX_FIELD_LEN, validate_doc_key,
     validate_field,
 };
 pub use crate::error::{Error, Result};

@@ -333,6 +333,43 @@ fn bad_signatures_and_unknown_spaces_leave_nothing_behind() {
     assert_eq!(store.last_seq(), 1);
 }
 
+/// A batch large enough to be checked on every core, in batch checks: forged entries
+/// in any chunk are refused one by one and counted, every other entry is applied.
+#[test]
+fn forged_entries_in_a_large_batch_are_refused_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let space = open_space(&store, SpaceMode::Open);
+    let authors = [key(2), key(3), key(4)];
+    let mut batch: Vec<Entry> = (0..300u64)
+        .map(|n| {
+            let author = &authors[n as usize % authors.len()];
+            let field = format!("f{n}");
+            Entry::sign(author, space, "d", &field, Value::Int(n as i64), Hlc::new(NOW, 0)).unwrap()
+        })
+        .collect();
+    let forged = [0, 149, 150, 299];
+    for index in forged {
+        batch[index].value = Value::Int(-1);
+    }
+    // A malformed one too: it is refused for its structure, not checked as a signature.
+    batch[7].field = String::new();
+    let results = store.insert_batch_from(batch, Origin::Peer("p".into())).unwrap();
+    for (index, result) in results.iter().enumerate() {
+        if forged.contains(&index) {
+            assert!(matches!(result, Err(Error::BadSignature { .. })), "{index}: {result:?}");
+        } else if index == 7 {
+            assert!(result.is_err() && !matches!(result, Err(Error::BadSignature { .. })));
+        } else {
+            assert!(matches!(result, Ok(Inserted::Applied { .. })), "{index}: {result:?}");
+        }
+    }
+    assert_eq!(store.n_entries().unwrap(), 295);
+    assert_eq!(store.get_entry(&space, "d", "f149").unwrap(), None);
+    assert_eq!(store.refusals().bad_signature, 4);
+    assert_eq!(store.refusals().malformed, 1);
+}
+
 #[test]
 fn entries_signed_elsewhere_are_inserted_all_or_nothing() {
     let dir = tempfile::tempdir().unwrap();

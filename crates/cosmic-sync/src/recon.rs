@@ -21,7 +21,9 @@
 use std::collections::HashMap;
 
 use cosmic_auth::{PublicKey, SignedStatement};
-use cosmic_store::{Entry, Fingerprint, Inserted, Origin, RangeKey, ReconItem, SpaceRecord, Store};
+use cosmic_store::{
+    Entry, Fingerprint, Inserted, KeyCache, Origin, RangeKey, ReconItem, SpaceRecord, Store,
+};
 
 use crate::wire::{Message, Part, Range, part_len};
 
@@ -224,10 +226,11 @@ fn answer<S: ItemSource + ?Sized>(
     // Then entries, in one batch.
     let mut received: HashMap<RangeKey, [u8; 32]> = HashMap::new();
     let mut entries = Vec::new();
+    let mut keys = KeyCache::new();
     for part in &message.parts {
         if let Part::Entry(bytes) = part {
             step.entries_received += 1;
-            match Entry::decode(bytes) {
+            match Entry::decode_cached(bytes, &mut keys) {
                 Ok(entry) if entry.space == space => {
                     let key = RangeKey { doc: entry.doc.clone(), field: entry.field.clone() };
                     received.insert(key, entry.hash());

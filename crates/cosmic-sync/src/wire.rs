@@ -20,7 +20,7 @@
 //! ```
 
 use cosmic_auth::PublicKey;
-use cosmic_store::{Entry, Fingerprint, RangeKey};
+use cosmic_store::{Entry, Fingerprint, KeyCache, RangeKey};
 
 /// The version of both formats this build writes and reads.
 pub const WIRE_VERSION: u8 = 1;
@@ -190,10 +190,12 @@ pub fn decode_gossip(bytes: &[u8], limit: usize) -> Result<Gossip, WireError> {
                 return Err(malformed(what, format!("{count} entries cannot fit")));
             }
             let mut entries = Vec::with_capacity(count);
+            let mut keys = KeyCache::new();
             for index in 0..count {
-                let entry = Entry::decode(reader.bytes32()?).map_err(|error| {
-                    malformed(what, format!("entry {index} of the batch: {error}"))
-                })?;
+                let entry =
+                    Entry::decode_cached(reader.bytes32()?, &mut keys).map_err(|error| {
+                        malformed(what, format!("entry {index} of the batch: {error}"))
+                    })?;
                 entries.push(entry);
             }
             if !reader.bytes.is_empty() {

@@ -389,9 +389,14 @@ impl Replicator {
         }
         let limits = options.recon;
         let origin = Origin::Peer(peer.to_string());
+        let started = Instant::now();
         let (mut reply, mut step) = self
             .blocking(move |store| Ok(recon::respond(&store, &message, &origin, &limits)?))
             .await?;
+        debug!(
+            %space, %peer, entries_in = step.entries_received, entries_out = step.entries_sent,
+            ms = started.elapsed().as_secs_f64() * 1e3, "answered a reconciliation request"
+        );
         if clock.is_some() {
             reply.parts.push(Part::Clock(self.inner.store.wall_clock_millis()));
         }
