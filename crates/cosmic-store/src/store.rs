@@ -1281,6 +1281,44 @@ impl Store {
         Ok((doc, field))
     }
 
+    /// The winning entries of `space` in `[start, end)`, in `(doc, field)` order, each in
+    /// its encoding ([`Entry::encode`]), as many as fit in `max_bytes` (at least one); and
+    /// the position of the first entry of the range left out, if any. One read of the
+    /// range, no decoding: for handing a whole range to a peer that holds none of it.
+    pub fn recon_entries(
+        &self,
+        space: &PublicKey,
+        start: Option<&RangeKey>,
+        end: Option<&RangeKey>,
+        max_bytes: usize,
+    ) -> Result<(Vec<Vec<u8>>, Option<RangeKey>)> {
+        let txn = self.begin_read()?;
+        let entries = txn.open_table(ENTRIES).map_err(|e| self.err(e))?;
+        let mut lo = space.as_bytes().to_vec();
+        if let Some(key) = start {
+            lo.extend_from_slice(&schema::item_key(&key.doc, &key.field));
+        }
+        let hi = match end {
+            Some(key) => Some(schema::entry_key(space.as_bytes(), &key.doc, &key.field)),
+            None => schema::prefix_end(space.as_bytes()),
+        };
+        let mut out = Vec::new();
+        let mut used = 0usize;
+        for row in entries.range::<&[u8]>(bounds(&lo, hi.as_deref())).map_err(|e| self.err(e))? {
+            let (key, value) = row.map_err(|e| self.err(e))?;
+            let encoded =
+                value.value().get(40..).ok_or_else(|| self.corrupted("short entry row"))?;
+            if !out.is_empty() && used + encoded.len() > max_bytes {
+                let (doc, field) = self.split_item_key(&key.value()[32..])?;
+                let next = RangeKey { doc: doc.to_owned(), field: field.to_owned() };
+                return Ok((out, Some(next)));
+            }
+            used += encoded.len();
+            out.push(encoded.to_vec());
+        }
+        Ok((out, None))
+    }
+
     /// The items of `space` in `[start, end)`, in `(doc, field)` order, at most `limit`.
     pub fn recon_items(
         &self,

@@ -6,7 +6,9 @@
 //! into [`Limits::branches`] parts of equal size and sends their fingerprints, and a side
 //! holding few items lists them. A listing is answered with the entries the other side lacks
 //! or holds differently, and with [`Part::Want`]s for the rest; wants are answered with
-//! entries. Both sides merge what they receive with the store's last-writer-wins rule, so
+//! entries. A range the other side holds nothing of (an empty fingerprint or listing) is
+//! not split or listed but handed over: its entries as stored, up to the budget, and the
+//! fingerprint of the rest, which brings an empty listing back and the next part with it. Both sides merge what they receive with the store's last-writer-wins rule, so
 //! once no part is left to send, both hold the same winners. With `d` differences among `n`
 //! items, about `d · branches · log_branches(n)` fingerprints cross the wire.
 //!
@@ -47,6 +49,14 @@ pub trait ItemSource {
     ) -> cosmic_store::Result<Vec<ReconItem>>;
     /// The winning entry at `key`.
     fn entry(&self, space: &PublicKey, key: &RangeKey) -> cosmic_store::Result<Option<Entry>>;
+    /// The winning entries in `range`, encoded, as many as fit in `max_bytes` (at least
+    /// one), and the position of the first one left out, if any.
+    fn entries(
+        &self,
+        space: &PublicKey,
+        range: &Range,
+        max_bytes: usize,
+    ) -> cosmic_store::Result<(Vec<Vec<u8>>, Option<RangeKey>)>;
     /// The space record and statements to send, if the space is held.
     fn space_part(&self, space: &PublicKey) -> cosmic_store::Result<Option<Part>>;
     /// Merges a space record; whether it changed the space.
@@ -90,6 +100,15 @@ impl ItemSource for Store {
 
     fn entry(&self, space: &PublicKey, key: &RangeKey) -> cosmic_store::Result<Option<Entry>> {
         self.get_entry(space, &key.doc, &key.field)
+    }
+
+    fn entries(
+        &self,
+        space: &PublicKey,
+        range: &Range,
+        max_bytes: usize,
+    ) -> cosmic_store::Result<(Vec<Vec<u8>>, Option<RangeKey>)> {
+        self.recon_entries(space, range.lower.as_ref(), range.upper.as_ref(), max_bytes)
     }
 
     fn space_part(&self, space: &PublicKey) -> cosmic_store::Result<Option<Part>> {
@@ -269,7 +288,10 @@ fn answer<S: ItemSource + ?Sized>(
                 } else {
                     let ours = source.fingerprint(&space, range)?;
                     if ours != *theirs {
-                        if ours.count > limits.max_items as u64 {
+                        if theirs.count == 0 {
+                            let left = limits.budget.saturating_sub(used);
+                            step.entries_sent += hand_over(source, &space, range, left, &mut out)?;
+                        } else if ours.count > limits.max_items as u64 {
                             split(source, &space, range, ours.count, limits, &mut out)?;
                         } else {
                             let items = source.items(&space, range, limits.max_items)?;
@@ -282,6 +304,9 @@ fn answer<S: ItemSource + ?Sized>(
             Part::Items(range, theirs) => {
                 if over {
                     defer(source, &space, range, &mut out)?;
+                } else if theirs.is_empty() {
+                    let left = limits.budget.saturating_sub(used);
+                    step.entries_sent += hand_over(source, &space, range, left, &mut out)?;
                 } else {
                     let ours = source.items(&space, range, limits.max_items + 1)?;
                     if ours.len() > limits.max_items {
@@ -332,6 +357,26 @@ fn answer<S: ItemSource + ?Sized>(
 
 fn key_of(item: &ReconItem) -> RangeKey {
     RangeKey { doc: item.doc.clone(), field: item.field.clone() }
+}
+
+/// Hands `range` over to a peer that holds nothing in it: our entries of the range as they
+/// are stored, as many as `max_bytes` allows (at least one), without splitting or listing
+/// first; and for the rest of the range, if any, our fingerprint, to which the peer
+/// answers with an empty listing that brings the next part. Returns the entries sent.
+fn hand_over<S: ItemSource + ?Sized>(
+    source: &S,
+    space: &PublicKey,
+    range: &Range,
+    max_bytes: usize,
+    out: &mut Vec<Part>,
+) -> cosmic_store::Result<u64> {
+    let (entries, next) = source.entries(space, range, max_bytes)?;
+    let sent = entries.len() as u64;
+    out.extend(entries.into_iter().map(Part::Entry));
+    if let Some(next) = next {
+        defer(source, space, &Range { lower: Some(next), upper: range.upper.clone() }, out)?;
+    }
+    Ok(sent)
 }
 
 /// Answers a part left for the next round with our fingerprint of its range.

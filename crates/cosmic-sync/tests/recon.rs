@@ -137,6 +137,31 @@ fn a_new_peer_catches_up_completely_within_the_message_budget() {
     assert!(totals.rounds > 3, "a 64 KiB budget needs several rounds: {totals:?}");
 }
 
+/// A peer that holds nothing of a range is handed the range's entries at once: no
+/// splitting and listing first, so catching up takes one round per message budget of
+/// entries, and hardly a byte more than the entries; whichever side starts.
+#[test]
+fn a_peer_with_nothing_is_handed_whole_ranges() {
+    let limits = Limits { budget: 64 * 1024, ..Limits::default() };
+    for empty_side_starts in [true, false] {
+        let (a, b) = (store("a"), store("b"));
+        let space = a.create_space(&SpaceKey::generate(), SpaceMode::Open).unwrap().space;
+        let written = entries(space, &AuthorKey::generate(), 0..5_000, 7);
+        let size: usize = written.iter().map(|entry| entry.encode().len()).sum();
+        a.insert_batch(written).unwrap();
+        let totals = if empty_side_starts {
+            reconcile(&b, &a, space, limits)
+        } else {
+            reconcile(&a, &b, space, limits)
+        };
+        assert_eq!(a.state_hash(&space).unwrap(), b.state_hash(&space).unwrap());
+        assert_eq!(b.n_entries().unwrap(), 5_000);
+        let budgets = size.div_ceil(limits.budget) as u64;
+        assert!(totals.rounds <= budgets + 2, "{budgets} budgets of entries: {totals:?}");
+        assert!(totals.bytes < size as u64 * 21 / 20, "{size} bytes of entries: {totals:?}");
+    }
+}
+
 #[test]
 fn invalid_entries_in_a_reconciliation_are_refused_and_reported() {
     let (a, b) = (store("a"), store("b"));
