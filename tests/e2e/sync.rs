@@ -116,7 +116,7 @@ async fn metric(api: &Api, name: &str) -> f64 {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_restricted_space_shares_nothing_with_b_until_a_grants_b() {
+async fn a_restricted_space_shares_nothing_with_b_until_a_grants_b_and_nothing_new_once_revoked() {
     let (a, b) = pair();
     let (api_a, api_b) = (Api::new(&a), Api::new(&b));
     let space = api_a.create_space("restricted").await;
@@ -159,6 +159,36 @@ async fn a_restricted_space_shares_nothing_with_b_until_a_grants_b() {
     })
     .await;
     assert_eq!(on_a, json!({"by": "b"}));
+
+    // A revokes B's rights with the CLI: from then on nothing new moves between them.
+    let author_b = api_b.ok(Method::GET, "/v1/identity", None).await["author"].clone();
+    let mut revoke = crate::harness::node_command();
+    revoke.arg("--data-dir").arg(a.data_dir()).args([
+        "space",
+        "revoke",
+        &space,
+        author_b.as_str().unwrap(),
+    ]);
+    let (status, stdout, stderr) = crate::harness::run_to_end(revoke);
+    assert!(status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(stdout.contains(author_b.as_str().unwrap()), "{stdout}");
+    let refused_before = metric(&api_a, "cosmic_reads_refused_total").await;
+    let after = format!("/v1/spaces/{space}/docs/notes/3");
+    api_a.ok(Method::PUT, &after, Some(json!({"by": "a, after"}))).await;
+    // B's own change makes B push to A, which A now refuses.
+    let from_b = format!("/v1/spaces/{space}/docs/notes/4");
+    let _ = api_b.call(Method::PUT, &from_b, Some(json!({"by": "b, after"}))).await;
+    eventually("A to refuse B again", || async {
+        (metric(&api_a, "cosmic_reads_refused_total").await > refused_before).then_some(())
+    })
+    .await;
+    let note = api_b.call(Method::GET, &after, None).await;
+    assert_eq!(note.status, StatusCode::NOT_FOUND, "B got a note written after: {}", note.text);
+    let note = api_a.call(Method::GET, &from_b, None).await;
+    assert_eq!(note.status, StatusCode::NOT_FOUND, "A took B's note after: {}", note.text);
+    // What moved before the revocation stays on both sides.
+    api_b.ok(Method::GET, &format!("/v1/spaces/{space}/docs/notes/1"), None).await;
+    assert_eq!(api_a.ok(Method::GET, &path, None).await, json!({"by": "b"}));
 }
 
 #[tokio::test(flavor = "multi_thread")]

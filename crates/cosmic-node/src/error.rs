@@ -68,8 +68,12 @@ pub enum Error {
         /// The document key.
         key: String,
     },
-    /// This node holds neither the space key nor an admin right, so it cannot grant.
-    #[error("this node may not grant rights on space {space}: it holds neither its key nor admin")]
+    /// This node holds neither the space key nor an admin right, so it cannot grant or
+    /// revoke rights.
+    #[error(
+        "this node may not grant or revoke rights on space {space}: it holds neither its key \
+         nor admin"
+    )]
     NotAdmin {
         /// The space id.
         space: cosmic_auth::SpaceId,

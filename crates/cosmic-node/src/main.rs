@@ -55,7 +55,7 @@ enum Command {
     /// Manage author identities (passphrase from a prompt or COSMIC_PASSPHRASE)
     #[command(subcommand)]
     Identity(identity::IdentityCommand),
-    /// Spaces of a running node: create, list, join, leave, grant
+    /// Spaces of a running node: create, list, join, leave, grant, revoke
     Space {
         #[command(flatten)]
         conn: client::ConnArgs,

@@ -461,12 +461,40 @@ impl Spaces {
         right: Right,
         not_after: Option<Timestamp>,
     ) -> Result<SignedStatement> {
+        self.issue(space, move |issuer, now| match issuer {
+            Issuer::Space(key) => key.grant(subject, right, now, not_after),
+            Issuer::Admin(author) => author.grant(space, subject, right, now, not_after),
+        })
+        .await
+    }
+
+    /// Revokes `subject`'s rights on `space` from now on. Signed with the space key when
+    /// this node holds it, which ends every grant to `subject`; else by the node author,
+    /// who must hold `admin`, which ends the grants it issued to `subject`. What `subject`
+    /// wrote before stays valid; peers that speak only for `subject` get nothing new of a
+    /// restricted space.
+    pub async fn revoke(&self, space: SpaceId, subject: AuthorId) -> Result<SignedStatement> {
+        self.issue(space, move |issuer, now| match issuer {
+            Issuer::Space(key) => key.revoke(subject, now),
+            Issuer::Admin(author) => author.revoke(space, subject, now),
+        })
+        .await
+    }
+
+    /// Signs a capability statement on `space` with the space key when this node holds
+    /// it, else with the node author if it holds `admin` now; stores it and sends it to
+    /// the peers of the space.
+    async fn issue(
+        &self,
+        space: SpaceId,
+        sign: impl FnOnce(Issuer<'_>, Timestamp) -> SignedStatement + Send + 'static,
+    ) -> Result<SignedStatement> {
         let shared = self.shared.clone();
         let statement = blocking(move || {
             require_space(&shared, &space)?;
             let now = Timestamp::now();
             let statement = match shared.data_dir.space_key(&space)? {
-                Some(space_key) => space_key.grant(subject, right, now, not_after),
+                Some(space_key) => sign(Issuer::Space(&space_key), now),
                 None => {
                     let statements = shared.store.statements(&space)?;
                     let author = shared.authors.node.public();
@@ -479,7 +507,7 @@ impl Spaces {
                         &statements,
                     )
                     .map_err(|_| Error::NotAdmin { space })?;
-                    shared.authors.node.grant(space, subject, right, now, not_after)
+                    sign(Issuer::Admin(&shared.authors.node), now)
                 }
             };
             shared.store.insert_statement(&statement)?;
@@ -488,12 +516,20 @@ impl Spaces {
         .await?;
         // Capabilities travel by reconciliation, not gossip: run a round with the peers of
         // the space now, so the grantee can write in a moment rather than at the next
-        // periodic round.
+        // periodic round (and a revoked author's peers are refused from now on).
         if self.shared.replicator.joined().contains(&space) {
             self.shared.replicator.sync_soon(space);
         }
         Ok(statement)
     }
+}
+
+/// Who signs a capability statement this node issues.
+enum Issuer<'a> {
+    /// The space key, which this node holds (it created the space).
+    Space(&'a SpaceKey),
+    /// The node author, holding `admin` in the space.
+    Admin(&'a cosmic_auth::AuthorKey),
 }
 
 /// How [`Docs::get`] renders a document.

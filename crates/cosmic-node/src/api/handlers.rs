@@ -409,12 +409,7 @@ pub(crate) async fn grant(
     Json(request): Json<GrantRequest>,
 ) -> ApiResult<(StatusCode, axum::Json<GrantAnswer>)> {
     let space = parse_space(&space)?;
-    let subject = request.author.trim().parse().map_err(|error| {
-        ApiError::bad_request(
-            "invalid_author",
-            format!("invalid author id {:?}: {error}", request.author),
-        )
-    })?;
+    let subject = parse_author(&request.author)?;
     let right = match request.rights {
         Rights::Read => Right::Read,
         Rights::Write => Right::Write,
@@ -459,6 +454,66 @@ pub(crate) async fn grant(
             expires: grant.not_after.map(|time| time.0),
         }),
     ))
+}
+
+/// `POST /v1/spaces/{space}/revocations`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RevokeRequest {
+    /// The author id whose rights end.
+    #[schema(pattern = "^[a-z2-7]{51}[aq]$", format = "cosmic-author-id")]
+    author: String,
+}
+
+/// A revocation, as stored in the space.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct RevocationAnswer {
+    /// The space id.
+    space: String,
+    /// Who signed it: the space key (every grant to the author ends) or an admin author
+    /// (the grants it issued to the author end).
+    issuer: String,
+    /// Whose rights end.
+    author: String,
+    /// Grants issued at or before this time end from this time on; milliseconds since the
+    /// Unix epoch.
+    issued_at: u64,
+}
+
+/// Revokes an author's rights on a space, from now on. What the author wrote before stays
+/// valid; nodes that speak only for the author get nothing new of a restricted space.
+#[utoipa::path(post, path = "/v1/spaces/{space}/revocations", tag = "spaces",
+    request_body = RevokeRequest,
+    params(("space" = String, Path, description = "space id")),
+    responses((status = 201, body = RevocationAnswer), (status = 400, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub(crate) async fn revoke(
+    State(state): State<AppState>,
+    Path(space): Path<String>,
+    Json(request): Json<RevokeRequest>,
+) -> ApiResult<(StatusCode, axum::Json<RevocationAnswer>)> {
+    let space = parse_space(&space)?;
+    let subject = parse_author(&request.author)?;
+    let statement = state.spaces.revoke(space, subject).await?;
+    let cosmic_auth::Statement::Revoke(revocation) = statement.statement() else {
+        return Err(ApiError::internal("a revocation produced another statement"));
+    };
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(RevocationAnswer {
+            space: revocation.space.to_string(),
+            issuer: revocation.issuer.to_string(),
+            author: revocation.subject.to_string(),
+            issued_at: revocation.issued_at.0,
+        }),
+    ))
+}
+
+/// An author id from a request body.
+fn parse_author(text: &str) -> ApiResult<cosmic_auth::AuthorId> {
+    text.trim().parse().map_err(|error| {
+        ApiError::bad_request("invalid_author", format!("invalid author id {text:?}: {error}"))
+    })
 }
 
 /// Milliseconds since the Unix epoch (negative before 1970) of an RFC 3339 `date-time`:

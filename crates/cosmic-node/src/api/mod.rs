@@ -74,6 +74,7 @@ impl AppState {
         handlers::join_space,
         handlers::leave_space,
         handlers::grant,
+        handlers::revoke,
         handlers::list_docs,
         handlers::get_doc,
         handlers::put_doc,
@@ -226,6 +227,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/v1/spaces/{space}/join", post(handlers::join_space))
         .route("/v1/spaces/{space}/leave", post(handlers::leave_space))
         .route("/v1/spaces/{space}/grants", post(handlers::grant))
+        .route("/v1/spaces/{space}/revocations", post(handlers::revoke))
         .route("/v1/spaces/{space}/docs", get(handlers::list_docs))
         .route(
             "/v1/spaces/{space}/docs/{*key}",

@@ -412,6 +412,58 @@ async fn restricted_space_grants_are_signed_and_stored() {
 }
 
 #[tokio::test]
+async fn revocations_end_rights_from_now_and_need_the_space_key_or_admin() {
+    let fixture = fixture().await;
+    let space = fixture.create_space("restricted").await;
+    let other = cosmic_auth::AuthorKey::generate().public();
+    let grants = format!("/v1/spaces/{space}/grants");
+    let granted = fixture
+        .call(Method::POST, &grants, Some(json!({"author": other, "rights": "write"})))
+        .await;
+    assert_eq!(granted.status, StatusCode::CREATED, "{}", String::from_utf8_lossy(&granted.body));
+    let revocations = format!("/v1/spaces/{space}/revocations");
+    let answer = fixture.call(Method::POST, &revocations, Some(json!({"author": other}))).await;
+    assert_eq!(answer.status, StatusCode::CREATED, "{}", String::from_utf8_lossy(&answer.body));
+    let revocation = answer.json();
+    assert_eq!(revocation["author"], other.to_string());
+    assert_eq!(revocation["issuer"], space.as_str());
+    assert!(
+        revocation["issued_at"].as_u64().unwrap() >= granted.json()["issued_at"].as_u64().unwrap()
+    );
+    let id: cosmic_auth::SpaceId = space.parse().unwrap();
+    let statements = fixture.node.store().statements(&id).unwrap();
+    assert_eq!(statements.len(), 3);
+    let right = |at| {
+        cosmic_auth::check_access(
+            &id,
+            cosmic_auth::SpaceMode::Restricted,
+            &other,
+            cosmic_auth::Right::Write,
+            at,
+            &statements,
+        )
+    };
+    let issued_at = cosmic_auth::Timestamp(revocation["issued_at"].as_u64().unwrap());
+    assert!(right(cosmic_auth::Timestamp(issued_at.0 + 1)).is_err(), "revoked from now on");
+    // Bad input: no author, a malformed one.
+    let bad = fixture.call(Method::POST, &revocations, Some(json!({"author": "nobody"}))).await;
+    assert_eq!(bad.assert_client_error("a malformed author id"), "invalid_author");
+    let bad = fixture.call(Method::POST, &revocations, Some(json!({}))).await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY, "no author: not the documented shape");
+    assert_eq!(fixture.node.store().statements(&id).unwrap().len(), 3);
+    // A node with neither the space key nor admin may not revoke.
+    let foreign = cosmic_auth::SpaceKey::generate();
+    let store = fixture.node.store();
+    let foreign = store.create_space(&foreign, cosmic_auth::SpaceMode::Restricted).unwrap().space;
+    let path = format!("/v1/spaces/{foreign}/revocations");
+    let answer = fixture.call(Method::POST, &path, Some(json!({"author": other}))).await;
+    assert_eq!(answer.status, StatusCode::FORBIDDEN);
+    assert_eq!(answer.assert_client_error("a revocation by a non-admin"), "forbidden");
+    assert!(store.statements(&foreign).unwrap().is_empty());
+    fixture.node.shutdown().await.unwrap();
+}
+
+#[tokio::test]
 async fn grants_by_a_node_that_is_not_admin_are_forbidden_and_not_stored() {
     let fixture = fixture().await;
     // A restricted space this node holds the record of, but neither its key nor admin.

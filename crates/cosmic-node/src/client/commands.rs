@@ -55,6 +55,14 @@ pub(crate) enum SpaceCommand {
         #[arg(long, value_name = "TIME")]
         expires: Option<String>,
     },
+    /// Revoke an author's rights in a space from now on (this node must be its creator,
+    /// or an admin, which revokes the grants it issued); what the author wrote stays
+    Revoke {
+        /// Space id
+        space: String,
+        /// Author id whose rights end
+        author: String,
+    },
 }
 
 /// Space write mode.
@@ -219,6 +227,10 @@ pub(crate) async fn run_space(client: &Client, command: SpaceCommand) -> anyhow:
                 body["expires"] = Value::String(expires);
             }
             print(client, &client.post(["v1", "spaces", &space, "grants"], &body).await?);
+        }
+        SpaceCommand::Revoke { space, author } => {
+            let body = json!({ "author": author });
+            print(client, &client.post(["v1", "spaces", &space, "revocations"], &body).await?);
         }
     }
     Ok(())
