@@ -27,7 +27,7 @@ use cosmic_store::{
     Entry, Fingerprint, Inserted, KeyCache, Origin, RangeKey, ReconItem, SpaceRecord, Store,
 };
 
-use crate::wire::{Message, Part, Range, part_len};
+use crate::wire::{self, Message, Part, Range, part_len};
 
 /// The storage reconciliation works on.
 pub trait ItemSource {
@@ -287,7 +287,7 @@ fn answer<S: ItemSource + ?Sized>(
                     defer(source, &space, range, &mut out)?;
                 } else {
                     let ours = source.fingerprint(&space, range)?;
-                    if ours != *theirs {
+                    if !wire::same_fingerprint(&ours, theirs) {
                         if theirs.count == 0 {
                             let left = limits.budget.saturating_sub(used);
                             step.entries_sent += hand_over(source, &space, range, left, &mut out)?;

@@ -13,14 +13,37 @@
 //!           | 3 range n:u32 (key hash[32])*n                  every item of the range
 //!           | 4 key                                           "send me your entry"
 //!           | 5 entry:bytes32                                 a signed entry
+//!           | 6 millis:u64be                                  the sender's wall clock
+//!           | 7 bound n:var (bound' sum[16] count:var)*n      fingerprints of n ranges
+//!                                                             that follow each other
+//!           | 8 range n:var (key' hash[32])*n                 part 3, keys compressed
 //! range     = bound bound                                     [lower, upper)
 //! bound     = 0 (open) | 1 key
 //! key       = doc:str16 field:str16
+//! bound'    = 0 (open) | 1 key'       key' = shared:var suffix:vstr field:vstr
 //! bytes32   = len:u32be bytes[len]      str16 = len:u16be utf8[len]
+//! var       = unsigned LEB128 (at most 10 bytes)    vstr = len:var utf8[len]
 //! ```
+//!
+//! Parts 7 and 8 are how this version writes what parts 2 and 3 say (older nodes wrote
+//! those, and they are still read): a split range's fingerprints in one part, each
+//! range starting where the one before ends, so each bound is sent once, with the first
+//! [`RUN_SUM_LEN`] bytes of each sum (see [`same_fingerprint`]); and keys as the number
+//! of bytes their document key shares with the key before (in the part) and the rest.
 
 use cosmic_auth::PublicKey;
-use cosmic_store::{Entry, Fingerprint, KeyCache, RangeKey};
+use cosmic_store::{Entry, Fingerprint, KeyCache, MAX_DOC_KEY_LEN, MAX_FIELD_LEN, RangeKey};
+
+/// How many bytes of a fingerprint's sum part 7 carries: the first 16 bytes of the
+/// little-endian sum, i.e. the sum of the same hashes mod 2^128. A received sum is
+/// zero beyond them; compare fingerprints with [`same_fingerprint`].
+pub const RUN_SUM_LEN: usize = 16;
+
+/// Whether our fingerprint of a range, `ours`, equals `theirs` as a message carried it:
+/// the same count, and the same sum in the bytes every part carries ([`RUN_SUM_LEN`]).
+pub fn same_fingerprint(ours: &Fingerprint, theirs: &Fingerprint) -> bool {
+    ours.count == theirs.count && ours.sum[..RUN_SUM_LEN] == theirs.sum[..RUN_SUM_LEN]
+}
 
 /// The version of both formats this build writes and reads.
 pub const WIRE_VERSION: u8 = 1;
@@ -209,7 +232,8 @@ pub fn decode_gossip(bytes: &[u8], limit: usize) -> Result<Gossip, WireError> {
     }
 }
 
-/// The encoded size of a part, for budgets.
+/// About the encoded size of a part, for budgets (parts 7 and 8 compress what they hold by
+/// its neighbours, so the size depends on them: this assumes half a document key shared).
 pub(crate) fn part_len(part: &Part) -> usize {
     let key_len = |key: &RangeKey| 4 + key.doc.len() + key.field.len();
     let bound_len = |bound: &Option<RangeKey>| 1 + bound.as_ref().map_or(0, key_len);
@@ -218,9 +242,16 @@ pub(crate) fn part_len(part: &Part) -> usize {
         Part::Space { record, statements } => {
             6 + record.len() + statements.iter().map(|s| 4 + s.len()).sum::<usize>()
         }
-        Part::Fingerprint(range, _) => range_len(range) + 40,
+        // In a run (part 7): the upper bound, about half of its document key shared with
+        // the bound before, and a short count.
+        Part::Fingerprint(range, _) => {
+            range.upper.as_ref().map_or(1, |key| 3 + key.doc.len() / 2 + key.field.len())
+                + RUN_SUM_LEN
+                + 3
+        }
         Part::Items(range, items) => {
-            range_len(range) + 4 + items.iter().map(|(key, _)| key_len(key) + 32).sum::<usize>()
+            let compressed = |key: &RangeKey| 3 + key.doc.len() / 2 + key.field.len();
+            range_len(range) + 2 + items.iter().map(|(key, _)| compressed(key) + 32).sum::<usize>()
         }
         Part::Want(key) => key_len(key),
         Part::Entry(entry) => 4 + entry.len(),
@@ -231,20 +262,56 @@ pub(crate) fn part_len(part: &Part) -> usize {
 impl Message {
     /// The encoded size.
     pub fn encoded_len(&self) -> usize {
-        1 + 32 + 4 + self.parts.iter().map(part_len).sum::<usize>()
+        self.write().len()
     }
 
     /// Encodes the message; one larger than `limit` bytes is an error.
     pub fn encode(&self, limit: usize) -> Result<Vec<u8>, WireError> {
-        let size = self.encoded_len();
-        if size > limit {
+        let out = self.write();
+        if out.len() > limit {
+            let size = out.len();
             return Err(WireError::TooLarge { what: "reconciliation message", size, limit });
         }
-        let mut out = Vec::with_capacity(size);
+        Ok(out)
+    }
+
+    fn write(&self) -> Vec<u8> {
+        let estimate = 1 + 32 + 4 + self.parts.iter().map(part_len).sum::<usize>();
+        let mut out = Vec::with_capacity(estimate);
         out.push(WIRE_VERSION);
         out.extend_from_slice(self.space.as_bytes());
-        put_u32(&mut out, self.parts.len());
-        for part in &self.parts {
+        let count_at = out.len();
+        put_u32(&mut out, 0);
+        let mut written = 0usize;
+        let mut expanded = 0usize;
+        let mut index = 0;
+        while index < self.parts.len() {
+            written += 1;
+            let part = &self.parts[index];
+            index += 1;
+            if let Part::Fingerprint(first, fingerprint) = part {
+                // The fingerprints of ranges that follow each other go in one part.
+                let mut run = vec![(&first.upper, fingerprint)];
+                while let Some(Part::Fingerprint(next, fingerprint)) = self.parts.get(index)
+                    && next.lower.is_some()
+                    && next.lower == *run[run.len() - 1].0
+                    && run.len() < usize::from(u16::MAX)
+                {
+                    run.push((&next.upper, fingerprint));
+                    index += 1;
+                }
+                out.push(7);
+                put_bound(&mut out, &first.lower);
+                put_var(&mut out, run.len() as u64);
+                let mut previous = first.lower.as_ref();
+                for (upper, fingerprint) in run {
+                    put_bound_after(&mut out, upper, previous, &mut expanded);
+                    out.extend_from_slice(&fingerprint.sum[..RUN_SUM_LEN]);
+                    put_var(&mut out, fingerprint.count);
+                    previous = upper.as_ref();
+                }
+                continue;
+            }
             match part {
                 Part::Space { record, statements } => {
                     out.push(1);
@@ -254,19 +321,16 @@ impl Message {
                         put_bytes(&mut out, statement);
                     }
                 }
-                Part::Fingerprint(range, fingerprint) => {
-                    out.push(2);
-                    put_range(&mut out, range);
-                    out.extend_from_slice(&fingerprint.sum);
-                    out.extend_from_slice(&fingerprint.count.to_be_bytes());
-                }
+                Part::Fingerprint(..) => unreachable!("written as a run above"),
                 Part::Items(range, items) => {
-                    out.push(3);
+                    out.push(8);
                     put_range(&mut out, range);
-                    put_u32(&mut out, items.len());
+                    put_var(&mut out, items.len() as u64);
+                    let mut previous = None;
                     for (key, hash) in items {
-                        put_key(&mut out, key);
+                        put_key_after(&mut out, key, previous, &mut expanded);
                         out.extend_from_slice(hash);
+                        previous = Some(key);
                     }
                 }
                 Part::Want(key) => {
@@ -283,7 +347,9 @@ impl Message {
                 }
             }
         }
-        Ok(out)
+        let written = u32::try_from(written).unwrap_or(u32::MAX).to_be_bytes();
+        out[count_at..count_at + 4].copy_from_slice(&written);
+        out
     }
 
     /// Decodes a message of at most `limit` bytes.
@@ -305,6 +371,7 @@ impl Message {
             return Err(malformed(what, format!("{n} parts cannot fit in the message")));
         }
         let mut parts = Vec::with_capacity(n);
+        let mut expansion = Expansion { total: bytes.len(), expanded: 0 };
         for _ in 0..n {
             let part = match reader.u8()? {
                 1 => {
@@ -318,7 +385,11 @@ impl Message {
                 }
                 2 => {
                     let range = reader.range()?;
-                    let sum = reader.array()?;
+                    // Only the bytes every part carries count (see `same_fingerprint`):
+                    // the rest is dropped, so the message reads the same in any form.
+                    let full: [u8; 32] = reader.array()?;
+                    let mut sum = [0; 32];
+                    sum[..RUN_SUM_LEN].copy_from_slice(&full[..RUN_SUM_LEN]);
                     let count = u64::from_be_bytes(reader.array()?);
                     Part::Fingerprint(range, Fingerprint { sum, count })
                 }
@@ -338,6 +409,46 @@ impl Message {
                 4 => Part::Want(reader.key()?),
                 5 => Part::Entry(reader.bytes32()?.to_vec()),
                 6 => Part::Clock(u64::from_be_bytes(reader.array()?)),
+                7 => {
+                    let mut lower = reader.bound()?;
+                    let count = reader.var_len()?;
+                    // Each range takes at least a bound byte, a sum and a count byte.
+                    if count == 0 || count > reader.bytes.len() / (RUN_SUM_LEN + 2) {
+                        return Err(malformed(what, format!("a run of {count} ranges")));
+                    }
+                    for index in 0..count {
+                        // An open lower bound is the start of the space: a range after one
+                        // that ends at the end of the space would start there again.
+                        if index > 0 && lower.is_none() {
+                            return Err(malformed(
+                                what,
+                                "a run goes on after the end of the space",
+                            ));
+                        }
+                        let upper = reader.bound_after(lower.as_ref(), &mut expansion)?;
+                        let mut sum = [0; 32];
+                        sum[..RUN_SUM_LEN].copy_from_slice(reader.take(RUN_SUM_LEN)?);
+                        let items = reader.var()?;
+                        let range = Range { lower: lower.clone(), upper: upper.clone() };
+                        parts.push(Part::Fingerprint(range, Fingerprint { sum, count: items }));
+                        lower = upper;
+                    }
+                    continue;
+                }
+                8 => {
+                    let range = reader.range()?;
+                    let count = reader.var_len()?;
+                    if count > reader.bytes.len() / 35 {
+                        return Err(malformed(what, format!("{count} items cannot fit")));
+                    }
+                    let mut items: Vec<(RangeKey, [u8; 32])> = Vec::with_capacity(count);
+                    for _ in 0..count {
+                        let key =
+                            reader.key_after(items.last().map(|(key, _)| key), &mut expansion)?;
+                        items.push((key, reader.array()?));
+                    }
+                    Part::Items(range, items)
+                }
                 tag => return Err(malformed(what, format!("unknown part {tag}"))),
             };
             parts.push(part);
@@ -370,13 +481,81 @@ fn put_key(out: &mut Vec<u8>, key: &RangeKey) {
 }
 
 fn put_range(out: &mut Vec<u8>, range: &Range) {
-    for bound in [&range.lower, &range.upper] {
-        match bound {
-            None => out.push(0),
-            Some(key) => {
-                out.push(1);
-                put_key(out, key);
-            }
+    put_bound(out, &range.lower);
+    put_bound(out, &range.upper);
+}
+
+fn put_bound(out: &mut Vec<u8>, bound: &Option<RangeKey>) {
+    match bound {
+        None => out.push(0),
+        Some(key) => {
+            out.push(1);
+            put_key(out, key);
+        }
+    }
+}
+
+/// An unsigned LEB128 number.
+fn put_var(out: &mut Vec<u8>, mut n: u64) {
+    loop {
+        let low = (n & 0x7f) as u8;
+        n >>= 7;
+        if n == 0 {
+            out.push(low);
+            return;
+        }
+        out.push(low | 0x80);
+    }
+}
+
+fn put_vbytes(out: &mut Vec<u8>, bytes: &[u8]) {
+    put_var(out, bytes.len() as u64);
+    out.extend_from_slice(bytes);
+}
+
+/// How many bytes of keys a reconciliation message may expand to, at most, per byte of
+/// the message read so far (plus [`EXPANSION_SLACK`]): shared prefixes must not let a
+/// small message make a receiver allocate many times its size.
+const MAX_EXPANSION: usize = 8;
+
+/// Key bytes a message may expand to beyond [`MAX_EXPANSION`] times its length.
+const EXPANSION_SLACK: usize = 4096;
+
+/// `key` as the bytes its document key shares with `previous`'s and the rest. `expanded`
+/// counts the key bytes the message expands to; a key that would take it over the
+/// bound the decoder enforces is written whole (sharing nothing).
+fn put_key_after(
+    out: &mut Vec<u8>,
+    key: &RangeKey,
+    previous: Option<&RangeKey>,
+    expanded: &mut usize,
+) {
+    let before = previous.map_or(&[][..], |previous| previous.doc.as_bytes());
+    let doc = key.doc.as_bytes();
+    let mut shared = before.iter().zip(doc).take_while(|(a, b)| a == b).count();
+    *expanded += doc.len() + key.field.len();
+    // The message's bytes once this key is written sharing `shared`, counting each of
+    // its three numbers as one byte: never more than the receiver will have read.
+    let written = out.len() + 3 + doc.len() - shared + key.field.len();
+    if *expanded > MAX_EXPANSION * written + EXPANSION_SLACK {
+        shared = 0;
+    }
+    put_var(out, shared as u64);
+    put_vbytes(out, &doc[shared..]);
+    put_vbytes(out, key.field.as_bytes());
+}
+
+fn put_bound_after(
+    out: &mut Vec<u8>,
+    bound: &Option<RangeKey>,
+    previous: Option<&RangeKey>,
+    expanded: &mut usize,
+) {
+    match bound {
+        None => out.push(0),
+        Some(key) => {
+            out.push(1);
+            put_key_after(out, key, previous, expanded);
         }
     }
 }
@@ -384,6 +563,15 @@ fn put_range(out: &mut Vec<u8>, range: &Range) {
 struct Reader<'a> {
     bytes: &'a [u8],
     what: &'static str,
+}
+
+/// Key bytes a reconciliation message has expanded to, against its bound (see
+/// [`MAX_EXPANSION`]).
+struct Expansion {
+    /// The whole message's length.
+    total: usize,
+    /// Key bytes decoded from shared prefixes so far.
+    expanded: usize,
 }
 
 impl<'a> Reader<'a> {
@@ -435,15 +623,84 @@ impl<'a> Reader<'a> {
     }
 
     fn range(&mut self) -> Result<Range, WireError> {
-        let mut bound = || -> Result<Option<RangeKey>, WireError> {
-            match self.u8()? {
-                0 => Ok(None),
-                1 => self.key().map(Some),
-                tag => Err(malformed(self.what, format!("bad range bound {tag}"))),
-            }
-        };
-        let lower = bound()?;
-        let upper = bound()?;
+        let lower = self.bound()?;
+        let upper = self.bound()?;
         Ok(Range { lower, upper })
+    }
+
+    fn bound(&mut self) -> Result<Option<RangeKey>, WireError> {
+        match self.u8()? {
+            0 => Ok(None),
+            1 => self.key().map(Some),
+            tag => Err(malformed(self.what, format!("bad range bound {tag}"))),
+        }
+    }
+
+    fn bound_after(
+        &mut self,
+        previous: Option<&RangeKey>,
+        expansion: &mut Expansion,
+    ) -> Result<Option<RangeKey>, WireError> {
+        match self.u8()? {
+            0 => Ok(None),
+            1 => self.key_after(previous, expansion).map(Some),
+            tag => Err(malformed(self.what, format!("bad range bound {tag}"))),
+        }
+    }
+
+    /// An unsigned LEB128 number of at most 64 bits.
+    fn var(&mut self) -> Result<u64, WireError> {
+        let mut n = 0u64;
+        for shift in (0..64).step_by(7) {
+            let byte = self.u8()?;
+            if shift == 63 && byte > 1 {
+                break;
+            }
+            n |= u64::from(byte & 0x7f) << shift;
+            if byte & 0x80 == 0 {
+                return Ok(n);
+            }
+        }
+        Err(malformed(self.what, "a number over 64 bits"))
+    }
+
+    fn var_len(&mut self) -> Result<usize, WireError> {
+        usize::try_from(self.var()?)
+            .map_err(|_| malformed(self.what, "a length does not fit this machine"))
+    }
+
+    /// A key written after `previous` (see `put_key_after`). Its parts may be no longer
+    /// than stored keys are, and the key bytes of the whole message no more than
+    /// [`MAX_EXPANSION`] times the bytes read so far.
+    fn key_after(
+        &mut self,
+        previous: Option<&RangeKey>,
+        expansion: &mut Expansion,
+    ) -> Result<RangeKey, WireError> {
+        let before = previous.map_or(&[][..], |previous| previous.doc.as_bytes());
+        let shared = self.var_len()?;
+        if shared > before.len() {
+            return Err(malformed(self.what, "a key shares more than the key before holds"));
+        }
+        let suffix = self.var_len()?;
+        if shared + suffix > MAX_DOC_KEY_LEN {
+            return Err(malformed(self.what, "a document key over the length limit"));
+        }
+        let mut doc = before[..shared].to_vec();
+        doc.extend_from_slice(self.take(suffix)?);
+        let field = self.var_len()?;
+        if field > MAX_FIELD_LEN {
+            return Err(malformed(self.what, "a field name over the length limit"));
+        }
+        let field = self.take(field)?.to_vec();
+        expansion.expanded += doc.len() + field.len();
+        let read = expansion.total - self.bytes.len();
+        if expansion.expanded > MAX_EXPANSION * read + EXPANSION_SLACK {
+            return Err(malformed(self.what, "keys expand to many times the message's size"));
+        }
+        match (String::from_utf8(doc), String::from_utf8(field)) {
+            (Ok(doc), Ok(field)) => Ok(RangeKey { doc, field }),
+            _ => Err(malformed(self.what, "a key is not utf-8")),
+        }
     }
 }

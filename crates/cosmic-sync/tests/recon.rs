@@ -269,7 +269,8 @@ fn every_part_round_trips() {
         space,
         parts: vec![
             Part::Space { record: vec![1, 2, 3], statements: vec![vec![4], vec![5, 6]] },
-            Part::Fingerprint(Range::ALL, Fingerprint { sum: [7; 32], count: 9 }),
+            // A message carries the first 16 bytes of a sum (wire::RUN_SUM_LEN).
+            Part::Fingerprint(Range::ALL, Fingerprint { sum: carried([7; 32]), count: 9 }),
             Part::Items(
                 Range { lower: Some(key.clone()), upper: None },
                 vec![(key.clone(), [8; 32])],
@@ -380,4 +381,171 @@ fn bad_bytes_get_clear_errors() {
     assert!(error.to_string().starts_with("malformed gossip message: "), "{error}");
     let error = wire::decode_gossip(&[1; 100], 50).unwrap_err();
     assert_eq!(error.to_string(), "gossip message of 100 bytes is over the limit of 50 bytes");
+}
+
+/// `sum` as a message carries it: its first 16 bytes, zero after.
+fn carried(sum: [u8; 32]) -> [u8; 32] {
+    let mut out = [0; 32];
+    out[..wire::RUN_SUM_LEN].copy_from_slice(&sum[..wire::RUN_SUM_LEN]);
+    out
+}
+
+/// The size of a part as older nodes wrote it (parts 2 and 3): full bounds and keys, a
+/// 64-bit count.
+fn old_len(part: &Part) -> usize {
+    let key = |key: &RangeKey| 4 + key.doc.len() + key.field.len();
+    let bound = |bound: &Option<RangeKey>| 1 + bound.as_ref().map_or(0, key);
+    match part {
+        Part::Fingerprint(range, _) => 1 + bound(&range.lower) + bound(&range.upper) + 40,
+        Part::Items(range, items) => {
+            1 + bound(&range.lower)
+                + bound(&range.upper)
+                + 4
+                + items.iter().map(|(k, _)| key(k) + 32).sum::<usize>()
+        }
+        _ => unreachable!(),
+    }
+}
+
+/// A split's fingerprints travel as one run that sends each bound once, and listed keys as
+/// the bytes they share with the key before: what they say decodes unchanged, in far fewer
+/// bytes than one part each with full keys.
+#[test]
+fn runs_of_fingerprints_and_listed_keys_are_compressed_and_decode_unchanged() {
+    let space = SpaceKey::generate().id();
+    let key = |n: u32| RangeKey { doc: format!("docs/{:06}", n / 4), field: format!("f{}", n % 4) };
+    let mut bounds = vec![None];
+    bounds.extend((1..16).map(|n| Some(key(n * 62_500))));
+    bounds.push(None);
+    let split: Vec<Part> = bounds
+        .windows(2)
+        .enumerate()
+        .map(|(n, pair)| {
+            let range = Range { lower: pair[0].clone(), upper: pair[1].clone() };
+            Part::Fingerprint(range, Fingerprint { sum: carried([n as u8; 32]), count: 62_500 })
+        })
+        .collect();
+    let listing = Part::Items(
+        Range { lower: Some(key(100)), upper: Some(key(132)) },
+        (100..132).map(|n| (key(n), [n as u8; 32])).collect(),
+    );
+    // A fingerprint that does not follow on from the one before starts a run of its own.
+    let apart = Part::Fingerprint(
+        Range { lower: Some(key(5)), upper: Some(key(6)) },
+        Fingerprint { sum: carried([1; 32]), count: 1 },
+    );
+    let mut parts = split.clone();
+    parts.extend([apart.clone(), listing.clone(), apart]);
+    let message = Message { space, parts };
+    let bytes = message.encode(LIMIT).unwrap();
+    assert_eq!(bytes.len(), message.encoded_len());
+    assert_eq!(Message::decode(&bytes, LIMIT).unwrap(), message);
+    let size = |parts: Vec<Part>| Message { space, parts }.encode(LIMIT).unwrap().len() - 37;
+    let old_split: usize = split.iter().map(old_len).sum();
+    let new_split = size(split);
+    assert!(
+        new_split * 10 < old_split * 6,
+        "a split: {new_split} bytes, one part each {old_split}"
+    );
+    let old_listing = old_len(&listing);
+    let new_listing = size(vec![listing]);
+    assert!(new_listing * 10 < old_listing * 8, "{new_listing} bytes, full keys {old_listing}");
+}
+
+/// What older nodes wrote (a fingerprint and a listing each in its own part, with full
+/// keys) still reads.
+#[test]
+fn parts_as_older_nodes_wrote_them_still_decode() {
+    let space = SpaceKey::generate().id();
+    let mut bytes = vec![1];
+    bytes.extend_from_slice(space.as_bytes());
+    bytes.extend_from_slice(&2u32.to_be_bytes());
+    bytes.extend_from_slice(&[2, 0, 0]);
+    bytes.extend_from_slice(&[7; 32]);
+    bytes.extend_from_slice(&9u64.to_be_bytes());
+    bytes.extend_from_slice(&[3, 0, 0]);
+    bytes.extend_from_slice(&1u32.to_be_bytes());
+    bytes.extend_from_slice(&[0, 1, b'd', 0, 1, b'f']);
+    bytes.extend_from_slice(&[8; 32]);
+    let key = RangeKey { doc: "d".into(), field: "f".into() };
+    assert_eq!(
+        Message::decode(&bytes, LIMIT).unwrap().parts,
+        vec![
+            // Part 2 carries the whole sum; only the bytes every part carries are kept.
+            Part::Fingerprint(Range::ALL, Fingerprint { sum: carried([7; 32]), count: 9 }),
+            Part::Items(Range::ALL, vec![(key, [8; 32])]),
+        ]
+    );
+}
+
+#[test]
+fn bad_runs_and_compressed_keys_get_clear_errors() {
+    let space = SpaceKey::generate().id();
+    let message = |part: &[u8]| {
+        let mut bytes = vec![1];
+        bytes.extend_from_slice(space.as_bytes());
+        bytes.extend_from_slice(&1u32.to_be_bytes());
+        bytes.extend_from_slice(part);
+        bytes
+    };
+    let mut after_the_end = vec![7, 0, 2, 0];
+    after_the_end.extend_from_slice(&[0; 16]);
+    after_the_end.extend_from_slice(&[1, 0]);
+    after_the_end.extend_from_slice(&[0; 17]);
+    let mut too_long = vec![8, 0, 0, 1, 0, 0x84, 0x05];
+    too_long.extend_from_slice(&[b'a'; 644]);
+    too_long.extend_from_slice(&[0; 33]);
+    let mut not_utf8 = vec![8, 0, 0, 1, 0, 1, 0xff, 1, b'f'];
+    not_utf8.extend_from_slice(&[0; 32]);
+    let mut over_64_bits = vec![8, 0, 0];
+    over_64_bits.extend_from_slice(&[0xff; 10]);
+    over_64_bits.extend_from_slice(&[0; 40]);
+    let mut shares_more = vec![8, 0, 0, 1, 3, 1, b'd', 1, b'f'];
+    shares_more.extend_from_slice(&[0; 32]);
+    for (part, expected) in [
+        (vec![7, 0, 0], "a run of 0 ranges"),
+        (after_the_end, "a run goes on after the end of the space"),
+        (shares_more, "a key shares more than the key before holds"),
+        (too_long, "a document key over the length limit"),
+        (not_utf8, "a key is not utf-8"),
+        (over_64_bits, "a number over 64 bits"),
+    ] {
+        let error = Message::decode(&message(&part), LIMIT).unwrap_err();
+        assert_eq!(error.to_string(), format!("malformed reconciliation message: {expected}"));
+    }
+}
+
+/// Shared prefixes cannot make a small message expand to many times its size: keys that
+/// would are refused, and a sender writes such keys whole, so its messages still read.
+#[test]
+fn keys_cannot_expand_a_message_many_times_over() {
+    let space = SpaceKey::generate().id();
+    // Each item shares a 500-byte document key with the one before: 35 bytes on the wire
+    // for 500 bytes of key.
+    let mut part = vec![8, 0, 0];
+    let items = 2_000usize;
+    part.extend_from_slice(&[0xd0, 0x0f]); // 2,000 as LEB128
+    part.extend_from_slice(&[0, 0x80 | (500 & 0x7f) as u8, (500 >> 7) as u8]);
+    part.extend_from_slice(&[b'a'; 500]);
+    part.extend_from_slice(&[0]);
+    part.extend_from_slice(&[0; 32]);
+    for _ in 1..items {
+        part.extend_from_slice(&[0xf4, 0x03, 0, 0]); // shares all 500 bytes, adds nothing
+        part.extend_from_slice(&[0; 32]);
+    }
+    let mut bytes = vec![1];
+    bytes.extend_from_slice(space.as_bytes());
+    bytes.extend_from_slice(&1u32.to_be_bytes());
+    bytes.extend_from_slice(&part);
+    let error = Message::decode(&bytes, LIMIT).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "malformed reconciliation message: keys expand to many times the message's size"
+    );
+    // The same keys from our encoder: it writes them whole once sharing would go over.
+    let key = RangeKey { doc: "a".repeat(500), field: String::new() };
+    let listing = (0..items).map(|n| (key.clone(), [n as u8; 32])).collect();
+    let message = Message { space, parts: vec![Part::Items(Range::ALL, listing)] };
+    let bytes = message.encode(LIMIT).unwrap();
+    assert_eq!(Message::decode(&bytes, LIMIT).unwrap(), message);
 }
