@@ -187,10 +187,18 @@ impl Entry {
 }
 
 /// Public keys found valid while decoding a run of entries (see [`Entry::decode_cached`]).
-/// Holds at most [`KeyCache::CAPACITY`] keys: it starts afresh when full.
-#[derive(Debug, Default)]
+/// Holds at most [`KeyCache::CAPACITY`] keys (the store's own cache more): it starts
+/// afresh when full.
+#[derive(Debug)]
 pub struct KeyCache {
     checked: std::collections::HashMap<[u8; 32], PublicKey>,
+    capacity: usize,
+}
+
+impl Default for KeyCache {
+    fn default() -> KeyCache {
+        KeyCache::with_capacity(KeyCache::CAPACITY)
+    }
 }
 
 impl KeyCache {
@@ -202,12 +210,18 @@ impl KeyCache {
         KeyCache::default()
     }
 
-    fn check(&mut self, bytes: [u8; 32]) -> Result<PublicKey> {
+    /// An empty cache holding at most `capacity` keys.
+    pub(crate) fn with_capacity(capacity: usize) -> KeyCache {
+        KeyCache { checked: std::collections::HashMap::new(), capacity }
+    }
+
+    /// The key `bytes` encode, checked once while cached.
+    pub(crate) fn check(&mut self, bytes: [u8; 32]) -> Result<PublicKey> {
         if let Some(key) = self.checked.get(&bytes) {
             return Ok(*key);
         }
         let key = public_key(bytes, "entry")?;
-        if self.checked.len() >= KeyCache::CAPACITY {
+        if self.checked.len() >= self.capacity {
             self.checked.clear();
         }
         self.checked.insert(bytes, key);

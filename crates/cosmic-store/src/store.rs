@@ -1,6 +1,6 @@
 //! The store handle: opening the database, merging entries, queries.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -22,7 +22,9 @@ use crate::schema::{
     self, AUTHOR_BYTES, BLOB_LINKS, BUCKETS, CHANGES, DOCS, ENTRIES, META, SPACES, STATEMENTS,
 };
 use crate::value::Reader;
-use crate::{Change, Clock, Entry, Error, Hlc, Origin, Result, Subscription, SystemClock, Value};
+use crate::{
+    Change, Clock, Entry, Error, Hlc, KeyCache, Origin, Result, Subscription, SystemClock, Value,
+};
 
 mod durability;
 mod statements;
@@ -186,7 +188,7 @@ struct Inner {
     /// The earliest the present can be (see [`Store::set_time_floor`]).
     time_floor: Mutex<Option<TimeFloor>>,
     /// Public keys read from the database and already checked, by their bytes.
-    checked_keys: Mutex<HashMap<[u8; 32], PublicKey>>,
+    checked_keys: Mutex<KeyCache>,
 }
 
 /// The counters behind [`Store::refusals`].
@@ -354,7 +356,7 @@ impl Store {
                     seq_reserved: last_seq,
                 }),
                 last_seq: sender,
-                checked_keys: Mutex::new(HashMap::new()),
+                checked_keys: Mutex::new(KeyCache::with_capacity(CHECKED_KEYS_CAPACITY)),
             }),
         };
         if eventual {
@@ -1294,14 +1296,7 @@ impl Store {
     ) -> Result<(Vec<Vec<u8>>, Option<RangeKey>)> {
         let txn = self.begin_read()?;
         let entries = txn.open_table(ENTRIES).map_err(|e| self.err(e))?;
-        let mut lo = space.as_bytes().to_vec();
-        if let Some(key) = start {
-            lo.extend_from_slice(&schema::item_key(&key.doc, &key.field));
-        }
-        let hi = match end {
-            Some(key) => Some(schema::entry_key(space.as_bytes(), &key.doc, &key.field)),
-            None => schema::prefix_end(space.as_bytes()),
-        };
+        let (lo, hi) = entry_range(space, start, end);
         let mut out = Vec::new();
         let mut used = 0usize;
         for row in entries.range::<&[u8]>(bounds(&lo, hi.as_deref())).map_err(|e| self.err(e))? {
@@ -1329,14 +1324,7 @@ impl Store {
     ) -> Result<Vec<ReconItem>> {
         let txn = self.begin_read()?;
         let entries = txn.open_table(ENTRIES).map_err(|e| self.err(e))?;
-        let mut lo = space.as_bytes().to_vec();
-        if let Some(key) = start {
-            lo.extend_from_slice(&schema::item_key(&key.doc, &key.field));
-        }
-        let hi = match end {
-            Some(key) => Some(schema::entry_key(space.as_bytes(), &key.doc, &key.field)),
-            None => schema::prefix_end(space.as_bytes()),
-        };
+        let (lo, hi) = entry_range(space, start, end);
         let mut out = Vec::new();
         for row in
             entries.range::<&[u8]>(bounds(&lo, hi.as_deref())).map_err(|e| self.err(e))?.take(limit)
@@ -1423,16 +1411,7 @@ impl Store {
         let seq = u64::from_be_bytes(reader.array("entry row")?);
         let body = reader.take("entry row", row.len().saturating_sub(40))?;
         let entry = Entry::decode_with(body, &mut |bytes| {
-            let mut keys = self.inner.checked_keys.lock().unwrap_or_else(PoisonError::into_inner);
-            if let Some(key) = keys.get(&bytes) {
-                return Ok(*key);
-            }
-            let key = crate::entry::public_key(bytes, "entry")?;
-            if keys.len() >= CHECKED_KEYS_CAPACITY {
-                keys.clear();
-            }
-            keys.insert(bytes, key);
-            Ok(key)
+            self.inner.checked_keys.lock().unwrap_or_else(PoisonError::into_inner).check(bytes)
         })?;
         Ok((hash, seq, entry))
     }
@@ -1502,6 +1481,24 @@ fn on_chunks<T: Send, U: Send>(
     let per_chunk =
         per_chunk.map_err(|_| Error::Task { reason: "a worker thread panicked".into() })?;
     Ok(per_chunk.into_iter().flatten().collect())
+}
+
+/// The `ENTRIES` keys of `space`'s items in `[start, end)`: the inclusive lower key and
+/// the exclusive upper key (`None`: no upper bound).
+fn entry_range(
+    space: &PublicKey,
+    start: Option<&RangeKey>,
+    end: Option<&RangeKey>,
+) -> (Vec<u8>, Option<Vec<u8>>) {
+    let mut lo = space.as_bytes().to_vec();
+    if let Some(key) = start {
+        lo.extend_from_slice(&schema::item_key(&key.doc, &key.field));
+    }
+    let hi = match end {
+        Some(key) => Some(schema::entry_key(space.as_bytes(), &key.doc, &key.field)),
+        None => schema::prefix_end(space.as_bytes()),
+    };
+    (lo, hi)
 }
 
 fn read_statements(
