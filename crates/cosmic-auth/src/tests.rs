@@ -221,6 +221,12 @@ fn batch_and_single_checks_agree_on_crafted_signatures() {
         assert_eq!(verify_each(&messages, &keys, &signatures).unwrap(), single);
         assert_eq!(verify_each(&messages[..3], &keys[..3], &signatures[..3]).unwrap(), [true; 3]);
     }
+    // A batch of one is a single check, with the same verdict.
+    for index in 0..4 {
+        let one = verify_each(&messages[..1], &keys[index..=index], &signatures[index..=index]);
+        assert_eq!(one.unwrap(), [single[index]]);
+    }
+    assert!(verify_each(&[], &[], &[]).unwrap().is_empty());
 }
 
 // Item 2: keystore.
