@@ -189,6 +189,8 @@ struct Inner {
     time_floor: Mutex<Option<TimeFloor>>,
     /// Public keys read from the database and already checked, by their bytes.
     checked_keys: Mutex<KeyCache>,
+    /// The subscriptions that committed changes are handed to.
+    live: crate::changes::LiveSubscribers,
 }
 
 /// The counters behind [`Store::refusals`].
@@ -260,6 +262,8 @@ struct Tables<'txn> {
     space_rows: BTreeMap<[u8; 32], (SpaceRecord, SpaceStats, bool)>,
     /// The statements of restricted spaces, read once per transaction.
     statements_by_space: BTreeMap<[u8; 32], Vec<SignedStatement>>,
+    /// The changes applied, kept while some subscription may want them.
+    applied: Option<Vec<Change>>,
 }
 
 impl Store {
@@ -357,6 +361,7 @@ impl Store {
                 }),
                 last_seq: sender,
                 checked_keys: Mutex::new(KeyCache::with_capacity(CHECKED_KEYS_CAPACITY)),
+                live: crate::changes::LiveSubscribers::default(),
             }),
         };
         if eventual {
@@ -801,6 +806,7 @@ impl Store {
                 author_usage: BTreeMap::new(),
                 space_rows: BTreeMap::new(),
                 statements_by_space: BTreeMap::new(),
+                applied: self.inner.live.any().then(Vec::new),
             };
             let result = body(&mut state, &mut tables, wall)?;
             for (space, (record, stats, changed)) in &tables.space_rows {
@@ -823,8 +829,9 @@ impl Store {
                     }
                 }
             }
-            result
+            (result, tables.applied.take())
         };
+        let (result, applied) = result;
         if state.hlc.last != guard.hlc.last || state.last_seq != guard.last_seq {
             let mut meta = txn.open_table(META).map_err(|e| self.err(e))?;
             meta.insert("hlc", state.hlc.last.to_bytes().as_slice()).map_err(|e| self.err(e))?;
@@ -854,6 +861,10 @@ impl Store {
         if durable {
             // A durable commit makes the earlier in-memory ones durable too.
             self.inner.durable_upto.fetch_max(ticket, Ordering::AcqRel);
+        }
+        if let Some(applied) = applied {
+            // Under the writer lock: every subscription sees the changes in commit order.
+            self.inner.live.deliver(&applied);
         }
         let seq_changed = state.last_seq != guard.last_seq;
         *guard = state;
@@ -955,6 +966,10 @@ impl Store {
             .changes
             .insert(seq_key(space, seq).as_slice(), change.as_slice())
             .map_err(|e| self.err(e))?;
+        if let Some(applied) = &mut tables.applied {
+            let origin = inserted.cloned().unwrap_or(Origin::Local);
+            applied.push(Change { seq, entry: entry.clone(), origin });
+        }
 
         if let Some((old_author, old_len)) = old_size {
             self.add_usage(tables, space, &old_author, -(old_len as i64))?;
@@ -1219,11 +1234,17 @@ impl Store {
     /// A live stream of the changes of `space` after sequence number `after`: stored ones
     /// first, then new ones as they commit, with no gap and no duplicate.
     ///
-    /// The stream is fed by a task on the current tokio runtime; outside one this is an
-    /// [`Error::Task`]. A slow reader only delays its own task (the channel is bounded and
-    /// the task reads from the store), never a writer.
+    /// Stored changes are read on the current tokio runtime's blocking pool; outside a
+    /// runtime this is an [`Error::Task`]. Live changes are handed over by the committing
+    /// thread; a reader too slow for them goes back to reading the store (see
+    /// [`Subscription`]) and never holds up a writer.
     pub fn subscribe(&self, space: &PublicKey, after: u64) -> Result<Subscription> {
-        crate::changes::spawn(self.clone(), *space, after, self.inner.last_seq.subscribe())
+        Subscription::new(self.clone(), *space, after)
+    }
+
+    /// The subscriptions committed changes are handed to.
+    pub(crate) fn live_subscribers(&self) -> &crate::changes::LiveSubscribers {
+        &self.inner.live
     }
 
     // ---- reconciliation ----

@@ -799,6 +799,72 @@ async fn subscriptions_switch_from_stored_to_live_without_gap_or_duplicate() {
     assert!(extra.is_err(), "unexpected change {extra:?}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscription_too_slow_for_live_changes_reads_them_from_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let space = open_space(&store, SpaceMode::Open);
+    let other = store.create_space(&space_key(2), SpaceMode::Open).unwrap().space;
+    let author = key(2);
+    let fields = |n: usize, tag: &str| -> Vec<(String, Value)> {
+        (0..n).map(|i| (format!("{tag}{i}"), Value::Int(i as i64))).collect()
+    };
+    let seq_of = |written: Vec<Inserted>| match written[..] {
+        [Inserted::Applied { seq }] => seq,
+        _ => panic!("one applied field expected, not {written:?}"),
+    };
+    let mut subscription = store.subscribe(&space, 0).unwrap();
+    // Caught up (nothing stored yet): from here on, changes come live.
+    let first = seq_of(store.write(&author, &space, "d", fields(1, "first")).unwrap());
+    let change = tokio::time::timeout(Duration::from_secs(10), subscription.next()).await;
+    assert_eq!(change.unwrap().unwrap().unwrap().seq, first);
+    // Nothing more: the subscription has read the store to its end and now waits for
+    // live changes.
+    let nothing = tokio::time::timeout(Duration::from_millis(200), subscription.next()).await;
+    assert!(nothing.is_err(), "unexpected change {nothing:?}");
+    // While nobody reads: a large commit, more commits than a live channel holds, some of
+    // another space between them, and a few more after the overflow.
+    store.write(&author, &space, "d", fields(5000, "a")).unwrap();
+    store.write(&author, &other, "d", fields(10, "x")).unwrap();
+    for i in 0..300 {
+        store.write(&author, &space, "d", vec![(format!("c{i}"), Value::Int(i))]).unwrap();
+    }
+    store.write(&author, &space, "d", fields(3, "b")).unwrap();
+    // Two fields superseded: the log keeps their latest change only.
+    store.write(&author, &space, "d", fields(2, "a")).unwrap();
+    let stored = store.changes_since(&space, first, usize::MAX).unwrap();
+    let expected: Vec<u64> = stored.iter().map(|change| change.seq).collect();
+    assert_eq!(expected.len(), 5303);
+    // The changes of the commits the channel held come live (the first fields "a0", "a1"
+    // among them, superseded since); the rest from the store, which keeps only the
+    // latest change of each field.
+    let mut seen: Vec<Change> = Vec::new();
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while seen.last().is_none_or(|change| change.seq < *expected.last().unwrap()) {
+            let change = subscription.next().await.unwrap().unwrap();
+            assert_eq!(change.entry.space, space);
+            seen.push(change);
+        }
+    })
+    .await
+    .unwrap();
+    // In order, without gap or duplicate: the overflow cost reads, not changes.
+    assert!(seen.windows(2).all(|pair| pair[0].seq < pair[1].seq), "out of order");
+    let seen_seqs: std::collections::BTreeSet<u64> = seen.iter().map(|c| c.seq).collect();
+    let missing = expected.iter().filter(|seq| !seen_seqs.contains(seq)).count();
+    assert_eq!(missing, 0, "{missing} changes never arrived");
+    let extra: Vec<&str> = seen
+        .iter()
+        .filter(|change| !expected.contains(&change.seq))
+        .map(|change| change.entry.field.as_str())
+        .collect();
+    assert_eq!(extra, ["a0", "a1"]);
+    // And live again afterwards.
+    let last = seq_of(store.write(&author, &space, "d", fields(1, "last")).unwrap());
+    let change = tokio::time::timeout(Duration::from_secs(10), subscription.next()).await;
+    assert_eq!(change.unwrap().unwrap().unwrap().seq, last);
+}
+
 // ---- reconciliation ----
 
 fn naive(items: &[ReconItem], lo: Option<&RangeKey>, hi: Option<&RangeKey>) -> Fingerprint {
