@@ -168,6 +168,10 @@ struct Inner {
     path: PathBuf,
     options: Options,
     writer: Mutex<WriterState>,
+    /// The hybrid logical clock: ticked for local writes, advanced by every entry applied.
+    /// Its own lock, so that a write stamps its fields (and then signs them) without waiting
+    /// for another write's transaction.
+    clock: Mutex<HlcState>,
     last_seq: watch::Sender<u64>,
     /// When a refusal for clock drift was last logged (wall millis), and how many entries
     /// were refused for it since.
@@ -232,7 +236,8 @@ const CHECKED_KEYS_CAPACITY: usize = 4096;
 
 #[derive(Debug)]
 struct WriterState {
-    hlc: HlcState,
+    /// The clock's value last written to the database.
+    hlc_saved: Hlc,
     last_seq: u64,
     /// With [`Durability::Eventual`]: sequence numbers up to here are reserved durably.
     seq_reserved: u64,
@@ -355,10 +360,11 @@ impl Store {
                 path,
                 options,
                 writer: Mutex::new(WriterState {
-                    hlc: HlcState { last: hlc },
+                    hlc_saved: hlc,
                     last_seq,
                     seq_reserved: last_seq,
                 }),
+                clock: Mutex::new(HlcState { last: hlc }),
                 last_seq: sender,
                 checked_keys: Mutex::new(KeyCache::with_capacity(CHECKED_KEYS_CAPACITY)),
                 live: crate::changes::LiveSubscribers::default(),
@@ -429,7 +435,7 @@ impl Store {
         self.inner
             .durable_upto
             .fetch_max(self.inner.commits.load(Ordering::Acquire), Ordering::AcqRel);
-        writer.hlc.last = writer.hlc.last.max(hlc);
+        self.observe(hlc);
         if last_seq > writer.last_seq {
             writer.last_seq = last_seq;
             self.inner.last_seq.send_replace(last_seq);
@@ -521,7 +527,12 @@ impl Store {
 
     /// The latest timestamp this store issued or saw.
     pub fn clock(&self) -> Hlc {
-        self.inner.writer.lock().unwrap_or_else(PoisonError::into_inner).hlc.last
+        self.inner.clock.lock().unwrap_or_else(PoisonError::into_inner).last
+    }
+
+    /// Advances the clock past `hlc` (a timestamp seen in an entry or in the database).
+    fn observe(&self, hlc: Hlc) {
+        self.inner.clock.lock().unwrap_or_else(PoisonError::into_inner).observe(hlc);
     }
 
     /// The last change sequence number issued (0: none yet).
@@ -716,27 +727,27 @@ impl Store {
             value.validate()?;
             check_value_size(field, value, limit)?;
         }
-        self.write_txn(|state, tables, wall| {
-            // The clock is ticked in order under the writer lock; the signatures, which
-            // dominate a large write's cost, are then made on every core.
-            let stamped: Vec<(String, String, Value, Hlc)> = fields
+        // The fields are stamped in order by the clock, then signed on every core (the
+        // signatures dominate a large write's cost) while other writes commit: only the
+        // merge waits for the writer lock. A write that commits in between with a later
+        // stamp on one of these fields wins it, as it would anywhere (last writer wins).
+        let stamped: Vec<(String, String, Value, Hlc)> = {
+            let wall = self.now_millis();
+            let mut clock = self.inner.clock.lock().unwrap_or_else(PoisonError::into_inner);
+            fields
                 .into_iter()
-                .map(|(doc, field, value)| (doc, field, value, state.hlc.tick(wall)))
-                .collect();
-            let sign = |(doc, field, value, hlc): (String, String, Value, Hlc)| {
-                Entry::sign(author, *space, &doc, &field, value, hlc)
-            };
-            let entries = on_cores(stamped, sign)?;
-            let mut out = Vec::with_capacity(entries.len());
-            for entry in entries {
-                out.push(self.apply(state, tables, wall, &entry?, None)?);
-            }
-            Ok(out)
+                .map(|(doc, field, value)| (doc, field, value, clock.tick(wall)))
+                .collect()
+        };
+        let sign = |(doc, field, value, hlc): (String, String, Value, Hlc)| {
+            Entry::sign(author, *space, &doc, &field, value, hlc)
+        };
+        let entries = on_cores(stamped, sign)?.into_iter().collect::<Result<Vec<Entry>>>()?;
+        self.write_txn(|state, tables, wall| {
+            entries.iter().map(|entry| self.apply(state, tables, wall, entry, None)).collect()
         })
     }
 
-    /// Runs `body` in one durable write transaction under the writer lock, committing if it
-    /// succeeds. The clock and sequence state advance only when the commit succeeds.
     /// Checks entries from elsewhere before they are applied: sizes, structure and
     /// signatures, per entry. Signature checks dominate the cost: they run as batch checks
     /// (which give exactly the single checks' verdicts, see [`cosmic_auth::verify_each`]),
@@ -775,6 +786,9 @@ impl Store {
         on_chunks(entries, check_chunk)
     }
 
+    /// Runs `body` in one durable write transaction under the writer lock, committing if it
+    /// succeeds. The sequence state advances only when the commit succeeds; the clock may
+    /// advance anyway (a timestamp issued or seen is never issued again).
     fn write_txn<T>(
         &self,
         body: impl FnOnce(&mut WriterState, &mut Tables<'_>, u64) -> Result<T>,
@@ -783,7 +797,7 @@ impl Store {
         let writing = durability::Writing::enter(&self.inner);
         let mut guard = self.inner.writer.lock().unwrap_or_else(PoisonError::into_inner);
         let mut state = WriterState {
-            hlc: HlcState { last: guard.hlc.last },
+            hlc_saved: guard.hlc_saved,
             last_seq: guard.last_seq,
             seq_reserved: guard.seq_reserved,
         };
@@ -832,9 +846,11 @@ impl Store {
             (result, tables.applied.take())
         };
         let (result, applied) = result;
-        if state.hlc.last != guard.hlc.last || state.last_seq != guard.last_seq {
+        let clock = self.clock();
+        if clock != state.hlc_saved || state.last_seq != guard.last_seq {
+            state.hlc_saved = clock;
             let mut meta = txn.open_table(META).map_err(|e| self.err(e))?;
-            meta.insert("hlc", state.hlc.last.to_bytes().as_slice()).map_err(|e| self.err(e))?;
+            meta.insert("hlc", clock.to_bytes().as_slice()).map_err(|e| self.err(e))?;
             meta.insert("last_seq", state.last_seq.to_be_bytes().as_slice())
                 .map_err(|e| self.err(e))?;
         }
@@ -929,7 +945,7 @@ impl Store {
                     reason: Box::new(reason),
                 })?;
         }
-        state.hlc.observe(entry.hlc);
+        self.observe(entry.hlc);
 
         let key = schema::entry_key(space, &entry.doc, &entry.field);
         let encoded = entry.encode();

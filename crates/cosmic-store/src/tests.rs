@@ -182,6 +182,41 @@ fn clock_is_monotonic_across_restarts_and_follows_entries_seen() {
 }
 
 #[test]
+fn concurrent_writes_get_distinct_stamps_and_the_clock_keeps_the_latest() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.redb");
+    let (options, _clock) = options_at(NOW);
+    let store = Store::open(&path, options.clone()).unwrap();
+    let space = open_space(&store, SpaceMode::Open);
+    // Writers stamp and sign outside the writer lock: the stamps must still be unique.
+    let threads: Vec<_> = (0..4u8)
+        .map(|writer| {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                for i in 0..25 {
+                    let fields = (0..20).map(|f| (format!("f{f}"), Value::Int(f))).collect();
+                    let written = store.write(&key(2), &space, &format!("w{writer}/{i}"), fields);
+                    assert!(written.unwrap().iter().all(|w| matches!(w, Inserted::Applied { .. })));
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    let changes = store.changes_since(&space, 0, usize::MAX).unwrap();
+    assert_eq!(changes.len(), 4 * 25 * 20);
+    let stamps: std::collections::BTreeSet<Hlc> =
+        changes.iter().map(|change| change.entry.hlc).collect();
+    assert_eq!(stamps.len(), changes.len(), "two fields got the same stamp");
+    let latest = *stamps.last().unwrap();
+    assert_eq!(store.clock(), latest);
+    drop(store);
+    let store = Store::open(&path, options).unwrap();
+    assert_eq!(store.clock(), latest, "the clock is saved with the last commit");
+}
+
+#[test]
 fn entries_too_far_in_the_future_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
