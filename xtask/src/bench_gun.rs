@@ -319,7 +319,10 @@ fn records(samples: &Samples, gun_version: &str, quick: bool) -> anyhow::Result<
                  relay); both systems are driven by the same \
                  Node.js harness (xtask/bench/gun), Gun.js through its API in-process, \
                  CosmicSyncCore over its HTTP API and SSE (the like-for-like client a \
-                 JavaScript application would use), fresh processes and data for every run, \
+                 JavaScript application would use: PUTs through `node:http` with a \
+                 keep-alive agent, since Node 20's `fetch` holds a client to about 1,000 \
+                 PUTs/s on this machine; SSE through `fetch`), fresh processes and data \
+                 for every run, \
                  runs interleaved; {sizes}. ratio = {}, so above 1 means CosmicSyncCore is \
                  better.",
                 workload.method,

@@ -61,9 +61,9 @@ pub async fn mesh(options: Options, emit: &mut dyn FnMut(Figure)) -> anyhow::Res
     // Idle: let reconciliation rounds and gossip heartbeats settle, then read memory.
     tokio::time::sleep(Duration::from_secs(5)).await;
     let pids: Vec<u32> = nodes.iter().map(|(node, _)| node.pid()).collect();
-    let idle_from = (Instant::now(), cpu_ms(&pids)?);
+    let idle_from = (Instant::now(), cpu_times(&pids)?);
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let idle_cpu = (cpu_ms(&pids)? - idle_from.1) / idle_from.0.elapsed().as_secs_f64();
+    let idle_cpu = cpu_ms_since(&pids, &idle_from.1)? / idle_from.0.elapsed().as_secs_f64();
     let mut resident = Vec::with_capacity(n);
     for (node, _) in &nodes {
         resident.push(rss_mib(node.pid())?);
@@ -72,9 +72,9 @@ pub async fn mesh(options: Options, emit: &mut dyn FnMut(Figure)) -> anyhow::Res
     let mut cpu = Vec::new();
     for run in 0..options.runs() {
         tokio::time::sleep(Duration::from_secs(1)).await;
-        let before = cpu_ms(&pids)?;
+        let before = cpu_times(&pids)?;
         times.push(ms(write_to_all(&writer, &space, &format!("mesh/{run}"), &mut streams).await?));
-        cpu.push(cpu_ms(&pids)? - before);
+        cpu.push(cpu_ms_since(&pids, &before)?);
     }
     let topology = format!(
         "{n} node processes on 127.0.0.1; node i is bootstrapped to {LINKS} nodes picked at \
@@ -101,8 +101,8 @@ pub async fn mesh(options: Options, emit: &mut dyn FnMut(Figure)) -> anyhow::Res
         cpu,
         format!(
             "The same writes: the growth, from the PUT until the last event, of the time the \
-             {n} node processes spent on a CPU (the sum over their threads of the first field \
-             of /proc/PID/task/TID/schedstat); on 2 cores a write cannot reach every node \
+             {n} node processes spent on a CPU (the sum over their threads of the growth of the \
+             first field of /proc/PID/task/TID/schedstat); on 2 cores a write cannot reach every node \
              faster than half of it"
         ),
     ));
@@ -142,13 +142,17 @@ pub async fn mesh(options: Options, emit: &mut dyn FnMut(Figure)) -> anyhow::Res
     Ok(())
 }
 
-/// The time, in milliseconds, that the processes `pids` have spent on a CPU: the sum over
-/// their threads of `/proc/PID/task/TID/schedstat`'s first field (nanoseconds).
-fn cpu_ms(pids: &[u32]) -> anyhow::Result<f64> {
-    let mut total_ns: u64 = 0;
+/// The time each thread of the processes `pids` has spent on a CPU, in nanoseconds:
+/// `/proc/PID/task/TID/schedstat`'s first field, by thread id.
+fn cpu_times(pids: &[u32]) -> anyhow::Result<std::collections::HashMap<u64, u64>> {
+    let mut times = std::collections::HashMap::new();
     for pid in pids {
         for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
-            let path = task?.path().join("schedstat");
+            let task = task?;
+            let Some(tid) = task.file_name().to_str().and_then(|name| name.parse().ok()) else {
+                continue;
+            };
+            let path = task.path().join("schedstat");
             // A thread that ended meanwhile has nothing to add.
             let Ok(text) = std::fs::read_to_string(&path) else { continue };
             let ns: u64 = text
@@ -156,8 +160,20 @@ fn cpu_ms(pids: &[u32]) -> anyhow::Result<f64> {
                 .next()
                 .and_then(|field| field.parse().ok())
                 .ok_or_else(|| anyhow::anyhow!("unexpected {}: {text:?}", path.display()))?;
-            total_ns += ns;
+            times.insert(tid, ns);
         }
     }
-    Ok(total_ns as f64 / 1e6)
+    Ok(times)
+}
+
+/// The CPU time, in milliseconds, the threads of `pids` spent since `before` (from
+/// [`cpu_times`]): per thread, so that a thread that ended in between (Tokio's idle
+/// blocking threads do) does not take its earlier time away from the sum.
+fn cpu_ms_since(pids: &[u32], before: &std::collections::HashMap<u64, u64>) -> anyhow::Result<f64> {
+    let after = cpu_times(pids)?;
+    let spent: u64 = after
+        .iter()
+        .map(|(tid, ns)| ns.saturating_sub(before.get(tid).copied().unwrap_or(0)))
+        .sum();
+    Ok(spent as f64 / 1e6)
 }

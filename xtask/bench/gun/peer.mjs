@@ -9,6 +9,8 @@
 // Usage: node peer.mjs gun RELAY_URL | node peer.mjs cosmic
 // (a cosmic peer learns its node's API with the `connect` command).
 
+import http from 'node:http';
+
 import Gun from 'gun';
 import { commands, key, send, sleep, value, wall, windowed } from './common.mjs';
 
@@ -66,28 +68,65 @@ class GunBackend {
   }
 }
 
-/** CosmicSyncCore: HTTP PUT per document, the SSE change stream per space. */
+/**
+ * CosmicSyncCore: HTTP PUT per document, the SSE change stream per space.
+ *
+ * PUTs go through `node:http` with a keep-alive agent (one socket per put in flight):
+ * Node 20's `fetch` costs this process more CPU per request than the node spends on the
+ * write (measured against a lone node, 64 in flight: about 1,000 puts/s with `fetch`,
+ * 2,300-2,500 with `node:http`, 4,900 with ApacheBench), and this process shares the two
+ * cores with the nodes.
+ */
 class CosmicBackend {
   constructor(api, token) {
-    this.api = api;
+    this.api = new URL(api);
     this.auth = `Bearer ${token}`;
+    this.agent = new http.Agent({ keepAlive: true, maxSockets: 256 });
   }
 
-  async put(root, name, record) {
-    const response = await fetch(`${this.api}/v1/spaces/${root}/docs/${name}`, {
-      method: 'PUT',
-      headers: { authorization: this.auth, 'content-type': 'application/json' },
-      body: JSON.stringify(record),
-      signal: AbortSignal.timeout(ACK_TIMEOUT_MS),
+  put(root, name, record) {
+    const body = JSON.stringify(record);
+    return new Promise((resolve, reject) => {
+      const request = http.request(
+        {
+          host: this.api.hostname,
+          port: this.api.port,
+          path: `/v1/spaces/${root}/docs/${name}`,
+          method: 'PUT',
+          agent: this.agent,
+          timeout: ACK_TIMEOUT_MS,
+          headers: {
+            authorization: this.auth,
+            'content-type': 'application/json',
+            'content-length': Buffer.byteLength(body),
+          },
+        },
+        (response) => {
+          let text = '';
+          response.setEncoding('utf8');
+          response.on('data', (chunk) => {
+            text += chunk;
+          });
+          response.on('end', () => {
+            if (response.statusCode === 200) {
+              resolve();
+            } else {
+              reject(new Error(`PUT ${name}: ${response.statusCode} ${text}`));
+            }
+          });
+          response.on('error', reject);
+        },
+      );
+      request.on('timeout', () => {
+        request.destroy(new Error(`no answer for ${name} within ${ACK_TIMEOUT_MS} ms`));
+      });
+      request.on('error', reject);
+      request.end(body);
     });
-    const text = await response.text();
-    if (response.status !== 200) {
-      throw new Error(`PUT ${name}: ${response.status} ${text}`);
-    }
   }
 
   async watch(root, onDoc) {
-    const response = await fetch(`${this.api}/v1/spaces/${root}/events?since=0`, {
+    const response = await fetch(new URL(`/v1/spaces/${root}/events?since=0`, this.api), {
       headers: { authorization: this.auth, accept: 'text/event-stream' },
     });
     if (response.status !== 200) {
