@@ -518,90 +518,14 @@ fn parse_author(text: &str) -> ApiResult<cosmic_auth::AuthorId> {
 
 /// Milliseconds since the Unix epoch (negative before 1970) of an RFC 3339 `date-time`:
 /// `YYYY-MM-DDTHH:MM:SS`, an optional fraction (kept to the millisecond), then `Z` or a
-/// `+HH:MM`/`-HH:MM` offset. `T` and `Z` may be lowercase and `T` a space (RFC 3339 §5.6);
-/// a leap second (`:60`) counts as the first second of the next minute.
-pub(crate) fn parse_rfc3339(text: &str) -> Result<i64, &'static str> {
-    let number = |from: usize, to: usize| -> Result<i64, &'static str> {
-        match text.get(from..to) {
-            Some(part) if part.bytes().all(|byte| byte.is_ascii_digit()) => {
-                part.parse().map_err(|_| "a number is malformed")
-            }
-            _ => Err("a number is malformed"),
-        }
-    };
-    let separator = |at: usize, allowed: &[u8]| match text.as_bytes().get(at) {
-        Some(byte) if allowed.contains(byte) => Ok(()),
-        _ => Err("a separator is missing or wrong"),
-    };
-    let year = number(0, 4)?;
-    separator(4, b"-")?;
-    let month = number(5, 7)?;
-    separator(7, b"-")?;
-    let day = number(8, 10)?;
-    separator(10, b"Tt ")?;
-    let hour = number(11, 13)?;
-    separator(13, b":")?;
-    let minute = number(14, 16)?;
-    separator(16, b":")?;
-    let second = number(17, 19)?;
-    let mut rest = text.get(19..).ok_or("the time is cut short")?;
-    let mut millis = 0;
-    if let Some(fraction) = rest.strip_prefix('.') {
-        let digits = fraction.bytes().take_while(u8::is_ascii_digit).count();
-        if digits == 0 {
-            return Err("the fraction of a second has no digits");
-        }
-        for (place, byte) in fraction.bytes().take(digits.min(3)).enumerate() {
-            let scale = [100, 10, 1][place];
-            millis += i64::from(byte - b'0') * scale;
-        }
-        rest = &fraction[digits..];
-    }
-    let offset_minutes = match rest {
-        "Z" | "z" => 0,
-        _ => {
-            let sign = match rest.as_bytes().first() {
-                Some(b'+') => 1,
-                Some(b'-') => -1,
-                _ => return Err("the offset is neither Z nor +HH:MM or -HH:MM"),
-            };
-            if rest.len() != 6 || rest.as_bytes()[3] != b':' {
-                return Err("the offset is neither Z nor +HH:MM or -HH:MM");
-            }
-            let hours = rest[1..3].parse::<i64>().map_err(|_| "the offset is malformed")?;
-            let minutes = rest[4..6].parse::<i64>().map_err(|_| "the offset is malformed")?;
-            if !rest[1..3].bytes().chain(rest[4..6].bytes()).all(|byte| byte.is_ascii_digit())
-                || hours > 23
-                || minutes > 59
-            {
-                return Err("the offset is out of range");
-            }
-            sign * (hours * 60 + minutes)
-        }
-    };
-    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
-    let days_in_month = match month {
-        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
-        4 | 6 | 9 | 11 => 30,
-        2 if leap => 29,
-        2 => 28,
-        _ => return Err("the month is out of range"),
-    };
-    if !(1..=days_in_month).contains(&day) {
-        return Err("the day is out of range");
-    }
-    if hour > 23 || minute > 59 || second > 60 {
-        return Err("the time of day is out of range");
-    }
-    // Days from 1970-01-01 to the civil date (H. Hinnant's `days_from_civil`).
-    let shifted_year = if month <= 2 { year - 1 } else { year };
-    let era = shifted_year.div_euclid(400);
-    let year_of_era = shifted_year - era * 400;
-    let day_of_year = (153 * ((month + 9) % 12) + 2) / 5 + day - 1;
-    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    let days = era * 146_097 + day_of_era - 719_468;
-    let seconds = days * 86_400 + hour * 3_600 + minute * 60 + second - offset_minutes * 60;
-    Ok(seconds * 1_000 + millis)
+/// `+HH:MM`/`-HH:MM` offset. `T` and `Z` may be lowercase and `T` another character such
+/// as a space (RFC 3339 §5.6); a leap second (`:60`) is the last instant of the second
+/// before it. Parsed by the `time` crate.
+pub(crate) fn parse_rfc3339(text: &str) -> Result<i64, String> {
+    let time = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .map_err(|error| error.to_string())?;
+    // Years 0000 to 9999: far inside i64 milliseconds.
+    Ok((time.unix_timestamp_nanos().div_euclid(1_000_000)) as i64)
 }
 
 /// `GET /v1/spaces/{space}/docs` query.
