@@ -2,7 +2,7 @@
 //!
 //! - Layering: a crate depends only on crates of a lower level (DESIGN.md).
 //! - Docs: every source file under a crate's `src/` opens with a `//!` comment, and
-//!   `docs/ARCHITECTURE.md` names every crate of the workspace.
+//!   `docs/ARCHITECTURE.md` names every crate of the workspace and no file that is gone.
 //! - Dependencies: every member takes each dependency from `[workspace.dependencies]`
 //!   (`workspace = true`), so each version is stated once.
 //! - Lock floors: versions of dependencies with known advisories are at or above the fix.
@@ -156,10 +156,76 @@ fn check_docs(root: &Path, members: &[Member]) -> anyhow::Result<Vec<String>> {
                     ));
                 }
             }
+            let mut files = Vec::new();
+            collect_repo_files(root, root, &mut files)?;
+            problems.extend(missing_paths("docs/ARCHITECTURE.md", &text, &files));
         }
         Err(error) => problems.push(format!("docs/ARCHITECTURE.md: cannot read it: {error}")),
     }
     Ok(problems)
+}
+
+/// Top-level folders of the repository: a backticked path that starts with one of them
+/// names a file or folder of the repository.
+const REPO_FOLDERS: &[&str] =
+    &["crates/", "docs/", "xtask/", "tests/", "fuzz/", "clients/", "examples/", ".ci/"];
+
+/// The files and folders a document names in backticks that the repository does not hold.
+/// Checked: names of source and document files (`.rs`, `.md`, `.mjs`) and paths under the
+/// repository's own folders; a short name such as `feed.rs` or `replicator/feed.rs` passes
+/// when some file's path ends with it, a folder's name when some file's path holds it.
+/// `files` are repository paths, `/`-separated.
+pub(crate) fn missing_paths(document: &str, text: &str, files: &[String]) -> Vec<String> {
+    let mut problems = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    for (index, span) in text.split('`').enumerate() {
+        // Odd pieces lie between backticks.
+        if index % 2 == 0 || !seen.insert(span) {
+            continue;
+        }
+        let path_like = !span.is_empty()
+            && span.bytes().all(|byte| byte.is_ascii_alphanumeric() || b"_./-".contains(&byte));
+        let checked = [".rs", ".md", ".mjs"].iter().any(|ext| span.ends_with(ext))
+            || REPO_FOLDERS.iter().any(|folder| span.starts_with(folder));
+        if !path_like || !checked {
+            continue;
+        }
+        // A file, or a folder (with or without its final `/`) that holds a file.
+        let folder = format!("{}/", span.trim_end_matches('/'));
+        let found = files.iter().any(|file| {
+            file == span
+                || file.ends_with(&format!("/{span}"))
+                || file.starts_with(&folder)
+                || file.contains(&format!("/{folder}"))
+        });
+        if !found {
+            problems
+                .push(format!("{document}: names `{span}`, which the repository does not hold"));
+        }
+    }
+    problems
+}
+
+/// Every file under `dir` as a path relative to `root`, `/`-separated; build output,
+/// installed packages and version control are left out.
+fn collect_repo_files(root: &Path, dir: &Path, out: &mut Vec<String>) -> anyhow::Result<()> {
+    let entries = std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))?;
+    for entry in entries {
+        let path = entry?.path();
+        let name = path.file_name().unwrap_or_default();
+        if path.is_dir() {
+            if !["target", "node_modules", ".git"].iter().any(|skip| name == *skip) {
+                collect_repo_files(root, &path, out)?;
+            }
+        } else if let Ok(relative) = path.strip_prefix(root) {
+            let parts: Vec<String> = relative
+                .components()
+                .map(|part| part.as_os_str().to_string_lossy().into())
+                .collect();
+            out.push(parts.join("/"));
+        }
+    }
+    Ok(())
 }
 
 fn collect_rs_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) -> anyhow::Result<()> {
@@ -326,6 +392,25 @@ tempfile = { version = "3" }
 default = []
 "#;
         assert_eq!(deps_not_from_workspace(manifest), ["rand", "cosmic-auth", "tempfile"]);
+    }
+
+    #[test]
+    fn documents_may_name_only_files_that_exist() {
+        let files: Vec<String> = ["crates/cosmic-sync/src/replicator/feed.rs", "docs/API.md"]
+            .iter()
+            .map(|file| (*file).to_owned())
+            .collect();
+        let text = "The feed (`replicator/feed.rs`, `feed.rs`) in `crates/cosmic-sync/`, \
+                    `src/replicator`, see `docs/API.md`; gone: `replicator/old.rs`, `docs/OLD.md`, `crates/none/`. \
+                    Not paths: `cosmic.toml`, `Store::open`, `a b.rs`, `blobs/`.";
+        assert_eq!(
+            missing_paths("X.md", text, &files),
+            [
+                "X.md: names `replicator/old.rs`, which the repository does not hold",
+                "X.md: names `docs/OLD.md`, which the repository does not hold",
+                "X.md: names `crates/none/`, which the repository does not hold",
+            ]
+        );
     }
 
     #[test]
