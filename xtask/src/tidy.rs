@@ -6,8 +6,8 @@
 //! - Dependencies: every member takes each dependency from `[workspace.dependencies]`
 //!   (`workspace = true`), so each version is stated once.
 //! - Lock floors: versions of dependencies with known advisories are at or above the fix.
-//! - Length: no source file over [`MAX_FILE_LINES`] lines, but those of [`LONG_FILES`],
-//!   which may only shrink.
+//! - Length (`tidy/lengths.rs`): no source file over 600 lines and no function over 80,
+//!   but those listed, and the lists only shrink.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -15,6 +15,12 @@ use std::path::Path;
 
 use anyhow::Context;
 use serde_json::Value;
+
+use self::lengths::{
+    LONG_FILES, LONG_FUNCTIONS, MAX_FILE_LINES, MAX_FN_LINES, check_lengths, function_lengths,
+};
+
+mod lengths;
 
 /// The level of every layered crate (DESIGN.md). A crate may depend only on crates of a
 /// strictly lower level; `cosmic-tests` and `xtask` stand outside the layers.
@@ -46,6 +52,7 @@ pub(crate) fn check_all(root: &Path, metadata: &str, lock: &str) -> anyhow::Resu
     problems.extend(check_workspace_deps(&members)?);
     problems.extend(check_lock_floors(lock));
     let mut lengths = Vec::new();
+    let mut function_lines = Vec::new();
     for folder in ["crates", "xtask/src"] {
         let mut files = Vec::new();
         collect_rs_files(&root.join(folder), &mut files)?;
@@ -62,61 +69,19 @@ pub(crate) fn check_all(root: &Path, metadata: &str, lock: &str) -> anyhow::Resu
             }
             let text = std::fs::read_to_string(&file)
                 .with_context(|| format!("reading {}", file.display()))?;
-            lengths.push((name.join("/"), text.lines().count()));
+            let name = name.join("/");
+            match function_lengths(&text) {
+                Ok(functions) => functions.into_iter().for_each(|(function, lines)| {
+                    function_lines.push((format!("{name}: fn {function}"), lines));
+                }),
+                Err(error) => problems.push(format!("{name}: cannot parse it: {error}")),
+            }
+            lengths.push((name, text.lines().count()));
         }
     }
-    problems.extend(check_lengths(&lengths, LONG_FILES));
+    problems.extend(check_lengths(&lengths, LONG_FILES, MAX_FILE_LINES, "LONG_FILES"));
+    problems.extend(check_lengths(&function_lines, LONG_FUNCTIONS, MAX_FN_LINES, "LONG_FUNCTIONS"));
     Ok(problems)
-}
-
-/// The most lines a source file may have (tests aside): one concept a file.
-pub(crate) const MAX_FILE_LINES: usize = 600;
-
-/// Source files still over [`MAX_FILE_LINES`], each with the length it may not exceed.
-/// The list only shrinks: a listed file that grows fails, one that shrinks must lower its
-/// entry, and one back under the limit must leave the list.
-pub(crate) const LONG_FILES: &[(&str, usize)] = &[
-    ("crates/cosmic-store/src/store.rs", 1719),
-    ("crates/cosmic-node/src/api/handlers.rs", 926),
-    ("crates/cosmic-net/src/actor.rs", 854),
-    ("crates/cosmic-auth/src/capability.rs", 784),
-    ("crates/cosmic-node/src/node.rs", 721),
-    ("crates/cosmic-sync/src/wire.rs", 706),
-    ("crates/cosmic-blobs/src/api.rs", 623),
-    ("crates/cosmic-config/src/load.rs", 609),
-];
-
-/// Files over [`MAX_FILE_LINES`] that [`LONG_FILES`] does not allow, and entries of it that
-/// must shrink or go. `lengths`: each source file's path and line count.
-pub(crate) fn check_lengths(lengths: &[(String, usize)], allowed: &[(&str, usize)]) -> Vec<String> {
-    let mut problems = Vec::new();
-    for (file, lines) in lengths {
-        let entry = allowed.iter().find(|(name, _)| name == file).map(|(_, most)| *most);
-        match entry {
-            None if *lines > MAX_FILE_LINES => problems
-                .push(format!("{file}: {lines} lines, over {MAX_FILE_LINES}: split it by concern")),
-            None => {}
-            Some(_) if *lines <= MAX_FILE_LINES => problems.push(format!(
-                "{file}: {lines} lines, within {MAX_FILE_LINES} now: remove it from LONG_FILES \
-                 in xtask/src/tidy.rs"
-            )),
-            Some(most) if *lines > most => problems.push(format!(
-                "{file}: {lines} lines, more than the {most} LONG_FILES allows it: split it \
-                 by concern rather than grow it"
-            )),
-            Some(most) if *lines < most => problems.push(format!(
-                "{file}: {lines} lines, fewer than its {most} in LONG_FILES: lower the entry \
-                 in xtask/src/tidy.rs (the list only shrinks)"
-            )),
-            Some(_) => {}
-        }
-    }
-    for (name, _) in allowed {
-        if !lengths.iter().any(|(file, _)| file == name) {
-            problems.push(format!("LONG_FILES names {name}, which is gone: remove the entry"));
-        }
-    }
-    problems
 }
 
 /// What tidy needs to know of one workspace member.
@@ -482,35 +447,6 @@ default = []
                 "X.md: names `replicator/old.rs`, which the repository does not hold",
                 "X.md: names `docs/OLD.md`, which the repository does not hold",
                 "X.md: names `crates/none/`, which the repository does not hold",
-            ]
-        );
-    }
-
-    #[test]
-    fn long_files_are_refused_unless_listed_and_the_list_only_shrinks() {
-        let lengths: Vec<(String, usize)> = [
-            ("a.rs", 600),
-            ("b.rs", 601),
-            ("c.rs", 900),
-            ("d.rs", 880),
-            ("e.rs", 700),
-            ("f.rs", 500),
-        ]
-        .iter()
-        .map(|(file, lines)| ((*file).to_owned(), *lines))
-        .collect();
-        let allowed = [("c.rs", 890), ("d.rs", 890), ("e.rs", 700), ("f.rs", 650), ("g.rs", 700)];
-        assert_eq!(
-            check_lengths(&lengths, &allowed),
-            [
-                "b.rs: 601 lines, over 600: split it by concern",
-                "c.rs: 900 lines, more than the 890 LONG_FILES allows it: split it by concern \
-                 rather than grow it",
-                "d.rs: 880 lines, fewer than its 890 in LONG_FILES: lower the entry in \
-                 xtask/src/tidy.rs (the list only shrinks)",
-                "f.rs: 500 lines, within 600 now: remove it from LONG_FILES in \
-                 xtask/src/tidy.rs",
-                "LONG_FILES names g.rs, which is gone: remove the entry",
             ]
         );
     }
