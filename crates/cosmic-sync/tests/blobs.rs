@@ -2,32 +2,20 @@
 
 #![allow(clippy::unwrap_used, reason = "a test fails loudly, helpers included")]
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use cosmic_auth::{AuthorKey, NodeKey, SpaceKey, SpaceMode};
 use cosmic_blobs::{Blobs, StaticLookup, Visibility};
-use cosmic_events::Bus;
-use cosmic_net::{Config, Keypair, Net};
-use cosmic_store::{Options, Store, Value};
-use cosmic_sync::{BlobFetcher, BlobPolicy, BlobStatus, Replicator, SyncEvent, SyncOptions};
+use cosmic_store::Value;
+use cosmic_sync::{BlobPolicy, BlobStatus, SyncEvent, SyncOptions};
 
-const DEADLINE: Duration = Duration::from_secs(25);
+mod common;
 
-struct Node {
-    net: Net,
-    store: Store,
-    bus: Bus,
-    blobs: Blobs,
-    replicator: Replicator,
-    _dir: tempfile::TempDir,
-}
+use common::{Node, eventually};
 
+/// A node that fetches linked blobs into its own (in-memory) blob store, finding their
+/// holders through `lookup`.
 async fn node(lookup: StaticLookup) -> Node {
-    let dir = tempfile::tempdir().unwrap();
-    let bus = Bus::new();
-    let net = Net::spawn(Keypair::generate_ed25519(), Config::local(), bus.clone()).await.unwrap();
-    let store = Store::open(dir.path().join("store.redb"), Options::default()).unwrap();
     let blobs = Blobs::builder(&NodeKey::generate())
         .config(cosmic_blobs::Config::loopback())
         .address_lookup(lookup)
@@ -40,26 +28,7 @@ async fn node(lookup: StaticLookup) -> Node {
         blob_fetch_timeout: Duration::from_millis(500),
         ..SyncOptions::default()
     };
-    let fetcher: Arc<dyn BlobFetcher> = Arc::new(blobs.clone());
-    let replicator = Replicator::spawn(
-        options,
-        net.clone(),
-        store.clone(),
-        bus.clone(),
-        Some(fetcher),
-        dir.path(),
-    )
-    .await
-    .unwrap();
-    Node { net, store, bus, blobs, replicator, _dir: dir }
-}
-
-async fn eventually(what: &str, mut condition: impl AsyncFnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    while !condition().await {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    Node::builder().blobs(blobs).sync_options(options).start().await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -75,8 +44,8 @@ async fn linked_blobs_are_fetched_by_the_space_policy() {
     let author = AuthorKey::generate();
 
     // Lazy: the document syncs and reads; its blob is pending until asked for.
-    let lazy = a.blobs.add_bytes(vec![7u8; 300_000], Visibility::Public).await.unwrap().cid;
-    lookup.insert(lazy, a.blobs.peer_addr());
+    let lazy = a.blobs().add_bytes(vec![7u8; 300_000], Visibility::Public).await.unwrap().cid;
+    lookup.insert(lazy, a.blobs().peer_addr());
     let link = Value::blob_link(lazy.to_bytes()).unwrap();
     a.store.write(&author, &space, "files/lazy", vec![("data".into(), link)]).unwrap();
     eventually("the document to reach B", async || {
@@ -90,15 +59,15 @@ async fn linked_blobs_are_fetched_by_the_space_policy() {
     assert_eq!(b.replicator.blob_status(&lazy.to_bytes()).await, BlobStatus::Pending);
     b.replicator.fetch_blob(space, &lazy.to_bytes()).await.unwrap();
     assert_eq!(b.replicator.blob_status(&lazy.to_bytes()).await, BlobStatus::Present);
-    assert_eq!(b.blobs.read_to_bytes(&lazy).await.unwrap().len(), 300_000);
+    assert_eq!(b.blobs().read_to_bytes(&lazy).await.unwrap().len(), 300_000);
 
     // Eager: fetched as soon as the document arrives.
     b.replicator.set_blob_policy(&space, BlobPolicy::Eager).unwrap();
-    let eager = a.blobs.add_bytes(vec![9u8; 100_000], Visibility::Public).await.unwrap().cid;
-    lookup.insert(eager, a.blobs.peer_addr());
+    let eager = a.blobs().add_bytes(vec![9u8; 100_000], Visibility::Public).await.unwrap().cid;
+    lookup.insert(eager, a.blobs().peer_addr());
     let link = Value::blob_link(eager.to_bytes()).unwrap();
     a.store.write(&author, &space, "files/eager", vec![("data".into(), link)]).unwrap();
-    eventually("B to fetch the eager blob", async || b.blobs.has(&eager).await.unwrap()).await;
+    eventually("B to fetch the eager blob", async || b.blobs().has(&eager).await.unwrap()).await;
     eventually("the fetch to be counted", async || b.replicator.metrics().blobs_fetched >= 2).await;
 
     // A blob nobody provides: the document reads, the blob stays pending, the fetch gives
@@ -117,8 +86,6 @@ async fn linked_blobs_are_fetched_by_the_space_policy() {
     .await;
 
     for node in [a, b] {
-        node.replicator.shutdown().await;
-        node.blobs.shutdown().await.unwrap();
-        node.net.shutdown().await.unwrap();
+        node.stop().await;
     }
 }

@@ -14,11 +14,14 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use cosmic_auth::{AuthorKey, PublicKey, SpaceKey, SpaceMode};
-use cosmic_events::Bus;
-use cosmic_net::{Config, Keypair, Net};
-use cosmic_store::{Clock, Hlc, Options, Store, SystemClock, Value};
-use cosmic_sync::{Replicator, SyncEvent, SyncOptions};
+use cosmic_store::{Clock, Hlc, Options, SystemClock, Value};
+use cosmic_sync::SyncEvent;
 
+mod common;
+
+use common::Node;
+
+/// Clock tests wait longer than the kit's default: convergence follows a clock change.
 const DEADLINE: Duration = Duration::from_secs(40);
 const HOUR_MS: i64 = 3_600_000;
 
@@ -45,55 +48,41 @@ impl Clock for SkewedClock {
     }
 }
 
-struct Node {
-    net: Net,
-    store: Store,
-    bus: Bus,
-    replicator: Replicator,
+/// Polls `condition` until it holds, failing after [`DEADLINE`].
+async fn eventually(what: &str, condition: impl AsyncFnMut() -> bool) {
+    common::eventually_within(what, DEADLINE, condition).await;
+}
+
+/// A kit node whose store runs on a [`SkewedClock`].
+struct Skewed {
+    node: Node,
     clock: Arc<SkewedClock>,
 }
 
-async fn start(dir: &Path, offset_ms: i64) -> Node {
-    let clock = SkewedClock::new(offset_ms);
-    let bus = Bus::new();
-    let net = Net::spawn(Keypair::generate_ed25519(), Config::local(), bus.clone()).await.unwrap();
-    let options = Options { clock: clock.clone(), ..Options::default() };
-    let store = Store::open(dir.join("store.redb"), options).unwrap();
-    let sync =
-        SyncOptions { reconcile_interval: Duration::from_millis(300), ..SyncOptions::default() };
-    let replicator =
-        Replicator::spawn(sync, net.clone(), store.clone(), bus.clone(), None, dir).await.unwrap();
-    Node { net, store, bus, replicator, clock }
+impl std::ops::Deref for Skewed {
+    type Target = Node;
+
+    fn deref(&self) -> &Node {
+        &self.node
+    }
 }
 
-impl Node {
+impl Skewed {
     async fn stop(self) {
-        self.replicator.shutdown().await;
-        self.net.shutdown().await.unwrap();
-    }
-
-    async fn dial(&self, other: &Node) {
-        let address = other.net.listen_addrs().await.unwrap().remove(0);
-        self.net.dial(address).await.unwrap();
-    }
-
-    fn state(&self, space: &PublicKey) -> Option<[u8; 32]> {
-        self.store.space_record(space).unwrap()?;
-        Some(self.store.state_hash(space).unwrap())
-    }
-
-    fn value(&self, space: &PublicKey, doc: &str, field: &str) -> Option<Value> {
-        self.store.get_entry(space, doc, field).unwrap().map(|entry| entry.value)
+        self.node.stop().await;
     }
 }
 
-/// Polls `condition` every 50 ms until it holds, failing after the deadline.
-async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    while !condition() {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+async fn start(dir: &Path, offset_ms: i64) -> Skewed {
+    let clock = SkewedClock::new(offset_ms);
+    let options = Options { clock: clock.clone(), ..Options::default() };
+    let node = Node::builder()
+        .dir(dir)
+        .store_options(options)
+        .reconcile_every(Duration::from_millis(300))
+        .start()
+        .await;
+    Skewed { node, clock }
 }
 
 fn write(node: &Node, author: &AuthorKey, space: &PublicKey, doc: &str, value: &str) -> Hlc {
@@ -113,12 +102,12 @@ async fn a_node_an_hour_ahead_is_refused_until_within_drift() {
         node.replicator.join(space).await.unwrap();
     }
     ahead.dial(&honest).await;
-    eventually("the space to reach the node ahead", || ahead.state(&space).is_some()).await;
+    eventually("the space to reach the node ahead", async || ahead.state(&space).is_some()).await;
 
     // The honest node writes a field; the node ahead overwrites it, stamped an hour ahead.
     let author = AuthorKey::generate();
     write(&honest, &author, &space, "doc", "honest");
-    eventually("the honest write to reach the node ahead", || {
+    eventually("the honest write to reach the node ahead", async || {
         ahead.value(&space, "doc", "v") == Some(Value::String("honest".into()))
     })
     .await;
@@ -142,8 +131,10 @@ async fn a_node_an_hour_ahead_is_refused_until_within_drift() {
     assert!(reason.contains("in the future, more than the allowed clock drift"), "{reason}");
     // Both entries are counted as refused, however they came (in one gossip batch or two,
     // in a session either node started).
-    eventually("the refusals to show in the metrics", || honest.store.refusals().clock_drift >= 2)
-        .await;
+    eventually("the refusals to show in the metrics", async || {
+        honest.store.refusals().clock_drift >= 2
+    })
+    .await;
     // Several reconciliation rounds later, still refused: nothing from the future is stored
     // and the honest clock did not jump ahead.
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -155,11 +146,11 @@ async fn a_node_an_hour_ahead_is_refused_until_within_drift() {
 
     // An hour passes (the honest clock catches up): the entries are valid now and accepted.
     honest.clock.set(HOUR_MS);
-    eventually("the node ahead to be accepted once within drift", || {
+    eventually("the node ahead to be accepted once within drift", async || {
         honest.value(&space, "other", "v") == Some(Value::String("from the future".into()))
     })
     .await;
-    eventually("both nodes to converge", || {
+    eventually("both nodes to converge", async || {
         honest.state(&space).is_some() && honest.state(&space) == ahead.state(&space)
     })
     .await;
@@ -182,7 +173,7 @@ async fn a_node_behind_within_the_drift_converges_and_its_clock_catches_up() {
         node.replicator.join(space).await.unwrap();
     }
     behind.dial(&a).await;
-    eventually("every node to learn the space", || {
+    eventually("every node to learn the space", async || {
         [&a, &behind].iter().all(|node| node.state(&space).is_some())
     })
     .await;
@@ -195,7 +186,7 @@ async fn a_node_behind_within_the_drift_converges_and_its_clock_catches_up() {
     // A shared field written by A: once the node behind has seen it, its HLC catches up
     // and its next write to the field wins everywhere despite its wall clock.
     let seen = write(&a, &AuthorKey::generate(), &space, "shared", "by a");
-    eventually("A's write to reach the node behind", || {
+    eventually("A's write to reach the node behind", async || {
         behind.value(&space, "shared", "v") == Some(Value::String("by a".into()))
     })
     .await;
@@ -209,7 +200,7 @@ async fn a_node_behind_within_the_drift_converges_and_its_clock_catches_up() {
         write(&a, &AuthorKey::generate(), &space, &doc, "a");
         write(&behind, &late, &space, &doc, "behind");
     }
-    eventually("the two nodes to converge", || {
+    eventually("the two nodes to converge", async || {
         let first = a.state(&space);
         first.is_some() && behind.state(&space) == first
     })
@@ -246,7 +237,7 @@ async fn a_node_an_hour_behind_two_peers_follows_them_and_converges() {
     // Both peers report clocks an hour ahead of its own: it takes their word (the lesser
     // of the two readings, give or take the round trip) and converges without anyone
     // touching its clock.
-    eventually("the node behind to follow its peers' clocks", || {
+    eventually("the node behind to follow its peers' clocks", async || {
         behind.store.clock_correction() > Duration::from_millis(3_590_000)
     })
     .await;
@@ -255,7 +246,7 @@ async fn a_node_an_hour_behind_two_peers_follows_them_and_converges() {
     for node in [&a, &b] {
         assert_eq!(node.store.clock_correction(), Duration::ZERO, "honest nodes keep theirs");
     }
-    eventually("the three nodes to converge", || {
+    eventually("the three nodes to converge", async || {
         let first = a.state(&space);
         first.is_some() && b.state(&space) == first && behind.state(&space) == first
     })
@@ -266,7 +257,7 @@ async fn a_node_an_hour_behind_two_peers_follows_them_and_converges() {
     let stamped = write(&behind, &AuthorKey::generate(), &space, "shared", "by the node behind");
     let now = SystemClock.now_millis();
     assert!(stamped.millis.abs_diff(now) < 5_000, "{stamped} at {now}");
-    eventually("its write to reach everyone", || {
+    eventually("its write to reach everyone", async || {
         [&a, &b, &behind].iter().all(|node| {
             node.value(&space, "shared", "v") == Some(Value::String("by the node behind".into()))
         })
@@ -275,7 +266,7 @@ async fn a_node_an_hour_behind_two_peers_follows_them_and_converges() {
 
     // Its clock is set right: the peers no longer vote for a correction.
     behind.clock.set(0);
-    eventually("the correction to be dropped", || {
+    eventually("the correction to be dropped", async || {
         behind.store.clock_correction() == Duration::ZERO
     })
     .await;
@@ -296,13 +287,13 @@ async fn a_node_an_hour_behind_its_only_peer_keeps_its_writes_and_converges_once
         node.replicator.join(space).await.unwrap();
     }
     behind.dial(&a).await;
-    eventually("the space to reach A", || a.state(&space).is_some()).await;
+    eventually("the space to reach A", async || a.state(&space).is_some()).await;
 
     // Its writes, stamped an hour in the past, reach A: nothing is lost.
     let author = AuthorKey::generate();
     let old = write(&behind, &author, &space, "behind-own", "kept");
     assert!(old.millis + 3_500_000 < SystemClock.now_millis(), "{old}");
-    eventually("the write from the past to reach A", || {
+    eventually("the write from the past to reach A", async || {
         a.value(&space, "behind-own", "v") == Some(Value::String("kept".into()))
     })
     .await;
@@ -324,7 +315,7 @@ async fn a_node_an_hour_behind_its_only_peer_keeps_its_writes_and_converges_once
 
     // Its clock is set right: it takes A's entries and both converge, with every write.
     behind.clock.set(0);
-    eventually("both nodes to converge once the clock is set", || {
+    eventually("both nodes to converge once the clock is set", async || {
         behind.state(&space).is_some() && behind.state(&space) == a.state(&space)
     })
     .await;

@@ -10,69 +10,24 @@ use std::time::Duration;
 use cosmic_auth::{AuthorKey, PeerBinding, PublicKey, Right, SpaceKey, SpaceMode, Timestamp};
 use cosmic_events::Bus;
 use cosmic_net::{Config, GossipSeen, Keypair, Net, PeerBanned, PeerId, TopicSubscribed};
-use cosmic_store::{Entry, Hlc, Options, Store, Value};
+use cosmic_store::{Entry, Hlc, Store, Value};
 use cosmic_sync::wire::{self, Message, Part};
-use cosmic_sync::{BIND_PROTOCOL, RECON_PROTOCOL, Replicator, SyncEvent, SyncOptions, space_topic};
+use cosmic_sync::{BIND_PROTOCOL, RECON_PROTOCOL, SyncEvent, space_topic};
 
-const DEADLINE: Duration = Duration::from_secs(20);
+mod common;
 
-struct Node {
-    net: Net,
-    store: Store,
-    bus: Bus,
-    replicator: Replicator,
-    _dir: tempfile::TempDir,
-}
+use common::{DEADLINE, Node, eventually, publish_until_sent};
 
 /// A node whose periodic reconciliation is far off, so that within a test only gossip,
 /// subscriptions and catch-ups move entries.
 async fn node() -> Node {
-    let dir = tempfile::tempdir().unwrap();
-    let bus = Bus::new();
-    let net = Net::spawn(Keypair::generate_ed25519(), Config::local(), bus.clone()).await.unwrap();
-    let store = Store::open(dir.path().join("store.redb"), Options::default()).unwrap();
-    let options =
-        SyncOptions { reconcile_interval: Duration::from_secs(600), ..SyncOptions::default() };
-    let replicator =
-        Replicator::spawn(options, net.clone(), store.clone(), bus.clone(), None, dir.path())
-            .await
-            .unwrap();
-    Node { net, store, bus, replicator, _dir: dir }
+    Node::builder().reconcile_every(Duration::from_secs(600)).start().await
 }
 
-impl Node {
-    async fn dial(&self, other: &Net) {
-        let address = other.listen_addrs().await.unwrap().remove(0);
-        self.net.dial(address).await.unwrap();
-    }
-
-    fn state(&self, space: &PublicKey) -> Option<[u8; 32]> {
-        self.store.space_record(space).unwrap()?;
-        Some(self.store.state_hash(space).unwrap())
-    }
-
-    fn has(&self, space: &PublicKey, doc: &str) -> bool {
-        self.store.get_doc(space, doc).unwrap().is_some()
-    }
-
-    async fn strikes_of(&self, peer: PeerId) -> u32 {
-        let peers = self.net.peers().await.unwrap();
-        peers.iter().find(|info| info.peer_id == peer).map_or(0, |info| info.strikes)
-    }
-
-    async fn stop(self) {
-        self.replicator.shutdown().await;
-        self.net.shutdown().await.unwrap();
-    }
-}
-
-/// Polls `condition` every 50 ms until it holds, failing after the deadline.
-async fn eventually(what: &str, mut condition: impl AsyncFnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    while !condition().await {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+/// The strikes `node` holds against `peer`.
+async fn strikes_of(node: &Node, peer: PeerId) -> u32 {
+    let peers = node.net.peers().await.unwrap();
+    peers.iter().find(|info| info.peer_id == peer).map_or(0, |info| info.strikes)
 }
 
 /// Signs an entry by `author` stamped now by `store`'s clock.
@@ -96,7 +51,7 @@ async fn restricted_line(nodes: &[&Node]) -> (PublicKey, SpaceKey, AuthorKey) {
         node.replicator.join(space).await.unwrap();
     }
     for pair in nodes.windows(2) {
-        pair[1].dial(&pair[0].net).await;
+        pair[1].dial(pair[0]).await;
     }
     eventually("the space to reach every node", async || {
         let first = nodes[0].state(&space);
@@ -128,14 +83,6 @@ async fn present_binding(net: &Net, target: &Node, author: &AuthorKey) {
     let binding = PeerBinding::sign(author, &node, Timestamp(Timestamp::now().0 + 3_600_000));
     let request = net.request(target.net.peer_id(), BIND_PROTOCOL, binding.to_bytes());
     tokio::time::timeout(DEADLINE, request).await.unwrap().unwrap();
-}
-
-async fn publish_until_sent(net: &Net, topic: &str, data: Vec<u8>) {
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    while let Err(error) = net.publish(topic, data.clone()).await {
-        assert!(tokio::time::Instant::now() < deadline, "publishing failed: {error}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// Publishes `data` from `net` until it is sent (true), or until `target` has banned a
@@ -192,7 +139,7 @@ async fn a_restricted_space_moves_by_reconciliation_only_with_grants_before_entr
         assert_eq!(metrics.gossip_rejected, 0, "{metrics:?}");
     }
     for honest in [&a, &b] {
-        assert_eq!(c.strikes_of(honest.net.peer_id()).await, 0, "an honest peer was struck");
+        assert_eq!(strikes_of(&c, honest.net.peer_id()).await, 0, "an honest peer was struck");
     }
     while let Ok(Some(event)) = rejected_on_c.try_recv() {
         assert!(!matches!(event, SyncEvent::EntryRejected { .. }), "{event:?}");
@@ -233,7 +180,7 @@ async fn entries_without_a_capability_are_held_in_bounds_then_rejected_and_struc
     })
     .await;
     let banned = b.net.stats().await.unwrap().banned_peers == 1;
-    assert!(banned || b.strikes_of(mallory.peer_id()).await >= 1);
+    assert!(banned || strikes_of(&b, mallory.peer_id()).await >= 1);
     for index in 0..300 {
         assert!(!b.has(&space, &format!("bad{index}")), "an unauthorised entry was stored");
     }
@@ -298,7 +245,7 @@ async fn a_peer_flooding_garbage_gossip_is_contained() {
         b.has(&space, "after-a") && a.has(&space, "after-b")
     })
     .await;
-    assert_eq!(a.strikes_of(b.net.peer_id()).await, 0);
+    assert_eq!(strikes_of(&a, b.net.peer_id()).await, 0);
     mallory.shutdown().await.unwrap();
     for node in [a, b] {
         node.stop().await;
@@ -326,7 +273,7 @@ async fn a_replayed_old_entry_changes_nothing_and_is_not_forwarded() {
         node.replicator.speak_for(writer.clone());
         node.replicator.join(space).await.unwrap();
     }
-    b.dial(&a.net).await;
+    b.dial(&a).await;
     eventually("b to catch up", async || {
         b.state(&space).is_some() && b.state(&space) == a.state(&space)
     })
@@ -357,7 +304,7 @@ async fn a_replayed_old_entry_changes_nothing_and_is_not_forwarded() {
     }
     assert_ne!(b.state(&space), before);
     assert_eq!(forwarded(&mut seen_on_a, b.net.peer_id(), &replays[..1]), 0, "stale forwarded");
-    assert_eq!(b.strikes_of(mallory.peer_id()).await, 0, "a replay of signed data is no offence");
+    assert_eq!(strikes_of(&b, mallory.peer_id()).await, 0, "a replay of signed data is no offence");
     assert_eq!(b.replicator.metrics().gossip_rejected, 0);
     mallory.shutdown().await.unwrap();
     for node in [a, b] {
@@ -432,7 +379,7 @@ async fn forged_capabilities_and_signatures_over_reconciliation_are_refused() {
     assert!(reasons.iter().any(|r| r.contains("signature")), "{reasons:?}");
     // A forged signature proves the sender at fault: one strike for the message (the
     // powerless statements and the entry without a capability alone would not be one).
-    assert_eq!(b.strikes_of(mallory.peer_id()).await, 1);
+    assert_eq!(strikes_of(&b, mallory.peer_id()).await, 1);
     // Nor does it forward them: a reconciliation of a (the third node) with b brings a
     // nothing new.
     let sessions = a.replicator.sync_now(space).await.unwrap();
@@ -444,9 +391,9 @@ async fn forged_capabilities_and_signatures_over_reconciliation_are_refused() {
     let garbage = mallory.request(b.net.peer_id(), RECON_PROTOCOL, vec![wire::WIRE_VERSION, 0xff]);
     let garbage = tokio::time::timeout(DEADLINE, garbage).await.unwrap();
     assert!(matches!(garbage, Err(cosmic_net::Error::Remote { .. })), "{garbage:?}");
-    assert_eq!(b.strikes_of(mallory.peer_id()).await, 2, "garbage is a strike too");
-    assert_eq!(b.strikes_of(a.net.peer_id()).await, 0, "the honest peer was struck");
-    assert_eq!(a.strikes_of(b.net.peer_id()).await, 0, "the honest peer was struck");
+    assert_eq!(strikes_of(&b, mallory.peer_id()).await, 2, "garbage is a strike too");
+    assert_eq!(strikes_of(&b, a.net.peer_id()).await, 0, "the honest peer was struck");
+    assert_eq!(strikes_of(&a, b.net.peer_id()).await, 0, "the honest peer was struck");
 
     // Honest writes still flow.
     a.store.insert(entry(&a.store, &writer, space, "after", 2)).unwrap();
@@ -465,7 +412,7 @@ async fn a_peer_without_read_gets_nothing_until_granted_and_nothing_new_once_rev
     let bob = AuthorKey::generate();
     b.replicator.speak_for(bob.clone());
     b.replicator.join(space).await.unwrap();
-    b.dial(&a.net).await;
+    b.dial(&a).await;
 
     // Without a right, b's sessions are refused (a's would be too), and a counts them.
     let refused = |sessions: Vec<cosmic_sync::PeerSession>| {
@@ -537,7 +484,7 @@ async fn forged_expired_misbound_and_malformed_bindings_are_refused_and_counted(
     let metrics = b.replicator.metrics();
     assert_eq!(metrics.bindings_refused, cases.len() as u64, "{metrics:?}");
     assert!(b.replicator.peer_authors(&mallory.peer_id()).is_empty());
-    assert!(b.strikes_of(mallory.peer_id()).await >= 1);
+    assert!(strikes_of(&b, mallory.peer_id()).await >= 1);
     // Unbound, mallory gets nothing of the space.
     let message = Message { space, parts: Vec::new() }.encode(1 << 20).unwrap();
     let request = mallory.request(b.net.peer_id(), RECON_PROTOCOL, message);

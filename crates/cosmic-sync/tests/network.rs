@@ -2,102 +2,35 @@
 
 #![allow(clippy::unwrap_used, reason = "a test fails loudly, helpers included")]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use cosmic_auth::{AuthorKey, PublicKey, Right, SpaceKey, SpaceMode, Timestamp};
 use cosmic_events::Bus;
 use cosmic_net::{Config, GossipSeen, Keypair, Net, TopicSubscribed};
-use cosmic_store::{Entry, Hlc, Options, Origin, Store, Value};
+use cosmic_store::{Entry, Hlc, Options, Origin, Value};
 use cosmic_sync::{Replicator, SyncEvent, SyncOptions, space_topic, wire};
 
-const DEADLINE: Duration = Duration::from_secs(25);
+mod common;
 
-struct Node {
-    dir: PathBuf,
-    keypair: Keypair,
-    net: Net,
-    store: Store,
-    bus: Bus,
-    replicator: Replicator,
+use common::{DEADLINE, Node, all_equal, dirs, eventually, publish_until_sent};
+
+/// A node in `dir`, which outlives it (for a restart).
+async fn node_in(dir: &Path) -> Node {
+    Node::builder().dir(dir).start().await
 }
 
-fn options() -> SyncOptions {
-    SyncOptions { reconcile_interval: Duration::from_millis(500), ..SyncOptions::default() }
-}
-
+/// A node started again on its dir and key.
 async fn start(dir: &Path, keypair: Keypair) -> Node {
-    let bus = Bus::new();
-    let net = Net::spawn(keypair.clone(), Config::local(), bus.clone()).await.unwrap();
-    let store = open_store(dir).await;
-    let replicator =
-        Replicator::spawn(options(), net.clone(), store.clone(), bus.clone(), None, dir)
-            .await
-            .unwrap();
-    Node { dir: dir.to_owned(), keypair, net, store, bus, replicator }
-}
-
-impl Node {
-    async fn new(dir: &Path) -> Node {
-        start(dir, Keypair::generate_ed25519()).await
-    }
-
-    async fn stop(self) -> (PathBuf, Keypair) {
-        self.replicator.shutdown().await;
-        self.net.shutdown().await.unwrap();
-        (self.dir, self.keypair)
-    }
-
-    async fn dial(&self, other: &Node) {
-        let address = other.net.listen_addrs().await.unwrap().remove(0);
-        self.net.dial(address).await.unwrap();
-    }
-
-    fn state(&self, space: &PublicKey) -> Option<[u8; 32]> {
-        self.store.space_record(space).unwrap()?;
-        Some(self.store.state_hash(space).unwrap())
-    }
-}
-
-/// Opens the store of `dir`, waiting for the tasks of a stopped replicator to let go of it.
-async fn open_store(dir: &Path) -> Store {
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    loop {
-        match Store::open(dir.join("store.redb"), Options::default()) {
-            Err(cosmic_store::Error::AlreadyOpen { .. })
-                if tokio::time::Instant::now() < deadline =>
-            {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            result => return result.unwrap(),
-        }
-    }
-}
-
-/// Polls `condition` every 50 ms until it holds, failing after the deadline.
-async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    while !condition() {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-fn all_equal(nodes: &[&Node], space: &PublicKey) -> bool {
-    let first = nodes[0].state(space);
-    first.is_some() && nodes.iter().all(|node| node.state(space) == first)
-}
-
-fn dirs(n: usize) -> Vec<tempfile::TempDir> {
-    (0..n).map(|_| tempfile::tempdir().unwrap()).collect()
+    Node::builder().dir(dir).keypair(keypair).start().await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_writing_the_same_fields_end_with_the_same_winners() {
     let dirs = dirs(3);
-    let a = Node::new(dirs[0].path()).await;
-    let b = Node::new(dirs[1].path()).await;
-    let c = Node::new(dirs[2].path()).await;
+    let a = node_in(dirs[0].path()).await;
+    let b = node_in(dirs[1].path()).await;
+    let c = node_in(dirs[2].path()).await;
     let mut applied_on_b = b.bus.subscribe::<SyncEvent>();
     let space = a.store.create_space(&SpaceKey::generate(), SpaceMode::Open).unwrap().space;
     for node in [&a, &b, &c] {
@@ -107,7 +40,7 @@ async fn three_nodes_writing_the_same_fields_end_with_the_same_winners() {
     b.dial(&a).await;
     c.dial(&b).await;
     c.dial(&a).await;
-    eventually("every node to learn the space", || {
+    eventually("every node to learn the space", async || {
         [&a, &b, &c].iter().all(|node| node.state(&space).is_some())
     })
     .await;
@@ -137,7 +70,7 @@ async fn three_nodes_writing_the_same_fields_end_with_the_same_winners() {
     for writer in writers {
         writer.await.unwrap();
     }
-    eventually("the three nodes to converge", || all_equal(&[&a, &b, &c], &space)).await;
+    eventually("the three nodes to converge", async || all_equal(&[&a, &b, &c], &space)).await;
     for doc in 0..5 {
         let doc = format!("doc{doc}");
         let winner = a.store.get_doc(&space, &doc).unwrap();
@@ -177,8 +110,8 @@ async fn three_nodes_writing_the_same_fields_end_with_the_same_winners() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_stopped_during_10000_writes_catches_up_after_restart() {
     let dirs = dirs(2);
-    let a = Node::new(dirs[0].path()).await;
-    let b = Node::new(dirs[1].path()).await;
+    let a = node_in(dirs[0].path()).await;
+    let b = node_in(dirs[1].path()).await;
     let space = a.store.create_space(&SpaceKey::generate(), SpaceMode::Open).unwrap().space;
     a.replicator.join(space).await.unwrap();
     b.replicator.join(space).await.unwrap();
@@ -186,7 +119,7 @@ async fn a_node_stopped_during_10000_writes_catches_up_after_restart() {
     a.store
         .write_json(&AuthorKey::generate(), &space, "before", &serde_json::json!({"x": 1}))
         .unwrap();
-    eventually("B to sync before stopping", || all_equal(&[&a, &b], &space)).await;
+    eventually("B to sync before stopping", async || all_equal(&[&a, &b], &space)).await;
     let a_peer = a.net.listen_addrs().await.unwrap().remove(0);
     let (b_dir, b_key) = b.stop().await;
 
@@ -222,12 +155,12 @@ async fn a_node_stopped_during_10000_writes_catches_up_after_restart() {
     let b = start(&b_dir, b_key).await;
     assert_eq!(b.replicator.joined(), vec![space], "the joined space survived the restart");
     b.net.dial(a_peer).await.unwrap();
-    eventually("B to catch up", || all_equal(&[&a, &b], &space)).await;
+    eventually("B to catch up", async || all_equal(&[&a, &b], &space)).await;
     assert_eq!(b.store.list_spaces().unwrap()[0].n_entries, 10_001);
     // The catch-up came by reconciliation, started by either side when they connected,
     // and by the gossip of A's change feed if it was still draining. A session's counters
     // are added when it ends, and one may still be ending after convergence.
-    let accounted = || {
+    let accounted = async || {
         let (ma, mb) = (a.replicator.metrics(), b.replicator.metrics());
         ma.recon.entries_sent + mb.recon.entries_received + mb.gossip_entries_accepted >= 10_000
     };
@@ -245,7 +178,7 @@ async fn a_partition_that_heals_converges() {
     let dirs = dirs(4);
     let mut nodes = Vec::new();
     for dir in &dirs {
-        nodes.push(Node::new(dir.path()).await);
+        nodes.push(node_in(dir.path()).await);
     }
     let space = nodes[0].store.create_space(&SpaceKey::generate(), SpaceMode::Open).unwrap().space;
     // Every node holds the space from the start (as if it had synced once before).
@@ -264,7 +197,7 @@ async fn a_partition_that_heals_converges() {
             node.store.write_json(&author, &space, &format!("doc{}", round % 3), &object).unwrap();
         }
     }
-    eventually("each group to converge", || {
+    eventually("each group to converge", async || {
         all_equal(&[&nodes[0], &nodes[1]], &space) && all_equal(&[&nodes[2], &nodes[3]], &space)
     })
     .await;
@@ -272,7 +205,7 @@ async fn a_partition_that_heals_converges() {
     // Heal.
     nodes[1].dial(&nodes[2]).await;
     let all: Vec<&Node> = nodes.iter().collect();
-    eventually("everyone to converge after healing", || all_equal(&all, &space)).await;
+    eventually("everyone to converge after healing", async || all_equal(&all, &space)).await;
     for node in nodes {
         node.stop().await;
     }
@@ -292,7 +225,7 @@ async fn restricted() -> Restricted {
     let dirs = dirs(3);
     let mut nodes = Vec::new();
     for dir in &dirs {
-        nodes.push(Node::new(dir.path()).await);
+        nodes.push(node_in(dir.path()).await);
     }
     let space_key = SpaceKey::generate();
     let writer = AuthorKey::generate();
@@ -326,7 +259,7 @@ async fn restricted() -> Restricted {
     .await
     .unwrap();
     let all: Vec<&Node> = nodes.iter().collect();
-    eventually("the space to reach every node", || all_equal(&all, &space)).await;
+    eventually("the space to reach every node", async || all_equal(&all, &space)).await;
     Restricted { nodes, space, writer, mallory, _dirs: dirs }
 }
 
@@ -353,7 +286,7 @@ impl Restricted {
         )
         .unwrap();
         publish_until_sent(&self.mallory, &topic, wire::encode_gossip(&control)).await;
-        eventually("the control entry (and the kept ones) to reach every node", || {
+        eventually("the control entry (and the kept ones) to reach every node", async || {
             self.nodes.iter().all(|node| {
                 std::iter::once("control")
                     .chain(kept.iter().copied())
@@ -378,8 +311,10 @@ impl Restricted {
         }
         let b = &self.nodes[1];
         // An entry lacking a capability is judged after a reconciliation with its sender.
-        eventually("b to reject the bad entry", || b.replicator.metrics().gossip_rejected >= 1)
-            .await;
+        eventually("b to reject the bad entry", async || {
+            b.replicator.metrics().gossip_rejected >= 1
+        })
+        .await;
         let mut reason = None;
         while let Ok(Some(event)) = rejected_on_b.try_recv() {
             if let SyncEvent::EntryRejected { peer, reason: why, .. } = event {
@@ -396,14 +331,6 @@ impl Restricted {
         }
         let reason = reason.expect("an EntryRejected event on b");
         eprintln!("rejected: {reason}");
-    }
-}
-
-async fn publish_until_sent(net: &Net, topic: &str, data: Vec<u8>) {
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    while let Err(error) = net.publish(topic, data.clone()).await {
-        assert!(tokio::time::Instant::now() < deadline, "publishing failed: {error}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -465,8 +392,8 @@ async fn a_malformed_batch_is_rejected_whole() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn joined_spaces_survive_a_restart_and_leaving_undoes_joining() {
     let dirs = dirs(2);
-    let a = Node::new(dirs[0].path()).await;
-    let b = Node::new(dirs[1].path()).await;
+    let a = node_in(dirs[0].path()).await;
+    let b = node_in(dirs[1].path()).await;
     let mut topics_on_a = a.bus.subscribe::<cosmic_net::TopicUnsubscribed>();
     let space = a.store.create_space(&SpaceKey::generate(), SpaceMode::Open).unwrap().space;
     let other = SpaceKey::generate().id();
@@ -475,7 +402,7 @@ async fn joined_spaces_survive_a_restart_and_leaving_undoes_joining() {
     b.replicator.join(other).await.unwrap();
     b.replicator.set_blob_policy(&other, cosmic_sync::BlobPolicy::Eager).unwrap();
     b.dial(&a).await;
-    eventually("B to get the space", || all_equal(&[&a, &b], &space)).await;
+    eventually("B to get the space", async || all_equal(&[&a, &b], &space)).await;
     let topic = space_topic(&space);
     let b_id = b.net.peer_id();
 
@@ -511,9 +438,10 @@ async fn joined_spaces_survive_a_restart_and_leaving_undoes_joining() {
     std::fs::write(b_dir.join(cosmic_sync::STATE_FILE), b"{not json").unwrap();
     let bus = Bus::new();
     let net = Net::spawn(Keypair::generate_ed25519(), Config::local(), bus.clone()).await.unwrap();
-    let store = open_store(&b_dir).await;
-    let error =
-        Replicator::spawn(options(), net.clone(), store, bus, None, &b_dir).await.unwrap_err();
+    let store = common::open_store(&b_dir, Options::default()).await;
+    let error = Replicator::spawn(SyncOptions::default(), net.clone(), store, bus, None, &b_dir)
+        .await
+        .unwrap_err();
     assert!(error.to_string().contains(cosmic_sync::STATE_FILE), "{error}");
     net.shutdown().await.unwrap();
     a.stop().await;
@@ -522,13 +450,13 @@ async fn joined_spaces_survive_a_restart_and_leaving_undoes_joining() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sync_now_reconciles_on_demand_and_reports_stats() {
     let dirs = dirs(2);
-    let a = Node::new(dirs[0].path()).await;
-    let b = Node::new(dirs[1].path()).await;
+    let a = node_in(dirs[0].path()).await;
+    let b = node_in(dirs[1].path()).await;
     let space = a.store.create_space(&SpaceKey::generate(), SpaceMode::Open).unwrap().space;
     a.replicator.join(space).await.unwrap();
     b.replicator.join(space).await.unwrap();
     b.dial(&a).await;
-    eventually("B to get the space", || all_equal(&[&a, &b], &space)).await;
+    eventually("B to get the space", async || all_equal(&[&a, &b], &space)).await;
     // Once A knows B subscribes to the space, sync_now reconciles with it.
     let deadline = tokio::time::Instant::now() + DEADLINE;
     let sessions = loop {
@@ -562,15 +490,7 @@ async fn a_flood_into_a_slow_follower_converges_without_waiting_for_the_timer() 
     let slow = SyncOptions { gossip_queue_len: 1, ..hourly.clone() };
     let mut nodes = Vec::new();
     for (dir, options) in [(dirs[0].path(), hourly), (dirs[1].path(), slow)] {
-        let bus = Bus::new();
-        let keypair = Keypair::generate_ed25519();
-        let net = Net::spawn(keypair.clone(), Config::local(), bus.clone()).await.unwrap();
-        let store = open_store(dir).await;
-        let replicator =
-            Replicator::spawn(options, net.clone(), store.clone(), bus.clone(), None, dir)
-                .await
-                .unwrap();
-        nodes.push(Node { dir: dir.to_owned(), keypair, net, store, bus, replicator });
+        nodes.push(Node::builder().dir(dir).sync_options(options).start().await);
     }
     let b = nodes.pop().unwrap();
     let a = nodes.pop().unwrap();
@@ -578,7 +498,7 @@ async fn a_flood_into_a_slow_follower_converges_without_waiting_for_the_timer() 
     a.replicator.join(space).await.unwrap();
     b.replicator.join(space).await.unwrap();
     b.dial(&a).await;
-    eventually("B to learn the space", || b.state(&space).is_some()).await;
+    eventually("B to learn the space", async || b.state(&space).is_some()).await;
 
     // Four writers, documents of 100 fields each, as fast as A's store takes them.
     let docs_per_writer = total.div_ceil(400);
@@ -632,23 +552,9 @@ async fn a_flood_into_a_slow_follower_converges_without_waiting_for_the_timer() 
 async fn a_node_joining_after_unpublished_writes_receives_them_once() {
     const N: usize = 3_000;
     let dirs = dirs(2);
-    let hour = SyncOptions { reconcile_interval: Duration::from_secs(3600), ..options() };
-    let start_with = |dir: PathBuf| {
-        let hour = hour.clone();
-        async move {
-            let bus = Bus::new();
-            let keypair = Keypair::generate_ed25519();
-            let net = Net::spawn(keypair.clone(), Config::local(), bus.clone()).await.unwrap();
-            let store = open_store(&dir).await;
-            let replicator =
-                Replicator::spawn(hour, net.clone(), store.clone(), bus.clone(), None, &dir)
-                    .await
-                    .unwrap();
-            Node { dir, keypair, net, store, bus, replicator }
-        }
-    };
-    let a = start_with(dirs[0].path().to_owned()).await;
-    let b = start_with(dirs[1].path().to_owned()).await;
+    let hour = Duration::from_secs(3600);
+    let a = Node::builder().dir(dirs[0].path()).reconcile_every(hour).start().await;
+    let b = Node::builder().dir(dirs[1].path()).reconcile_every(hour).start().await;
     let space = a.store.create_space(&SpaceKey::generate(), SpaceMode::Open).unwrap().space;
     a.replicator.join(space).await.unwrap();
     // Written while nobody follows the space: the gossip goes nowhere.
@@ -661,7 +567,7 @@ async fn a_node_joining_after_unpublished_writes_receives_them_once() {
     }
     b.dial(&a).await;
     b.replicator.join(space).await.unwrap();
-    eventually("B to catch up", || all_equal(&[&a, &b], &space)).await;
+    eventually("B to catch up", async || all_equal(&[&a, &b], &space)).await;
     // Let any second session (one that would carry everything again) run its course.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let (on_a, on_b) = (a.replicator.metrics(), b.replicator.metrics());
@@ -677,15 +583,15 @@ async fn a_node_joining_after_unpublished_writes_receives_them_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bystander_sees_topics_that_do_not_reveal_the_space_id() {
     let dirs = dirs(3);
-    let a = Node::new(dirs[0].path()).await;
-    let b = Node::new(dirs[1].path()).await;
-    let bystander = Node::new(dirs[2].path()).await;
+    let a = node_in(dirs[0].path()).await;
+    let b = node_in(dirs[1].path()).await;
+    let bystander = node_in(dirs[2].path()).await;
     let space = a.store.create_space(&SpaceKey::generate(), SpaceMode::Open).unwrap().space;
     a.replicator.join(space).await.unwrap();
     b.replicator.join(space).await.unwrap();
     b.dial(&a).await;
     bystander.dial(&a).await;
-    eventually("B to get the space", || all_equal(&[&a, &b], &space)).await;
+    eventually("B to get the space", async || all_equal(&[&a, &b], &space)).await;
     // The bystander joined nothing, yet hears every topic A subscribes to.
     let deadline = tokio::time::Instant::now() + DEADLINE;
     let topics = loop {
