@@ -93,6 +93,27 @@ fn latency_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.0005, 2.0, 16))
 }
 
+/// Registers a new metric of type `M` as `name`, described by `help`, and hands it back.
+fn register<M>(registry: &mut Registry, name: &str, help: &str) -> M
+where
+    M: Default + Clone + prometheus_client::registry::Metric,
+{
+    let metric = M::default();
+    registry.register(name, help, metric.clone());
+    metric
+}
+
+/// Registers the HTTP latency histograms.
+fn register_latency(registry: &mut Registry) -> LatencyFamily {
+    let family = LatencyFamily::new_with_constructor(latency_histogram as fn() -> _);
+    registry.register(
+        "http_request_duration_seconds",
+        "Time to answer an HTTP API request (to the response head)",
+        family.clone(),
+    );
+    family
+}
+
 /// The node's metrics and the registry that encodes them.
 #[derive(Debug)]
 pub(crate) struct Metrics {
@@ -125,164 +146,103 @@ impl Metrics {
     /// Registers every metric under the `cosmic` prefix.
     pub(crate) fn new() -> Self {
         let mut registry = Registry::with_prefix("cosmic");
-        let http_requests = Family::<HttpLabels, Counter>::default();
-        registry.register("http_requests", "HTTP API requests answered", http_requests.clone());
-        let http_latency = LatencyFamily::new_with_constructor(latency_histogram as fn() -> _);
-        registry.register(
-            "http_request_duration_seconds",
-            "Time to answer an HTTP API request (to the response head)",
-            http_latency.clone(),
-        );
-        let blob_bytes = Family::<DirectionLabels, Counter>::default();
-        registry.register("blob_bytes", "Blob bytes through the HTTP API", blob_bytes.clone());
-        // Both directions show from the start, at zero.
-        for direction in ["in", "out"] {
-            let _ = blob_bytes.get_or_create(&DirectionLabels { direction });
-        }
-        let peers_connected = Gauge::default();
-        registry.register(
-            "peers_connected",
-            "Peers with an open connection",
-            peers_connected.clone(),
-        );
-        let connections = Gauge::default();
-        registry.register("net_connections", "Open peer-to-peer connections", connections.clone());
-        let spaces = Gauge::default();
-        registry.register("store_spaces", "Spaces held by the store", spaces.clone());
-        let entries = Gauge::default();
-        registry.register(
-            "store_entries",
-            "Entries (winning fields) in the store",
-            entries.clone(),
-        );
-        let last_seq = Gauge::<u64, AtomicU64>::default();
-        registry.register("store_last_seq", "Last local change sequence number", last_seq.clone());
-        let gossip_verdicts = Family::<VerdictLabels, Total>::default();
-        registry.register(
-            "gossip_messages",
-            "Gossip messages (batches of entries) judged by replication so far, by verdict",
-            gossip_verdicts.clone(),
-        );
-        for verdict in ["accept", "reject", "ignore"] {
-            let _ = gossip_verdicts.get_or_create(&VerdictLabels { verdict });
-        }
-        let gossip_lost = Family::<LossLabels, Total>::default();
-        registry.register(
-            "gossip_lost",
-            "Gossip messages lost so far, by where the loss was seen; each started a repair",
-            gossip_lost.clone(),
-        );
-        for kind in cosmic_sync::LossKind::ALL {
-            let _ = gossip_lost.get_or_create(&LossLabels { reason: kind.as_str() });
-        }
-        let gossip_loss_repairs = Total::default();
-        registry.register(
-            "gossip_loss_repairs",
-            "Reconciliations started so far to repair a gossip loss",
-            gossip_loss_repairs.clone(),
-        );
-        let reads_refused = Total::default();
-        registry.register(
-            "reads_refused",
-            "Times a restricted space was not shared with a peer that may not read it",
-            reads_refused.clone(),
-        );
-        let bindings_refused = Total::default();
-        registry.register(
-            "bindings_refused",
-            "Presentations of peer bindings refused (forged, expired, for another node, malformed)",
-            bindings_refused.clone(),
-        );
-        let gossip_entries = Family::<DirectionLabels, Total>::default();
-        registry.register(
-            "gossip_entries",
-            "Entries carried by gossip batches so far: published, received, or received and accepted",
-            gossip_entries.clone(),
-        );
-        let gossip_batches_published = Total::default();
-        registry.register(
-            "gossip_batches_published",
-            "Gossip batches published so far",
-            gossip_batches_published.clone(),
-        );
-        let requests_refused_busy = Total::default();
-        registry.register(
-            "net_requests_refused_busy",
-            "Inbound requests refused so far because their handler's queue was full",
-            requests_refused_busy.clone(),
-        );
-        let entries_refused = Family::<LossLabels, Total>::default();
-        registry.register(
-            "entries_refused",
-            "Entries from peers or from clients that sign their own, refused since the node \
+        let r = &mut registry;
+        let mut metrics = Self {
+            http_requests: register(r, "http_requests", "HTTP API requests answered"),
+            http_latency: register_latency(r),
+            blob_bytes: register(r, "blob_bytes", "Blob bytes through the HTTP API"),
+            peers_connected: register(r, "peers_connected", "Peers with an open connection"),
+            connections: register(r, "net_connections", "Open peer-to-peer connections"),
+            spaces: register(r, "store_spaces", "Spaces held by the store"),
+            entries: register(r, "store_entries", "Entries (winning fields) in the store"),
+            last_seq: register(r, "store_last_seq", "Last local change sequence number"),
+            gossip_verdicts: register(
+                r,
+                "gossip_messages",
+                "Gossip messages (batches of entries) judged by replication so far, by verdict",
+            ),
+            gossip_lost: register(
+                r,
+                "gossip_lost",
+                "Gossip messages lost so far, by where the loss was seen; each started a repair",
+            ),
+            gossip_loss_repairs: register(
+                r,
+                "gossip_loss_repairs",
+                "Reconciliations started so far to repair a gossip loss",
+            ),
+            reads_refused: register(
+                r,
+                "reads_refused",
+                "Times a restricted space was not shared with a peer that may not read it",
+            ),
+            bindings_refused: register(
+                r,
+                "bindings_refused",
+                "Presentations of peer bindings refused (forged, expired, for another node, malformed)",
+            ),
+            gossip_entries: register(
+                r,
+                "gossip_entries",
+                "Entries carried by gossip batches so far: published, received, or received and accepted",
+            ),
+            gossip_batches_published: register(
+                r,
+                "gossip_batches_published",
+                "Gossip batches published so far",
+            ),
+            requests_refused_busy: register(
+                r,
+                "net_requests_refused_busy",
+                "Inbound requests refused so far because their handler's queue was full",
+            ),
+            entries_refused: register(
+                r,
+                "entries_refused",
+                "Entries from peers or from clients that sign their own, refused since the node \
              started, by reason (clock_drift, bad_signature, no_right, malformed, quota)",
-            entries_refused.clone(),
-        );
-        for reason in REFUSAL_REASONS {
-            let _ = entries_refused.get_or_create(&LossLabels { reason });
-        }
-        let net_abuse = Family::<AbuseLabels, Total>::default();
-        registry.register(
-            "net_refused",
-            "What the network layer refused or punished since the node started, by kind: \
+            ),
+            net_abuse: register(
+                r,
+                "net_refused",
+                "What the network layer refused or punished since the node started, by kind: \
              bans (peers banned), rate_limited (requests over the per-peer rate), \
              connections_denied (over the connection limits or from banned peers), \
              bad_frames (unreadable frames, each a strike)",
-            net_abuse.clone(),
-        );
-        for kind in ABUSE_KINDS {
-            let _ = net_abuse.get_or_create(&AbuseLabels { kind });
-        }
-        let sync_sessions = Total::default();
-        registry.register(
-            "sync_sessions",
-            "Reconciliation sessions run so far",
-            sync_sessions.clone(),
-        );
-        let sync_bytes = Total::default();
-        registry.register(
-            "sync_bytes",
-            "Bytes exchanged by replication so far",
-            sync_bytes.clone(),
-        );
-        let uptime_seconds = Gauge::<u64, AtomicU64>::default();
-        registry.register(
-            "uptime_seconds",
-            "Seconds since the node started",
-            uptime_seconds.clone(),
-        );
-        let clock_correction = Gauge::<f64, AtomicU64>::default();
-        registry.register(
-            "clock_correction_seconds",
-            "How far ahead of this machine's wall clock the node stamps and judges entries, \
+            ),
+            sync_sessions: register(r, "sync_sessions", "Reconciliation sessions run so far"),
+            sync_bytes: register(r, "sync_bytes", "Bytes exchanged by replication so far"),
+            uptime_seconds: register(r, "uptime_seconds", "Seconds since the node started"),
+            clock_correction: register(
+                r,
+                "clock_correction_seconds",
+                "How far ahead of this machine's wall clock the node stamps and judges entries, \
              because most of its peers' clocks are ahead (0: it trusts its own)",
-            clock_correction.clone(),
-        );
-        Self {
-            registry,
-            http_requests,
-            http_latency,
-            blob_bytes,
-            peers_connected,
-            connections,
-            spaces,
-            entries,
-            last_seq,
-            gossip_verdicts,
-            sync_sessions,
-            gossip_lost,
-            gossip_loss_repairs,
-            reads_refused,
-            bindings_refused,
-            gossip_entries,
-            gossip_batches_published,
-            requests_refused_busy,
-            entries_refused,
-            net_abuse,
-            sync_bytes,
-            uptime_seconds,
-            clock_correction,
+            ),
+            registry: Registry::default(),
+        };
+        metrics.registry = registry;
+        metrics.with_known_labels()
+    }
+
+    /// Makes the label sets known in advance show from the start, at zero.
+    fn with_known_labels(self) -> Self {
+        for direction in ["in", "out"] {
+            let _ = self.blob_bytes.get_or_create(&DirectionLabels { direction });
         }
+        for verdict in ["accept", "reject", "ignore"] {
+            let _ = self.gossip_verdicts.get_or_create(&VerdictLabels { verdict });
+        }
+        for kind in cosmic_sync::LossKind::ALL {
+            let _ = self.gossip_lost.get_or_create(&LossLabels { reason: kind.as_str() });
+        }
+        for reason in REFUSAL_REASONS {
+            let _ = self.entries_refused.get_or_create(&LossLabels { reason });
+        }
+        for kind in ABUSE_KINDS {
+            let _ = self.net_abuse.get_or_create(&AbuseLabels { kind });
+        }
+        self
     }
 
     /// The metrics in the Prometheus text format.

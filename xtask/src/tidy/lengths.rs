@@ -37,7 +37,7 @@ pub(crate) fn check_lengths(
             None => {}
             Some(_) if *lines <= most => problems.push(format!(
                 "{item}: {lines} lines, within {most} now: remove it from {list} in \
-                 xtask/src/tidy.rs"
+                 xtask/src/tidy/lengths.rs"
             )),
             Some(limit) if *lines > limit => problems.push(format!(
                 "{item}: {lines} lines, more than the {limit} {list} allows it: split it by \
@@ -45,7 +45,7 @@ pub(crate) fn check_lengths(
             )),
             Some(limit) if *lines < limit => problems.push(format!(
                 "{item}: {lines} lines, fewer than its {limit} in {list}: lower the entry in \
-                 xtask/src/tidy.rs (the list only shrinks)"
+                 xtask/src/tidy/lengths.rs (the list only shrinks)"
             )),
             Some(_) => {}
         }
@@ -64,7 +64,6 @@ pub(crate) const MAX_FN_LINES: usize = 80;
 /// Functions still over [`MAX_FN_LINES`] (as `file: fn name`), each with the length it may
 /// not exceed; like [`LONG_FILES`], the list only shrinks.
 pub(crate) const LONG_FUNCTIONS: &[(&str, usize)] = &[
-    ("crates/cosmic-node/src/metrics.rs: fn new", 161),
     ("crates/cosmic-sync/src/recon.rs: fn answer", 135),
     ("crates/cosmic-store/src/store.rs: fn apply", 134),
     ("crates/cosmic-net/src/actor.rs: fn on_command", 128),
@@ -149,9 +148,9 @@ mod tests {
                 "c.rs: 900 lines, more than the 890 LONG_FILES allows it: split it by concern \
                  rather than grow it",
                 "d.rs: 880 lines, fewer than its 890 in LONG_FILES: lower the entry in \
-                 xtask/src/tidy.rs (the list only shrinks)",
+                 xtask/src/tidy/lengths.rs (the list only shrinks)",
                 "f.rs: 500 lines, within 600 now: remove it from LONG_FILES in \
-                 xtask/src/tidy.rs",
+                 xtask/src/tidy/lengths.rs",
                 "LONG_FILES names g.rs, which is gone: remove the entry",
             ]
         );
