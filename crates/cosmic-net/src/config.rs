@@ -120,6 +120,10 @@ impl Default for Config {
     }
 }
 
+/// The rule the gossip mesh settings must follow.
+const MESH_RULE: &str =
+    "1 <= n_low <= n <= n_high and outbound_min <= n_low and 2 * outbound_min <= n";
+
 impl Config {
     /// A configuration for tests and local tools: one TCP listener on 127.0.0.1 with a
     /// free port, no mDNS, no AutoNAT, short backoffs and a fast gossip heartbeat.
@@ -187,9 +191,22 @@ impl Config {
         if self.command_queue_len == 0 {
             return invalid("command_queue_len", "0".to_owned(), "at least 1");
         }
-        // Gossipsub only checks its mesh settings for topics configured up front, so we
-        // check them here for every topic: outbound_min <= low <= n <= high and
-        // 2 * outbound_min <= n.
+        self.validate_mesh()?;
+        for address in &self.bootstrap {
+            if crate::peers::peer_id_of(address).is_none() {
+                return invalid(
+                    "bootstrap",
+                    address.to_string(),
+                    "a multiaddr ending in /p2p/<peer id>",
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Gossipsub only checks its mesh settings for topics configured up front, so they are
+    /// checked here for every topic.
+    fn validate_mesh(&self) -> Result<()> {
         let mesh = format!(
             "n={} n_low={} n_high={} outbound_min={}",
             self.gossip_mesh_n,
@@ -203,20 +220,11 @@ impl Config {
             || self.gossip_mesh_n > self.gossip_mesh_n_high
             || self.gossip_mesh_outbound_min * 2 > self.gossip_mesh_n
         {
-            return invalid(
-                "gossip_mesh_n",
-                mesh,
-                "1 <= n_low <= n <= n_high and outbound_min <= n_low and 2 * outbound_min <= n",
-            );
-        }
-        for address in &self.bootstrap {
-            if crate::peers::peer_id_of(address).is_none() {
-                return invalid(
-                    "bootstrap",
-                    address.to_string(),
-                    "a multiaddr ending in /p2p/<peer id>",
-                );
-            }
+            return Err(Error::InvalidConfig {
+                field: "gossip_mesh_n",
+                value: mesh,
+                expected: MESH_RULE,
+            });
         }
         Ok(())
     }

@@ -73,7 +73,6 @@ pub(crate) const LONG_FUNCTIONS: &[(&str, usize)] = &[
     ("crates/cosmic-blobs/src/fetch.rs: fn attempt", 91),
     ("xtask/src/bench.rs: fn markdown", 91),
     ("crates/cosmic-store/src/store/statements.rs: fn insert_statements", 87),
-    ("crates/cosmic-net/src/config.rs: fn validate", 84),
     ("crates/cosmic-net/src/actor/swarm_events.rs: fn on_gossipsub_event", 83),
     ("crates/cosmic-blobs/src/fetch.rs: fn fetch_inner", 81),
 ];
