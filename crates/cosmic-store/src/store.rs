@@ -8,7 +8,6 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use redb::{ReadableDatabase as _, ReadableTable, ReadableTableMetadata as _, Table};
-use tokio::sync::watch;
 
 use cosmic_auth::{
     AuthorKey, PublicKey, Right, Signature, SignedStatement, SpaceKey, SpaceMode, Timestamp,
@@ -172,7 +171,8 @@ struct Inner {
     /// Its own lock, so that a write stamps its fields (and then signs them) without waiting
     /// for another write's transaction.
     clock: Mutex<HlcState>,
-    last_seq: watch::Sender<u64>,
+    /// The last change sequence number issued, readable without the writer lock.
+    last_seq: AtomicU64,
     /// When a refusal for clock drift was last logged (wall millis), and how many entries
     /// were refused for it since.
     drift_logged_at: AtomicU64,
@@ -342,7 +342,6 @@ impl Store {
         // After a crash with eventual durability the last changes may be gone: continue
         // after every number that may have been handed out.
         let last_seq = last_seq.max(seq_reserved);
-        let (sender, _) = watch::channel(last_seq);
         let eventual = options.durability == Durability::Eventual;
         let store = Store {
             inner: Arc::new(Inner {
@@ -365,7 +364,7 @@ impl Store {
                     seq_reserved: last_seq,
                 }),
                 clock: Mutex::new(HlcState { last: hlc }),
-                last_seq: sender,
+                last_seq: AtomicU64::new(last_seq),
                 checked_keys: Mutex::new(KeyCache::with_capacity(CHECKED_KEYS_CAPACITY)),
                 live: crate::changes::LiveSubscribers::default(),
             }),
@@ -438,7 +437,7 @@ impl Store {
         self.observe(hlc);
         if last_seq > writer.last_seq {
             writer.last_seq = last_seq;
-            self.inner.last_seq.send_replace(last_seq);
+            self.inner.last_seq.store(last_seq, Ordering::Release);
         }
         *slot = Some(db);
         self.inner.failed.store(false, Ordering::SeqCst);
@@ -537,7 +536,7 @@ impl Store {
 
     /// The last change sequence number issued (0: none yet).
     pub fn last_seq(&self) -> u64 {
-        *self.inner.last_seq.borrow()
+        self.inner.last_seq.load(Ordering::Acquire)
     }
 
     // ---- spaces and grants ----
@@ -882,11 +881,8 @@ impl Store {
             // Under the writer lock: every subscription sees the changes in commit order.
             self.inner.live.deliver(&applied);
         }
-        let seq_changed = state.last_seq != guard.last_seq;
         *guard = state;
-        if seq_changed {
-            self.inner.last_seq.send_replace(guard.last_seq);
-        }
+        self.inner.last_seq.store(guard.last_seq, Ordering::Release);
         drop(guard);
         drop(writing);
         if self.inner.options.durability == Durability::Immediate {

@@ -8,7 +8,7 @@ pub(crate) const MAX_FILE_LINES: usize = 600;
 /// The list only shrinks: a listed file that grows fails, one that shrinks must lower its
 /// entry, and one back under the limit must leave the list.
 pub(crate) const LONG_FILES: &[(&str, usize)] = &[
-    ("crates/cosmic-store/src/store.rs", 1719),
+    ("crates/cosmic-store/src/store.rs", 1715),
     ("crates/cosmic-node/src/api/handlers.rs", 926),
     ("crates/cosmic-net/src/actor.rs", 854),
     ("crates/cosmic-auth/src/capability.rs", 784),
@@ -68,7 +68,7 @@ pub(crate) const LONG_FUNCTIONS: &[(&str, usize)] = &[
     ("crates/cosmic-store/src/store.rs: fn apply", 134),
     ("crates/cosmic-net/src/actor.rs: fn on_command", 128),
     ("crates/cosmic-node/src/node.rs: fn start_with_identities", 117),
-    ("crates/cosmic-store/src/store.rs: fn write_txn", 105),
+    ("crates/cosmic-store/src/store.rs: fn write_txn", 102),
     ("crates/cosmic-sync/src/wire.rs: fn decode", 105),
     ("crates/cosmic-blobs/src/fetch.rs: fn attempt", 91),
     ("xtask/src/bench.rs: fn markdown", 91),
