@@ -75,10 +75,13 @@ async fn a_lost_bootstrap_peer_is_redialled() {
     let bootstrap_address = address_of(&bootstrap).await;
     let mut config = cosmic_net::Config::local();
     config.bootstrap = vec![bootstrap_address.clone()];
-    let (a, a_bus) =
-        crate::common::node_with(cosmic_net::Keypair::generate_ed25519(), config).await;
+    // Subscribe before the node starts: it dials its bootstrap peer at once.
+    let a_bus = cosmic_events::Bus::new();
     let mut a_connected = a_bus.subscribe::<PeerConnected>();
     let mut a_disconnected = a_bus.subscribe::<PeerDisconnected>();
+    let a = cosmic_net::Net::spawn(cosmic_net::Keypair::generate_ed25519(), config, a_bus)
+        .await
+        .expect("spawn a node");
     next_matching(&mut a_connected, |event| event.peer_id == bootstrap.peer_id()).await;
 
     // The bootstrap node goes away and comes back on the same address.
