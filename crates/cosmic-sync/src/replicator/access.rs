@@ -22,6 +22,7 @@ use cosmic_auth::{
     AuthorId, AuthorKey, BINDING_LEN, BindingError, PeerBinding, PublicKey, Right, SpaceMode,
     Timestamp, check_access, node_key_of,
 };
+use cosmic_events::Subscriber;
 use cosmic_net::{Direction, InboundRequest, PeerConnected, PeerId, Response};
 use cosmic_store::Store;
 use futures::future::BoxFuture;
@@ -187,9 +188,10 @@ impl Replicator {
 
     /// Exchanges bindings with every peer this node dials, as soon as the connection is up,
     /// so that the first session with it does not wait for the exchange (a session makes
-    /// it anyway when it is missing or stale, so a missed event costs only time).
-    pub(super) async fn bind_on_connect(self) {
-        let mut connected = self.inner.bus.subscribe::<PeerConnected>();
+    /// it anyway when it is missing or stale, so a missed event costs only time). Takes the
+    /// subscription made when the replicator started (`None` after a restart: a new one).
+    pub(super) async fn bind_on_connect(self, connected: Option<Subscriber<PeerConnected>>) {
+        let mut connected = connected.unwrap_or_else(|| self.inner.bus.subscribe());
         loop {
             match connected.recv().await {
                 Ok(event) if event.direction == Direction::Outbound => {

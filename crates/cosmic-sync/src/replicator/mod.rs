@@ -184,8 +184,17 @@ impl Replicator {
             let presentations = lock(&presentations).take();
             this.bind_task(presentations)
         });
-        replicator.supervise("bind-on-connect", Replicator::bind_on_connect);
-        replicator.supervise("topics", Replicator::topic_task);
+        // Subscribe now, not when the tasks first run: the network may be connecting already.
+        let connected = Mutex::new(Some(replicator.inner.bus.subscribe()));
+        replicator.supervise("bind-on-connect", move |this| {
+            let connected = lock(&connected).take();
+            this.bind_on_connect(connected)
+        });
+        let subscribed = Mutex::new(Some(replicator.inner.bus.subscribe()));
+        replicator.supervise("topics", move |this| {
+            let subscribed = lock(&subscribed).take();
+            this.topic_task(subscribed)
+        });
         replicator.supervise("periodic", Replicator::periodic_task);
         replicator.supervise("repair", Replicator::repair_task);
         for (space, space_state) in saved {

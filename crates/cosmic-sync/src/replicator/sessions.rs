@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use cosmic_auth::PublicKey;
+use cosmic_events::Subscriber;
 use cosmic_net::{InboundRequest, PeerId, Response, TopicSubscribed};
 use cosmic_store::Origin;
 use tokio::sync::{Semaphore, mpsc};
@@ -414,9 +415,10 @@ impl Replicator {
         Ok(bytes)
     }
 
-    /// Reconciles with a peer as soon as it subscribes to a joined space's topic.
-    pub(super) async fn topic_task(self) {
-        let mut subscribed = self.inner.bus.subscribe::<TopicSubscribed>();
+    /// Reconciles with a peer as soon as it subscribes to a joined space's topic. Takes the
+    /// subscription made when the replicator started (`None` after a restart: a new one).
+    pub(super) async fn topic_task(self, subscribed: Option<Subscriber<TopicSubscribed>>) {
+        let mut subscribed = subscribed.unwrap_or_else(|| self.inner.bus.subscribe());
         loop {
             let event = match subscribed.recv().await {
                 Ok(event) => event,
