@@ -311,25 +311,33 @@ impl Restricted {
         }
         let b = &self.nodes[1];
         // An entry lacking a capability is judged after a reconciliation with its sender.
-        eventually("b to reject the bad entry", async || {
-            b.replicator.metrics().gossip_rejected >= 1
+        // Wait for the event itself: the metric is counted just before it is published.
+        let reason = tokio::time::timeout(DEADLINE, async {
+            loop {
+                match rejected_on_b.recv().await {
+                    Ok(SyncEvent::EntryRejected { peer, reason, .. }) => {
+                        assert_eq!(peer, self.mallory.peer_id());
+                        return reason;
+                    }
+                    Ok(_) | Err(cosmic_events::RecvError::Lagged { .. }) => {}
+                    Err(error) => panic!("b's bus closed: {error}"),
+                }
+            }
+        })
+        .await
+        .expect("an EntryRejected event on b");
+        assert!(b.replicator.metrics().gossip_rejected >= 1);
+        let mallory = self.mallory.peer_id();
+        // The strike follows the event (the verdict is reported to gossipsub after it).
+        eventually("mallory to be struck on b", async || {
+            let peers = b.net.peers().await.unwrap();
+            peers.into_iter().any(|p| p.peer_id == mallory && p.strikes >= 1)
         })
         .await;
-        let mut reason = None;
-        while let Ok(Some(event)) = rejected_on_b.try_recv() {
-            if let SyncEvent::EntryRejected { peer, reason: why, .. } = event {
-                assert_eq!(peer, self.mallory.peer_id());
-                reason = Some(why);
-            }
-        }
-        let mallory = self.mallory.peer_id();
-        let info = b.net.peers().await.unwrap().into_iter().find(|p| p.peer_id == mallory).unwrap();
-        assert!(info.strikes >= 1, "{info:?}");
         self.mallory.shutdown().await.unwrap();
         for node in self.nodes {
             node.stop().await;
         }
-        let reason = reason.expect("an EntryRejected event on b");
         eprintln!("rejected: {reason}");
     }
 }
