@@ -123,7 +123,12 @@ pub fn recon_message(data: &[u8]) -> bool {
             Part::Entry(bytes) => {
                 entry(bytes);
             }
-            Part::Fingerprint(..) | Part::Items(..) | Part::Want(_) | Part::Clock(_) => {}
+            Part::Fingerprint(..)
+            | Part::Items(..)
+            | Part::Hashes(..)
+            | Part::Want(_)
+            | Part::WantHashes(..)
+            | Part::Clock(_) => {}
         }
     }
     true

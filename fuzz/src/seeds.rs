@@ -116,6 +116,14 @@ pub fn all() -> Vec<Seed> {
                 vec![(key("users/n", "age"), [1; 32]), (key("users/z", "name"), [2; 32])],
             ),
             Part::Want(key("users/alice", "name")),
+            Part::Hashes(
+                Range { lower: Some(key("users/a", "")), upper: Some(key("users/b", "")) },
+                vec![[3; 8], [4; 8]],
+            ),
+            Part::WantHashes(
+                Range { lower: Some(key("users/a", "")), upper: Some(key("users/b", "")) },
+                vec![[4; 8]],
+            ),
             Part::Entry(entries[4].1.encode()),
             Part::Clock(1_780_000_000_000),
         ],

@@ -111,6 +111,27 @@ fn two_stores_converge_to_the_same_winners() {
     assert_eq!((again.rounds, again.entries), (1, 0));
 }
 
+/// The initiator splits at once, and the first split is wide enough for two more to reach
+/// listings: split, split, split and list, entries and wants, entries: three rounds.
+#[test]
+fn a_few_differences_settle_in_three_rounds_and_equal_stores_in_one() {
+    // Small limits, so that a small store needs a wide first split: two splits of 4 take
+    // 64 items to listings of 4; 5,000 items take a first split of 79.
+    let limits = Limits { max_items: 4, branches: 4, budget: 1024 * 1024 };
+    assert_eq!(limits.branches_for(5_000), 79);
+    assert_eq!(limits.branches_for(64), 4);
+    let (a, b, space) = pair(5_000, 6);
+    let totals = reconcile(&a, &b, space, limits);
+    assert_eq!(a.state_hash(&space).unwrap(), b.state_hash(&space).unwrap());
+    assert_eq!(totals.rounds, 3, "{totals:?}");
+    let again = reconcile(&a, &b, space, limits);
+    assert_eq!((again.rounds, again.entries), (1, 0), "{again:?}");
+    // With the default limits, the first split of 1,000,000 items is 123 parts of
+    // 8,131: two splits of 16 then leave listings of at most 32.
+    assert_eq!(Limits::default().branches_for(1_000_000), 123);
+    assert_eq!(Limits::default().branches_for(100), 16);
+}
+
 #[test]
 fn bytes_grow_with_differences_times_log_n_not_with_n() {
     let limits = Limits::default();
@@ -269,13 +290,16 @@ fn every_part_round_trips() {
         space,
         parts: vec![
             Part::Space { record: vec![1, 2, 3], statements: vec![vec![4], vec![5, 6]] },
-            // A message carries the first 16 bytes of a sum (wire::RUN_SUM_LEN).
+            // A message carries the first 12 bytes of a sum (wire::RUN_SUM_LEN).
             Part::Fingerprint(Range::ALL, Fingerprint { sum: carried([7; 32]), count: 9 }),
             Part::Items(
                 Range { lower: Some(key.clone()), upper: None },
                 vec![(key.clone(), [8; 32])],
             ),
-            Part::Want(key),
+            Part::Want(key.clone()),
+            Part::Hashes(Range { lower: None, upper: Some(key.clone()) }, vec![[1; 8], [2; 8]]),
+            Part::WantHashes(Range { lower: Some(key), upper: None }, vec![[2; 8]]),
+            Part::Hashes(Range::ALL, vec![]),
             Part::Entry(entry.encode()),
             Part::Clock(1_780_000_000_123),
         ],
@@ -365,6 +389,14 @@ fn bad_bytes_get_clear_errors() {
     let error = Message::decode(&lying, LIMIT).unwrap_err();
     assert!(error.to_string().contains("cannot fit"), "{error}");
 
+    // A listing of hashes (part 9) that claims more than the message holds.
+    let listing = Message { space, parts: vec![Part::Hashes(Range::ALL, vec![[1; 8], [2; 8]])] };
+    let mut lying = listing.encode(LIMIT).unwrap();
+    assert_eq!(lying[37..40], [9, 0, 0], "part 9, two open bounds");
+    lying[40] = 3;
+    let error = Message::decode(&lying, LIMIT).unwrap_err();
+    assert_eq!(error.to_string(), "malformed reconciliation message: 3 hashes cannot fit");
+
     let mut unknown = bytes.clone();
     unknown[37] = 42;
     let error = Message::decode(&unknown, LIMIT).unwrap_err();
@@ -383,7 +415,7 @@ fn bad_bytes_get_clear_errors() {
     assert_eq!(error.to_string(), "gossip message of 100 bytes is over the limit of 50 bytes");
 }
 
-/// `sum` as a message carries it: its first 16 bytes, zero after.
+/// `sum` as a message carries it: its first `wire::RUN_SUM_LEN` bytes, zero after.
 fn carried(sum: [u8; 32]) -> [u8; 32] {
     let mut out = [0; 32];
     out[..wire::RUN_SUM_LEN].copy_from_slice(&sum[..wire::RUN_SUM_LEN]);
@@ -452,6 +484,24 @@ fn runs_of_fingerprints_and_listed_keys_are_compressed_and_decode_unchanged() {
     assert!(new_listing * 10 < old_listing * 8, "{new_listing} bytes, full keys {old_listing}");
 }
 
+/// Entries of the message's space travel without their space id (part 12), and come out
+/// whole; an entry of another space keeps it (part 5), and is refused as before.
+#[test]
+fn entries_travel_without_the_space_id_the_message_names() {
+    let space = SpaceKey::generate().id();
+    let author = AuthorKey::generate();
+    let ours = entries(space, &author, 0..1, 1).remove(0).encode();
+    let theirs = entries(SpaceKey::generate().id(), &author, 0..1, 1).remove(0).encode();
+    let size = |entry: &Vec<u8>| {
+        let message = Message { space, parts: vec![Part::Entry(entry.clone())] };
+        let bytes = message.encode(LIMIT).unwrap();
+        assert_eq!(Message::decode(&bytes, LIMIT).unwrap(), message);
+        bytes.len() - 37
+    };
+    assert_eq!(size(&ours), 1 + 2 + ours.len() - 32, "tag, length, entry without its space");
+    assert_eq!(size(&theirs), 1 + 4 + theirs.len());
+}
+
 /// What older nodes wrote (a fingerprint and a listing each in its own part, with full
 /// keys) still reads.
 #[test]
@@ -473,7 +523,29 @@ fn parts_as_older_nodes_wrote_them_still_decode() {
         vec![
             // Part 2 carries the whole sum; only the bytes every part carries are kept.
             Part::Fingerprint(Range::ALL, Fingerprint { sum: carried([7; 32]), count: 9 }),
-            Part::Items(Range::ALL, vec![(key, [8; 32])]),
+            Part::Items(Range::ALL, vec![(key.clone(), [8; 32])]),
+        ]
+    );
+    // A run as the version before wrote it (part 7): tagged bounds, 16 bytes of each sum.
+    let mut bytes = vec![1];
+    bytes.extend_from_slice(space.as_bytes());
+    bytes.extend_from_slice(&1u32.to_be_bytes());
+    bytes.extend_from_slice(&[7, 0, 2, 1, 0, 1, b'd', 1, b'f']);
+    bytes.extend_from_slice(&[5; 16]);
+    bytes.extend_from_slice(&[3, 0]);
+    bytes.extend_from_slice(&[6; 16]);
+    bytes.push(4);
+    assert_eq!(
+        Message::decode(&bytes, LIMIT).unwrap().parts,
+        vec![
+            Part::Fingerprint(
+                Range { lower: None, upper: Some(key.clone()) },
+                Fingerprint { sum: carried([5; 32]), count: 3 }
+            ),
+            Part::Fingerprint(
+                Range { lower: Some(key), upper: None },
+                Fingerprint { sum: carried([6; 32]), count: 4 }
+            ),
         ]
     );
 }
@@ -502,8 +574,16 @@ fn bad_runs_and_compressed_keys_get_clear_errors() {
     over_64_bits.extend_from_slice(&[0; 40]);
     let mut shares_more = vec![8, 0, 0, 1, 3, 1, b'd', 1, b'f'];
     shares_more.extend_from_slice(&[0; 32]);
+    // Part 11: the bound after an open lower bound cannot share a byte with it.
+    let mut run_shares_more = vec![11, 0, 1, 2, 1, b'd', 1, b'f'];
+    run_shares_more.extend_from_slice(&[0; 13]);
+    let mut short_entry = vec![12, 95];
+    short_entry.extend_from_slice(&[1; 95]);
     for (part, expected) in [
         (vec![7, 0, 0], "a run of 0 ranges"),
+        (vec![11, 0, 0], "a run of 0 ranges"),
+        (run_shares_more, "a key shares more than the key before holds"),
+        (short_entry, "an entry of 95 bytes"),
         (after_the_end, "a run goes on after the end of the space"),
         (shares_more, "a key shares more than the key before holds"),
         (too_long, "a document key over the length limit"),
