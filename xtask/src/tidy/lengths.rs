@@ -8,7 +8,6 @@ pub(crate) const MAX_FILE_LINES: usize = 600;
 /// The list only shrinks: a listed file that grows fails, one that shrinks must lower its
 /// entry, and one back under the limit must leave the list.
 pub(crate) const LONG_FILES: &[(&str, usize)] = &[
-    ("crates/cosmic-store/src/store.rs", 1715),
     ("crates/cosmic-node/src/api/handlers.rs", 926),
     ("crates/cosmic-net/src/actor.rs", 854),
     ("crates/cosmic-auth/src/capability.rs", 784),
@@ -63,10 +62,10 @@ pub(crate) const MAX_FN_LINES: usize = 80;
 /// Functions still over [`MAX_FN_LINES`] (as `file: fn name`), each with the length it may
 /// not exceed; like [`LONG_FILES`], the list only shrinks.
 pub(crate) const LONG_FUNCTIONS: &[(&str, usize)] = &[
-    ("crates/cosmic-store/src/store.rs: fn apply", 134),
+    ("crates/cosmic-store/src/store/apply.rs: fn apply", 134),
     ("crates/cosmic-net/src/actor.rs: fn on_command", 128),
     ("crates/cosmic-node/src/node.rs: fn start_with_identities", 117),
-    ("crates/cosmic-store/src/store.rs: fn write_txn", 102),
+    ("crates/cosmic-store/src/store/write.rs: fn write_txn", 102),
     ("crates/cosmic-blobs/src/fetch.rs: fn attempt", 91),
     ("xtask/src/bench.rs: fn markdown", 91),
     ("crates/cosmic-store/src/store/statements.rs: fn insert_statements", 87),

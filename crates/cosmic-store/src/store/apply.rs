@@ -1,0 +1,211 @@
+//! Applying one entry inside a write transaction: access, last-writer-wins, the tables it
+//! touches, blob links and author quotas.
+
+use super::*;
+
+impl Store {
+    /// Merges one verified entry inside a write transaction. `inserted` is the origin of an
+    /// entry signed elsewhere, `None` for one this store just stamped.
+    pub(super) fn apply(
+        &self,
+        state: &mut WriterState,
+        tables: &mut Tables<'_>,
+        wall: u64,
+        entry: &Entry,
+        inserted: Option<&Origin>,
+    ) -> Result<Inserted> {
+        // Local writes are stamped by our own clock, which may be ahead of the wall clock
+        // after seeing entries from the future; only entries from elsewhere are checked.
+        if inserted.is_some() {
+            let max_drift = self.inner.options.max_clock_drift;
+            check_drift(entry.hlc, wall, max_drift, &entry.doc, &entry.field)
+                .inspect_err(|error| self.log_drift(error, wall))?;
+        }
+        let space = entry.space.as_bytes();
+        let (record, mut stats) = match tables.space_rows.get(space) {
+            Some((record, stats, _)) => (record.clone(), *stats),
+            None => {
+                let (record, stats) = match tables.spaces.get(space).map_err(|e| self.err(e))? {
+                    Some(bytes) => decode_space_row(bytes.value())?,
+                    None => return Err(Error::UnknownSpace { space: entry.space }),
+                };
+                tables.space_rows.insert(*space, (record.clone(), stats, false));
+                (record, stats)
+            }
+        };
+        if record.mode == SpaceMode::Restricted {
+            if !tables.statements_by_space.contains_key(space) {
+                let statements = read_statements(&tables.statements, &entry.space)
+                    .map_err(|error| self.map_read_error(error))?;
+                tables.statements_by_space.insert(*space, statements);
+            }
+            let statements =
+                tables.statements_by_space.get(space).map_or(&[][..], |list| list.as_slice());
+            let at = Timestamp(entry.hlc.millis);
+            check_access(&entry.space, record.mode, &entry.author, Right::Write, at, statements)
+                .inspect_err(|_| {
+                    if inserted.is_some() {
+                        self.inner.refusals.no_right.fetch_add(1, Ordering::Relaxed);
+                    }
+                })
+                .map_err(|reason| Error::AccessDenied {
+                    space: entry.space,
+                    author: entry.author,
+                    reason: Box::new(reason),
+                })?;
+        }
+        self.observe(entry.hlc);
+
+        let key = schema::entry_key(space, &entry.doc, &entry.field);
+        let encoded = entry.encode();
+        let hash = *blake3::hash(&encoded).as_bytes();
+        let existing = match tables.entries.get(key.as_slice()).map_err(|e| self.err(e))? {
+            Some(row) => Some(self.decode_entry_row(row.value())?),
+            None => None,
+        };
+        if let Some((old_hash, _, old)) = &existing {
+            if *old_hash == hash {
+                return Ok(Inserted::Duplicate);
+            }
+            if old.merge_cmp(entry).is_ge() {
+                return Ok(Inserted::Superseded);
+            }
+        }
+        let old_size = existing.as_ref().map(|(_, _, old)| (old.author, old.encode().len()));
+        self.check_quota(tables, &record, entry, encoded.len(), old_size, inserted.is_some())?;
+        state.last_seq += 1;
+        let seq = state.last_seq;
+        let mut row = Vec::with_capacity(40 + encoded.len());
+        row.extend_from_slice(&hash);
+        row.extend_from_slice(&seq.to_be_bytes());
+        row.extend_from_slice(&encoded);
+        tables.entries.insert(key.as_slice(), row.as_slice()).map_err(|e| self.err(e))?;
+
+        let item_key = &key[32..];
+        if let Some((_, old_seq, _)) = &existing {
+            tables.changes.remove(seq_key(space, *old_seq).as_slice()).map_err(|e| self.err(e))?;
+        }
+        let mut change = item_key.to_vec();
+        inserted.unwrap_or(&Origin::Local).encode_into(&mut change);
+        tables
+            .changes
+            .insert(seq_key(space, seq).as_slice(), change.as_slice())
+            .map_err(|e| self.err(e))?;
+        if let Some(applied) = &mut tables.applied {
+            let origin = inserted.cloned().unwrap_or(Origin::Local);
+            applied.push(Change { seq, entry: entry.clone(), origin });
+        }
+
+        if let Some((old_author, old_len)) = old_size {
+            self.add_usage(tables, space, &old_author, -(old_len as i64))?;
+        }
+        self.add_usage(tables, space, &entry.author, encoded.len() as i64)?;
+        let old_link = existing.as_ref().and_then(|(_, _, old)| blob_link_of(&old.value));
+        let new_link = blob_link_of(&entry.value);
+        if old_link != new_link {
+            if let Some(cid) = old_link {
+                schema::count_blob_link(&mut tables.blob_links, cid, space, -1)
+                    .map_err(|e| self.err(e))?;
+            }
+            if let Some(cid) = new_link {
+                schema::count_blob_link(&mut tables.blob_links, cid, space, 1)
+                    .map_err(|e| self.err(e))?;
+            }
+        }
+
+        let old_live = existing.as_ref().is_some_and(|(_, _, old)| !old.value.is_null());
+        let new_live = !entry.value.is_null();
+        let mut doc_key = space.to_vec();
+        doc_key.extend_from_slice(entry.doc.as_bytes());
+        let live_before =
+            tables.docs.get(doc_key.as_slice()).map_err(|e| self.err(e))?.map(|v| v.value());
+        let live_before_count = live_before.unwrap_or(0);
+        let live_after =
+            (live_before_count + u64::from(new_live)).saturating_sub(u64::from(old_live));
+        if live_before.is_none() || live_after != live_before_count {
+            tables.docs.insert(doc_key.as_slice(), live_after).map_err(|e| self.err(e))?;
+        }
+        if existing.is_none() {
+            stats.n_entries += 1;
+        }
+        match (live_before_count > 0, live_after > 0) {
+            (false, true) => stats.n_docs += 1,
+            (true, false) => stats.n_docs = stats.n_docs.saturating_sub(1),
+            _ => {}
+        }
+        tables.space_rows.insert(*space, (record, stats, true));
+
+        let old_hash = existing.as_ref().map(|(old_hash, _, _)| old_hash);
+        recon::update(&tables.entries, &mut tables.buckets, space, item_key, old_hash, &hash)
+            .map_err(|e| self.err(e))?;
+        Ok(Inserted::Applied { seq })
+    }
+
+    /// The bytes `author`'s winning entries take in `space`, as this transaction sees them.
+    pub(super) fn usage(
+        &self,
+        tables: &mut Tables<'_>,
+        space: &[u8; 32],
+        author: &PublicKey,
+    ) -> Result<u64> {
+        let key = schema::author_bytes_key(space, author.as_bytes());
+        if let Some((used, _)) = tables.author_usage.get(&key) {
+            return Ok(*used);
+        }
+        let stored = tables.author_bytes.get(key.as_slice()).map_err(|e| self.err(e))?;
+        let used = stored.map_or(0, |used| used.value());
+        tables.author_usage.insert(key, (used, false));
+        Ok(used)
+    }
+
+    pub(super) fn add_usage(
+        &self,
+        tables: &mut Tables<'_>,
+        space: &[u8; 32],
+        author: &PublicKey,
+        delta: i64,
+    ) -> Result<()> {
+        let used = self.usage(tables, space, author)?.saturating_add_signed(delta);
+        tables
+            .author_usage
+            .insert(schema::author_bytes_key(space, author.as_bytes()), (used, true));
+        Ok(())
+    }
+
+    /// Refuses a write that would take its author over [`Options::author_quota`] in an
+    /// open space; one that shrinks what the author holds always passes.
+    pub(super) fn check_quota(
+        &self,
+        tables: &mut Tables<'_>,
+        record: &SpaceRecord,
+        entry: &Entry,
+        len: usize,
+        old: Option<(PublicKey, usize)>,
+        from_elsewhere: bool,
+    ) -> Result<()> {
+        let limit = self.inner.options.author_quota;
+        if limit == 0 || record.mode != SpaceMode::Open {
+            return Ok(());
+        }
+        let used = self.usage(tables, entry.space.as_bytes(), &entry.author)?;
+        let freed = old.filter(|(author, _)| *author == entry.author).map_or(0, |(_, len)| len);
+        let after = (used + len as u64).saturating_sub(freed as u64);
+        if after <= limit || after <= used {
+            return Ok(());
+        }
+        if from_elsewhere {
+            self.inner.refusals.quota.fetch_add(1, Ordering::Relaxed);
+        }
+        Err(Error::QuotaExceeded { space: entry.space, author: entry.author, used, limit })
+    }
+
+    // ---- reads ----
+}
+
+/// The CID bytes of a blob link value.
+pub(super) fn blob_link_of(value: &Value) -> Option<&[u8]> {
+    match value {
+        Value::BlobLink(cid) => Some(cid.as_slice()),
+        _ => None,
+    }
+}
