@@ -8,7 +8,6 @@ pub(crate) const MAX_FILE_LINES: usize = 600;
 /// The list only shrinks: a listed file that grows fails, one that shrinks must lower its
 /// entry, and one back under the limit must leave the list.
 pub(crate) const LONG_FILES: &[(&str, usize)] = &[
-    ("crates/cosmic-node/src/api/handlers.rs", 926),
     ("crates/cosmic-net/src/actor.rs", 854),
     ("crates/cosmic-auth/src/capability.rs", 784),
     ("crates/cosmic-node/src/node.rs", 721),
