@@ -8,7 +8,6 @@ pub(crate) const MAX_FILE_LINES: usize = 600;
 /// The list only shrinks: a listed file that grows fails, one that shrinks must lower its
 /// entry, and one back under the limit must leave the list.
 pub(crate) const LONG_FILES: &[(&str, usize)] = &[
-    ("crates/cosmic-net/src/actor.rs", 854),
     ("crates/cosmic-auth/src/capability.rs", 784),
     ("crates/cosmic-node/src/node.rs", 721),
     ("crates/cosmic-blobs/src/api.rs", 623),
@@ -62,7 +61,7 @@ pub(crate) const MAX_FN_LINES: usize = 80;
 /// not exceed; like [`LONG_FILES`], the list only shrinks.
 pub(crate) const LONG_FUNCTIONS: &[(&str, usize)] = &[
     ("crates/cosmic-store/src/store/apply.rs: fn apply", 134),
-    ("crates/cosmic-net/src/actor.rs: fn on_command", 128),
+    ("crates/cosmic-net/src/actor/commands.rs: fn on_command", 128),
     ("crates/cosmic-node/src/node.rs: fn start_with_identities", 117),
     ("crates/cosmic-store/src/store/write.rs: fn write_txn", 102),
     ("crates/cosmic-blobs/src/fetch.rs: fn attempt", 91),
