@@ -1,6 +1,6 @@
 //! Tidy checks: the rules of the workspace that the compiler does not enforce.
 //!
-//! - Layering: a crate depends only on crates of a lower level (DESIGN.md).
+//! - Layering: a crate depends only on crates of a lower level (docs/ARCHITECTURE.md).
 //! - Docs: every source file under a crate's `src/` opens with a `//!` comment, and
 //!   `docs/ARCHITECTURE.md` names every crate of the workspace and no file that is gone.
 //! - Dependencies: every member takes each dependency from `[workspace.dependencies]`
@@ -22,7 +22,7 @@ use self::lengths::{
 
 mod lengths;
 
-/// The level of every layered crate (DESIGN.md). A crate may depend only on crates of a
+/// The level of every layered crate (docs/ARCHITECTURE.md). A crate may depend only on crates of a
 /// strictly lower level; `cosmic-tests` and `xtask` stand outside the layers.
 pub(crate) const LEVELS: &[(&str, u8)] = &[
     ("cosmic-events", 1),
@@ -38,7 +38,7 @@ pub(crate) const LEVELS: &[(&str, u8)] = &[
 /// Members that are not layers: tests may use every crate; xtask uses none.
 const OUTSIDE_LAYERS: &[&str] = &["cosmic-tests", "xtask"];
 
-/// Minimum versions forced by security advisories of 2026 (see ../shared/NOTES.md):
+/// Minimum versions forced by security advisories of 2026:
 /// remote memory growth in gossipsub and a remote panic in yamux.
 pub(crate) const LOCK_FLOORS: &[(&str, &str)] =
     &[("libp2p-gossipsub", "0.49.5"), ("yamux", "0.13.10"), ("redb", "4.3.0")];

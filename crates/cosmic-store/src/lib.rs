@@ -18,8 +18,10 @@
 //!
 //! # Durability
 //!
-//! Every write method commits one redb transaction with two-phase commit and returns only
-//! after `fsync`: an acknowledged write survives `kill -9` and power loss. Batches
+//! With the default [`Durability::Immediate`], every write method commits one redb
+//! transaction and returns only after `fsync` (writers committing meanwhile share one):
+//! an acknowledged write survives `kill -9` and power loss. With [`Durability::Eventual`]
+//! a write is durable within [`FLUSH_INTERVAL`] after it returns. Batches
 //! ([`Store::insert_batch`]) share one commit. When the disk fills up or a device fails, the
 //! write in flight returns [`Error::Io`] ([`Error::is_disk_full`] tells a full disk) and
 //! nothing committed before it is lost. redb refuses every later operation on a handle after

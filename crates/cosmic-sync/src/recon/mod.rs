@@ -16,9 +16,10 @@
 //!
 //! The initiator's first message already splits the space when it holds more than a
 //! listing's worth, and the first split is as wide as it takes for two more to reach
-//! listings ([`Limits::branches_for`]): so stores that differ in a few places in up to
-//! about 130,000 · 4,096 items settle in three rounds (split; split; split, list;
-//! entries and wants; entries), and equal stores in one.
+//! listings ([`Limits::branches_for`]): so stores of up to about 33 million items
+//! (`max_items · branches²` times a first split of at most 4,096 parts) that differ in a
+//! few places settle in three rounds (split; split; split, list; entries and wants;
+//! entries), and equal stores in one.
 //!
 //! Messages are kept under [`Limits::budget`] bytes: a side that runs out of budget answers
 //! the parts it did not get to with its own fingerprint of their range, which makes the
@@ -66,7 +67,7 @@ impl Limits {
     /// How many parts a range of `count` items is split into: [`Limits::branches`], or
     /// more for a range so large that two further splits of that many would still leave
     /// parts over [`Limits::max_items`]. So any range reaches listings within three
-    /// splits (up to `max_items · branches² · 4096` items: 1 billion with the defaults),
+    /// splits (up to `max_items · branches² · 4096` items: 33,554,432 with the defaults),
     /// and a session in which the initiator splits first ends in three rounds: split,
     /// split, split; list, entries and wants; entries.
     pub fn branches_for(&self, count: u64) -> u64 {
