@@ -8,7 +8,6 @@ pub(crate) const MAX_FILE_LINES: usize = 600;
 /// The list only shrinks: a listed file that grows fails, one that shrinks must lower its
 /// entry, and one back under the limit must leave the list.
 pub(crate) const LONG_FILES: &[(&str, usize)] = &[
-    ("crates/cosmic-node/src/node.rs", 721),
     ("crates/cosmic-blobs/src/api.rs", 623),
     ("crates/cosmic-config/src/load.rs", 609),
 ];
