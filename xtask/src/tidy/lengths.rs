@@ -7,7 +7,7 @@ pub(crate) const MAX_FILE_LINES: usize = 600;
 /// Source files still over [`MAX_FILE_LINES`], each with the length it may not exceed.
 /// The list only shrinks: a listed file that grows fails, one that shrinks must lower its
 /// entry, and one back under the limit must leave the list.
-pub(crate) const LONG_FILES: &[(&str, usize)] = &[("crates/cosmic-config/src/load.rs", 609)];
+pub(crate) const LONG_FILES: &[(&str, usize)] = &[];
 
 /// Items (files, functions) over `most` lines that `allowed` (named `list` in messages)
 /// does not allow, and entries of it that must shrink or go. `lengths`: each item's name
