@@ -8,15 +8,7 @@ impl Actor {
         match command {
             Command::Dial { address, reply } => self.dial(address, reply),
             Command::ListenOn { address, reply } => {
-                if let Some(relay) = relay_of(&address) {
-                    self.relays.insert(relay);
-                }
-                let result = self
-                    .swarm
-                    .listen_on(address.clone())
-                    .map(|_| ())
-                    .map_err(|error| Error::Listen { address, source: Box::new(error) });
-                let _ = reply.send(result);
+                let _ = reply.send(self.listen_on(address));
             }
             Command::ListenAddrs { reply } => {
                 let _ = reply.send(self.listen_addrs.clone());
@@ -25,17 +17,7 @@ impl Actor {
                 let _ = reply.send(self.peer_infos());
             }
             Command::Subscribe { topic, reply } => {
-                let ident = IdentTopic::new(topic.clone());
-                let gossipsub = &mut self.swarm.behaviour_mut().gossipsub;
-                let result = gossipsub
-                    .subscribe(&ident)
-                    .map_err(|error| Error::Subscribe { topic, source: Box::new(error) });
-                if let Err(error) =
-                    gossipsub.set_topic_params(ident, behaviour::topic_score_params())
-                {
-                    tracing::warn!(%error, "invalid topic score parameters");
-                }
-                let _ = reply.send(result);
+                let _ = reply.send(self.subscribe(topic));
             }
             Command::Unsubscribe { topic, reply } => {
                 let ident = IdentTopic::new(topic);
@@ -53,39 +35,14 @@ impl Actor {
                 let _ = reply.send(self.publish(topic, data));
             }
             Command::ReportValidation { message_id, propagation_source, verdict, reply } => {
-                let acceptance = match verdict {
-                    Verdict::Accept => MessageAcceptance::Accept,
-                    Verdict::Reject => MessageAcceptance::Reject,
-                    Verdict::Ignore => MessageAcceptance::Ignore,
-                };
-                let found = self.swarm.behaviour_mut().gossipsub.report_message_validation_result(
-                    &message_id,
-                    &propagation_source,
-                    acceptance,
-                );
-                if verdict == Verdict::Reject {
-                    self.stats.gossip_rejected += 1;
-                    self.strike(propagation_source, "invalid gossip message");
-                }
-                let _ = reply.send(found);
+                let _ =
+                    reply.send(self.report_validation(&message_id, propagation_source, verdict));
             }
             Command::Request { peer_id, request, reply } => self.request(peer_id, request, reply),
             Command::Respond { request_id, response, reply } => {
                 let _ = reply.send(self.respond(request_id, response));
             }
-            Command::Provide { key, reply } => {
-                match self.swarm.behaviour_mut().kad.start_providing(kad::RecordKey::new(&key)) {
-                    Ok(query_id) => {
-                        self.provide_queries.insert(query_id, reply);
-                    }
-                    Err(error) => {
-                        let _ = reply.send(Err(Error::Kademlia {
-                            operation: "provide",
-                            source: Box::new(error),
-                        }));
-                    }
-                }
-            }
+            Command::Provide { key, reply } => self.provide(&key, reply),
             Command::StopProviding { key, reply } => {
                 self.swarm.behaviour_mut().kad.stop_providing(&kad::RecordKey::new(&key));
                 let _ = reply.send(());
@@ -101,10 +58,8 @@ impl Actor {
                     self.bootstrap_queries.insert(query_id, reply);
                 }
                 Err(error) => {
-                    let _ = reply.send(Err(Error::Kademlia {
-                        operation: "bootstrap",
-                        source: Box::new(error),
-                    }));
+                    let source = Box::new(error);
+                    let _ = reply.send(Err(Error::Kademlia { operation: "bootstrap", source }));
                 }
             },
             Command::Ban { peer_id, duration, reason, reply } => {
@@ -119,18 +74,83 @@ impl Actor {
                 let _ = reply.send(());
             }
             Command::Stats { reply } => {
-                let mut stats = self.stats;
-                stats.connected_peers =
-                    self.peers.values().filter(|meta| !meta.connections.is_empty()).count();
-                stats.connections = self.peers.values().map(|meta| meta.connections.len()).sum();
-                stats.banned_peers = self.bans.len();
-                let _ = reply.send(stats);
+                let _ = reply.send(self.stats());
             }
             // Handled in `run`.
             Command::Shutdown { reply } => {
                 let _ = reply.send(());
             }
         }
+    }
+
+    fn listen_on(&mut self, address: Multiaddr) -> Result<()> {
+        if let Some(relay) = relay_of(&address) {
+            self.relays.insert(relay);
+        }
+        self.swarm
+            .listen_on(address.clone())
+            .map(|_| ())
+            .map_err(|error| Error::Listen { address, source: Box::new(error) })
+    }
+
+    /// Subscribes to `topic`, with our score parameters for it.
+    fn subscribe(&mut self, topic: String) -> Result<bool> {
+        let ident = IdentTopic::new(topic.clone());
+        let gossipsub = &mut self.swarm.behaviour_mut().gossipsub;
+        let result = gossipsub
+            .subscribe(&ident)
+            .map_err(|error| Error::Subscribe { topic, source: Box::new(error) });
+        if let Err(error) = gossipsub.set_topic_params(ident, behaviour::topic_score_params()) {
+            tracing::warn!(%error, "invalid topic score parameters");
+        }
+        result
+    }
+
+    /// Tells gossipsub the verdict on a message (a rejection also strikes the peer that
+    /// sent it); whether gossipsub still held the message.
+    fn report_validation(
+        &mut self,
+        message_id: &MessageId,
+        propagation_source: PeerId,
+        verdict: Verdict,
+    ) -> bool {
+        let acceptance = match verdict {
+            Verdict::Accept => MessageAcceptance::Accept,
+            Verdict::Reject => MessageAcceptance::Reject,
+            Verdict::Ignore => MessageAcceptance::Ignore,
+        };
+        let found = self.swarm.behaviour_mut().gossipsub.report_message_validation_result(
+            message_id,
+            &propagation_source,
+            acceptance,
+        );
+        if verdict == Verdict::Reject {
+            self.stats.gossip_rejected += 1;
+            self.strike(propagation_source, "invalid gossip message");
+        }
+        found
+    }
+
+    fn provide(&mut self, key: &[u8], reply: oneshot::Sender<Result<()>>) {
+        match self.swarm.behaviour_mut().kad.start_providing(kad::RecordKey::new(&key)) {
+            Ok(query_id) => {
+                self.provide_queries.insert(query_id, reply);
+            }
+            Err(error) => {
+                let source = Box::new(error);
+                let _ = reply.send(Err(Error::Kademlia { operation: "provide", source }));
+            }
+        }
+    }
+
+    /// The counters, with the connection figures of this moment.
+    fn stats(&self) -> Stats {
+        let mut stats = self.stats;
+        stats.connected_peers =
+            self.peers.values().filter(|meta| !meta.connections.is_empty()).count();
+        stats.connections = self.peers.values().map(|meta| meta.connections.len()).sum();
+        stats.banned_peers = self.bans.len();
+        stats
     }
 
     pub(super) fn dial(&mut self, address: Multiaddr, reply: oneshot::Sender<Result<PeerId>>) {
