@@ -131,6 +131,31 @@ impl Blobs {
         result
     }
 
+    /// The providers to try: the `given` ones, then those the address lookup finds (until
+    /// `deadline`), each once.
+    async fn candidates(
+        &self,
+        cid: &Cid,
+        given: &[PeerAddr],
+        cancel: &CancellationToken,
+        deadline: Instant,
+    ) -> Result<Vec<PeerAddr>> {
+        let mut candidates = given.to_vec();
+        if let Some(lookup) = &self.inner.lookup {
+            let found = tokio::select! {
+                found = lookup.providers(cid) => found,
+                () = cancel.cancelled() => return Err(Error::Cancelled { cid: *cid }),
+                () = tokio::time::sleep_until(deadline) => Vec::new(),
+            };
+            for peer in found {
+                if !candidates.iter().any(|known| known.node == peer.node) {
+                    candidates.push(peer);
+                }
+            }
+        }
+        Ok(candidates)
+    }
+
     async fn fetch_inner(&self, cid: &Cid, options: FetchOptions) -> Result<Fetched> {
         let timeout = options.timeout.unwrap_or(self.inner.config.fetch_timeout);
         let cancel = options.cancel.clone().unwrap_or_default();
@@ -156,19 +181,7 @@ impl Blobs {
         let mut pause = FIRST_RETRY_PAUSE;
         let mut received = 0;
         loop {
-            let mut candidates = options.providers.clone();
-            if let Some(lookup) = &self.inner.lookup {
-                let found = tokio::select! {
-                    found = lookup.providers(cid) => found,
-                    () = cancel.cancelled() => return Err(Error::Cancelled { cid: *cid }),
-                    () = tokio::time::sleep_until(deadline) => Vec::new(),
-                };
-                for peer in found {
-                    if !candidates.iter().any(|known| known.node == peer.node) {
-                        candidates.push(peer);
-                    }
-                }
-            }
+            let candidates = self.candidates(cid, &options.providers, &cancel, deadline).await?;
             for peer in candidates.into_iter().filter(|peer| peer.node != self.inner.node) {
                 if Instant::now() >= deadline {
                     break;

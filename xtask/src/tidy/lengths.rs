@@ -61,8 +61,6 @@ pub(crate) const LONG_FUNCTIONS: &[(&str, usize)] = &[
     ("crates/cosmic-blobs/src/fetch.rs: fn attempt", 91),
     ("xtask/src/bench.rs: fn markdown", 91),
     ("crates/cosmic-store/src/store/statements.rs: fn insert_statements", 87),
-    ("crates/cosmic-net/src/actor/swarm_events.rs: fn on_gossipsub_event", 83),
-    ("crates/cosmic-blobs/src/fetch.rs: fn fetch_inner", 81),
 ];
 
 /// The functions (free, associated, and trait methods with a body) of a source file and

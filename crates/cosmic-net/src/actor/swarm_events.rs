@@ -297,59 +297,7 @@ impl Actor {
     fn on_gossipsub_event(&mut self, event: gossipsub::Event) {
         match event {
             gossipsub::Event::Message { propagation_source, message_id, message } => {
-                self.active(propagation_source);
-                if message.data.len() > self.config.max_gossip_size_usize() {
-                    self.stats.gossip_rejected += 1;
-                    self.swarm.behaviour_mut().gossipsub.report_message_validation_result(
-                        &message_id,
-                        &propagation_source,
-                        MessageAcceptance::Reject,
-                    );
-                    self.strike(propagation_source, "oversized gossip message");
-                    return;
-                }
-                let topic = message.topic.to_string();
-                let data = Bytes::from(message.data);
-                if self.bus.subscriber_count::<GossipSeen>() > 0 {
-                    self.bus.publish(GossipSeen {
-                        topic: topic.clone(),
-                        source: message.source,
-                        propagation_source,
-                        data: data.clone(),
-                    });
-                }
-                let event = GossipMessage {
-                    topic: topic.clone(),
-                    message_id: message_id.clone(),
-                    source: message.source,
-                    propagation_source,
-                    data,
-                };
-                let delivered = match &self.gossip_handler {
-                    None => false,
-                    Some(handler) => match handler.messages.try_send(event) {
-                        Ok(()) => true,
-                        Err(mpsc::error::TrySendError::Full(_)) => {
-                            // The handler is behind: the message is lost here, so say so.
-                            self.stats.gossip_dropped_inbound += 1;
-                            let reason = LossReason::InboundQueueFull;
-                            self.record_loss(propagation_source, Some(topic), reason, 1);
-                            false
-                        }
-                        Err(mpsc::error::TrySendError::Closed(_)) => {
-                            self.gossip_handler = None;
-                            false
-                        }
-                    },
-                };
-                if !delivered {
-                    // Nobody will judge it: drop it without blaming the sender.
-                    self.swarm.behaviour_mut().gossipsub.report_message_validation_result(
-                        &message_id,
-                        &propagation_source,
-                        MessageAcceptance::Ignore,
-                    );
-                }
+                self.on_gossip_message(propagation_source, message_id, message);
             }
             gossipsub::Event::Subscribed { peer_id, topic } => {
                 self.active(peer_id);
@@ -375,6 +323,69 @@ impl Actor {
                 }
             }
             _ => {}
+        }
+    }
+
+    /// A gossip message: refused when oversized, else handed to the gossip handler, whose
+    /// verdict comes back as a command (a message nobody will judge is ignored).
+    fn on_gossip_message(
+        &mut self,
+        propagation_source: PeerId,
+        message_id: gossipsub::MessageId,
+        message: gossipsub::Message,
+    ) {
+        self.active(propagation_source);
+        if message.data.len() > self.config.max_gossip_size_usize() {
+            self.stats.gossip_rejected += 1;
+            self.swarm.behaviour_mut().gossipsub.report_message_validation_result(
+                &message_id,
+                &propagation_source,
+                MessageAcceptance::Reject,
+            );
+            self.strike(propagation_source, "oversized gossip message");
+            return;
+        }
+        let topic = message.topic.to_string();
+        let data = Bytes::from(message.data);
+        if self.bus.subscriber_count::<GossipSeen>() > 0 {
+            self.bus.publish(GossipSeen {
+                topic: topic.clone(),
+                source: message.source,
+                propagation_source,
+                data: data.clone(),
+            });
+        }
+        let event = GossipMessage {
+            topic: topic.clone(),
+            message_id: message_id.clone(),
+            source: message.source,
+            propagation_source,
+            data,
+        };
+        let delivered = match &self.gossip_handler {
+            None => false,
+            Some(handler) => match handler.messages.try_send(event) {
+                Ok(()) => true,
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    // The handler is behind: the message is lost here, so say so.
+                    self.stats.gossip_dropped_inbound += 1;
+                    let reason = LossReason::InboundQueueFull;
+                    self.record_loss(propagation_source, Some(topic), reason, 1);
+                    false
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => {
+                    self.gossip_handler = None;
+                    false
+                }
+            },
+        };
+        if !delivered {
+            // Nobody will judge it: drop it without blaming the sender.
+            self.swarm.behaviour_mut().gossipsub.report_message_validation_result(
+                &message_id,
+                &propagation_source,
+                MessageAcceptance::Ignore,
+            );
         }
     }
 
