@@ -253,7 +253,14 @@ fn markdown(results: &Value) -> String {
             error["error"].as_str().unwrap_or_default().replace('|', "/"),
         ));
     }
-    out.push_str("\nMethods:\n\n");
+    out.push_str(&figure_methods(figures));
+    out.push_str(&comparison(results["compare"].as_array().unwrap_or(&empty)));
+    out
+}
+
+/// The methods of `figures`, each once, after the names of the figures it measured.
+fn figure_methods(figures: &[Value]) -> String {
+    let mut out = String::from("\nMethods:\n\n");
     let mut seen = Vec::new();
     for figure in figures {
         let method = figure["method"].as_str().unwrap_or_default();
@@ -273,7 +280,13 @@ fn markdown(results: &Value) -> String {
     for (names, method) in seen {
         out.push_str(&format!("- {}: {method}.\n", names.join("; ")));
     }
-    let compare = results["compare"].as_array().unwrap_or(&empty);
+    out
+}
+
+/// The side-by-side table of `compare` (the Gun.js records) and their methods; empty
+/// when there are none.
+fn comparison(compare: &[Value]) -> String {
+    let mut out = String::new();
     if !compare.is_empty() {
         out.push_str(
             "\n### Compared with Gun.js\n\n| workload | unit | CosmicSyncCore median (min–max) \
