@@ -59,7 +59,6 @@ pub(crate) const LONG_FUNCTIONS: &[(&str, usize)] = &[
     ("crates/cosmic-node/src/node.rs: fn start_with_identities", 117),
     ("crates/cosmic-store/src/store/write.rs: fn write_txn", 102),
     ("crates/cosmic-blobs/src/fetch.rs: fn attempt", 91),
-    ("crates/cosmic-store/src/store/statements.rs: fn insert_statements", 87),
 ];
 
 /// The functions (free, associated, and trait methods with a body) of a source file and

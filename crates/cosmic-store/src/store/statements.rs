@@ -40,26 +40,8 @@ impl Store {
     /// by hash): the batch is taken in time order, and gone through again while that makes
     /// progress. Statements held already cost a read, never a write.
     pub fn insert_statements(&self, statements: &[SignedStatement]) -> Result<Vec<Result<bool>>> {
-        let mut results: Vec<Option<Result<bool>>> = statements.iter().map(|_| None).collect();
         let rows: Vec<(Vec<u8>, Vec<u8>)> = statements.iter().map(statement_row).collect();
-        {
-            let txn = self.begin_read()?;
-            let table = txn.open_table(STATEMENTS).map_err(|e| self.err(e))?;
-            for ((key, _), result) in rows.iter().zip(&mut results) {
-                if table.get(key.as_slice()).map_err(|e| self.err(e))?.is_some() {
-                    *result = Some(Ok(false));
-                }
-            }
-        }
-        // Signatures are checked outside the writer lock: they are the costly part.
-        for (statement, result) in statements.iter().zip(&mut results) {
-            if result.is_none()
-                && let Err(source) = statement.verify()
-            {
-                let space = *statement.statement().space();
-                *result = Some(Err(Error::BadStatement { space, source: Box::new(source) }));
-            }
-        }
+        let mut results = self.prechecked(statements, &rows)?;
         let mut pending: Vec<usize> =
             (0..statements.len()).filter(|&idx| results[idx].is_none()).collect();
         // An issuer's own admin grant is issued no later than what it issues (else it was
@@ -125,6 +107,35 @@ impl Store {
             .into_iter()
             .map(|result| result.expect("every statement was decided above"))
             .collect())
+    }
+
+    /// Decides, before the write transaction, what needs none: statements held already
+    /// (`Ok(false)`) and badly signed ones (signatures are the costly part, checked
+    /// outside the writer lock); `None` for the rest.
+    fn prechecked(
+        &self,
+        statements: &[SignedStatement],
+        rows: &[(Vec<u8>, Vec<u8>)],
+    ) -> Result<Vec<Option<Result<bool>>>> {
+        let mut results: Vec<Option<Result<bool>>> = statements.iter().map(|_| None).collect();
+        {
+            let txn = self.begin_read()?;
+            let table = txn.open_table(STATEMENTS).map_err(|e| self.err(e))?;
+            for ((key, _), result) in rows.iter().zip(&mut results) {
+                if table.get(key.as_slice()).map_err(|e| self.err(e))?.is_some() {
+                    *result = Some(Ok(false));
+                }
+            }
+        }
+        for (statement, result) in statements.iter().zip(&mut results) {
+            if result.is_none()
+                && let Err(source) = statement.verify()
+            {
+                let space = *statement.statement().space();
+                *result = Some(Err(Error::BadStatement { space, source: Box::new(source) }));
+            }
+        }
+        Ok(results)
     }
 }
 
