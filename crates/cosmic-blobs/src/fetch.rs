@@ -243,16 +243,13 @@ impl Blobs {
         Ok(size)
     }
 
-    /// Asks one provider for the missing ranges of `cid`; `Ok` once the blob is complete.
-    async fn attempt(
+    /// A blob connection to `peer`, within `stall` (and before `deadline`).
+    async fn connect(
         &self,
-        cid: &Cid,
         peer: &PeerAddr,
         deadline: Instant,
         stall: Duration,
-        received: &mut u64,
-    ) -> Result<(), AttemptError> {
-        let provider = peer.node;
+    ) -> Result<iroh::endpoint::Connection, AttemptError> {
         let endpoint_id = EndpointId::from_bytes(peer.node.as_bytes())
             .map_err(|error| AttemptError::Provider(format!("invalid node key: {error}")))?;
         let addr = EndpointAddr::from_parts(
@@ -263,16 +260,24 @@ impl Blobs {
             return Err(AttemptError::Provider("no address known".into()));
         }
         let connect = self.inner.endpoint.connect(addr, iroh_blobs::ALPN);
-        let connection =
-            match tokio::time::timeout_at(deadline.min(Instant::now() + stall), connect).await {
-                Ok(Ok(connection)) => connection,
-                Ok(Err(error)) => {
-                    return Err(AttemptError::Provider(format!("cannot connect: {error}")));
-                }
-                Err(_) => {
-                    return Err(AttemptError::Provider(format!("no connection within {stall:?}")));
-                }
-            };
+        match tokio::time::timeout_at(deadline.min(Instant::now() + stall), connect).await {
+            Ok(Ok(connection)) => Ok(connection),
+            Ok(Err(error)) => Err(AttemptError::Provider(format!("cannot connect: {error}"))),
+            Err(_) => Err(AttemptError::Provider(format!("no connection within {stall:?}"))),
+        }
+    }
+
+    /// Asks one provider for the missing ranges of `cid`; `Ok` once the blob is complete.
+    async fn attempt(
+        &self,
+        cid: &Cid,
+        peer: &PeerAddr,
+        deadline: Instant,
+        stall: Duration,
+        received: &mut u64,
+    ) -> Result<(), AttemptError> {
+        let provider = peer.node;
+        let connection = self.connect(peer, deadline, stall).await?;
         let present = match self.stat(cid).await.map_err(AttemptError::Fatal)? {
             BlobState::Partial { .. } => {
                 self.present_bytes(cid).await.map_err(AttemptError::Fatal)?

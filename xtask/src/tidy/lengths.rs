@@ -58,7 +58,6 @@ pub(crate) const LONG_FUNCTIONS: &[(&str, usize)] = &[
     ("crates/cosmic-store/src/store/apply.rs: fn apply", 134),
     ("crates/cosmic-node/src/node.rs: fn start_with_identities", 117),
     ("crates/cosmic-store/src/store/write.rs: fn write_txn", 102),
-    ("crates/cosmic-blobs/src/fetch.rs: fn attempt", 91),
 ];
 
 /// The functions (free, associated, and trait methods with a body) of a source file and
