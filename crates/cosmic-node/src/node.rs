@@ -92,47 +92,10 @@ impl Node {
     /// Like [`Node::start`], with keystore identities (unlocked by the caller) that writes
     /// may choose as their signer besides the node author (see [`Docs::put_as`]).
     pub async fn start_with_identities(config: Config, identities: Vec<Identity>) -> Result<Self> {
-        let data_dir_path = config.node.data_dir.clone();
-        let store_options = cosmic_store::Options {
-            max_clock_drift: config.sync.max_clock_drift,
-            max_value_size: usize::try_from(config.store.max_value_size).unwrap_or(usize::MAX),
-            cache_size: Some(usize::try_from(config.store.cache_size).unwrap_or(usize::MAX)),
-            author_quota: config.store.author_quota,
-            durability: match config.store.durability {
-                cosmic_config::Durability::Eventual => cosmic_store::Durability::Eventual,
-                // `Immediate`, and the safe choice for any level added later.
-                _ => cosmic_store::Durability::Immediate,
-            },
-            ..cosmic_store::Options::default()
-        };
-        let (data_dir, node_key, author, store, report) = blocking(move || {
-            let data_dir = DataDir::lock(data_dir_path)?;
-            for fix in data_dir.make_private()? {
-                tracing::warn!(
-                    path = %fix.path.display(),
-                    was = format_args!("{:o}", fix.was),
-                    now = format_args!("{:o}", fix.now),
-                    "the data dir let others in: made private"
-                );
-            }
-            let report = data_dir.init()?;
-            let node_key = data_dir.node_key()?;
-            let author = data_dir.author_key()?;
-            let store = Store::open(data_dir.path().join(STORE_FILE), store_options)?;
-            Ok((data_dir, node_key, author, store, report))
-        })
-        .await?;
-        for file in &report.created {
-            tracing::info!(file, data_dir = %data_dir.path().display(), "created");
-        }
+        let (data_dir, node_key, author, store) = open_data_dir(&config).await?;
         // Bind the API first, so that a taken port fails the start before anything else runs.
         let api_listener = if config.api.enabled {
-            let addr = config.api.addr;
-            let listener = std::net::TcpListener::bind(addr)
-                .and_then(|listener| listener.set_nonblocking(true).map(|()| listener))
-                .map_err(|source| Error::ApiBind { addr, source })?;
-            let bound = listener.local_addr().map_err(|source| Error::ApiBind { addr, source })?;
-            crate::api::warn_if_exposed(bound);
+            let (listener, bound) = bind_api(config.api.addr)?;
             Some((listener, bound, data_dir.api_token()?))
         } else {
             None
@@ -324,6 +287,63 @@ impl Node {
 
 /// The blob settings from the `[blobs]` section. The blob endpoint (UDP) binds to the
 /// IP of the first `net.listen` address, so a node kept on loopback stays there.
+/// Locks the data dir (and makes it private), initializes what it lacks, and opens the
+/// node key, the node's author key and the store.
+async fn open_data_dir(
+    config: &Config,
+) -> Result<(DataDir, NodeKey, cosmic_auth::AuthorKey, Store)> {
+    let data_dir_path = config.node.data_dir.clone();
+    let store_options = store_options(config);
+    let (data_dir, node_key, author, store, report) = blocking(move || {
+        let data_dir = DataDir::lock(data_dir_path)?;
+        for fix in data_dir.make_private()? {
+            tracing::warn!(
+                path = %fix.path.display(),
+                was = format_args!("{:o}", fix.was),
+                now = format_args!("{:o}", fix.now),
+                "the data dir let others in: made private"
+            );
+        }
+        let report = data_dir.init()?;
+        let node_key = data_dir.node_key()?;
+        let author = data_dir.author_key()?;
+        let store = Store::open(data_dir.path().join(STORE_FILE), store_options)?;
+        Ok((data_dir, node_key, author, store, report))
+    })
+    .await?;
+    for file in &report.created {
+        tracing::info!(file, data_dir = %data_dir.path().display(), "created");
+    }
+    Ok((data_dir, node_key, author, store))
+}
+
+/// The store's options from the node's configuration.
+fn store_options(config: &Config) -> cosmic_store::Options {
+    cosmic_store::Options {
+        max_clock_drift: config.sync.max_clock_drift,
+        max_value_size: usize::try_from(config.store.max_value_size).unwrap_or(usize::MAX),
+        cache_size: Some(usize::try_from(config.store.cache_size).unwrap_or(usize::MAX)),
+        author_quota: config.store.author_quota,
+        durability: match config.store.durability {
+            cosmic_config::Durability::Eventual => cosmic_store::Durability::Eventual,
+            // `Immediate`, and the safe choice for any level added later.
+            _ => cosmic_store::Durability::Immediate,
+        },
+        ..cosmic_store::Options::default()
+    }
+}
+
+/// Binds the API's listener on `addr` (warning when it is reachable from elsewhere): the
+/// listener and the address it got.
+fn bind_api(addr: SocketAddr) -> Result<(std::net::TcpListener, SocketAddr)> {
+    let listener = std::net::TcpListener::bind(addr)
+        .and_then(|listener| listener.set_nonblocking(true).map(|()| listener))
+        .map_err(|source| Error::ApiBind { addr, source })?;
+    let bound = listener.local_addr().map_err(|source| Error::ApiBind { addr, source })?;
+    crate::api::warn_if_exposed(bound);
+    Ok((listener, bound))
+}
+
 fn blobs_config(config: &Config) -> cosmic_blobs::Config {
     let ip = config
         .net
