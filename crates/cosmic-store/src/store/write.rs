@@ -185,41 +185,9 @@ impl Store {
             two_phase(db.begin_write().map_err(|e| self.err(e))?)
         };
         let result = {
-            let mut tables = Tables {
-                spaces: txn.open_table(SPACES).map_err(|e| self.err(e))?,
-                statements: txn.open_table(STATEMENTS).map_err(|e| self.err(e))?,
-                entries: txn.open_table(ENTRIES).map_err(|e| self.err(e))?,
-                docs: txn.open_table(DOCS).map_err(|e| self.err(e))?,
-                changes: txn.open_table(CHANGES).map_err(|e| self.err(e))?,
-                buckets: txn.open_table(BUCKETS).map_err(|e| self.err(e))?,
-                blob_links: txn.open_table(BLOB_LINKS).map_err(|e| self.err(e))?,
-                author_bytes: txn.open_table(AUTHOR_BYTES).map_err(|e| self.err(e))?,
-                author_usage: BTreeMap::new(),
-                space_rows: BTreeMap::new(),
-                statements_by_space: BTreeMap::new(),
-                applied: self.inner.live.any().then(Vec::new),
-            };
+            let mut tables = self.open_tables(&txn)?;
             let result = body(&mut state, &mut tables, wall)?;
-            for (space, (record, stats, changed)) in &tables.space_rows {
-                if *changed {
-                    let row = encode_space_row(record, *stats);
-                    tables.spaces.insert(space, row.as_slice()).map_err(|e| self.err(e))?;
-                }
-            }
-            for (key, (used, changed)) in &tables.author_usage {
-                match (*changed, *used) {
-                    (false, _) => {}
-                    (true, 0) => {
-                        tables.author_bytes.remove(key.as_slice()).map_err(|e| self.err(e))?;
-                    }
-                    (true, used) => {
-                        tables
-                            .author_bytes
-                            .insert(key.as_slice(), used)
-                            .map_err(|e| self.err(e))?;
-                    }
-                }
-            }
+            self.write_back(&mut tables)?;
             (result, tables.applied.take())
         };
         let (result, applied) = result;
@@ -267,6 +235,46 @@ impl Store {
             durability::wait_durable(&self.inner, ticket)?;
         }
         Ok(result)
+    }
+
+    /// The tables of a write transaction, and its caches, empty.
+    fn open_tables<'txn>(&self, txn: &'txn redb::WriteTransaction) -> Result<Tables<'txn>> {
+        Ok(Tables {
+            spaces: txn.open_table(SPACES).map_err(|e| self.err(e))?,
+            statements: txn.open_table(STATEMENTS).map_err(|e| self.err(e))?,
+            entries: txn.open_table(ENTRIES).map_err(|e| self.err(e))?,
+            docs: txn.open_table(DOCS).map_err(|e| self.err(e))?,
+            changes: txn.open_table(CHANGES).map_err(|e| self.err(e))?,
+            buckets: txn.open_table(BUCKETS).map_err(|e| self.err(e))?,
+            blob_links: txn.open_table(BLOB_LINKS).map_err(|e| self.err(e))?,
+            author_bytes: txn.open_table(AUTHOR_BYTES).map_err(|e| self.err(e))?,
+            author_usage: BTreeMap::new(),
+            space_rows: BTreeMap::new(),
+            statements_by_space: BTreeMap::new(),
+            applied: self.inner.live.any().then(Vec::new),
+        })
+    }
+
+    /// Writes back, once, the space rows and author usages the transaction changed.
+    fn write_back(&self, tables: &mut Tables<'_>) -> Result<()> {
+        for (space, (record, stats, changed)) in &tables.space_rows {
+            if *changed {
+                let row = encode_space_row(record, *stats);
+                tables.spaces.insert(space, row.as_slice()).map_err(|e| self.err(e))?;
+            }
+        }
+        for (key, (used, changed)) in &tables.author_usage {
+            match (*changed, *used) {
+                (false, _) => {}
+                (true, 0) => {
+                    tables.author_bytes.remove(key.as_slice()).map_err(|e| self.err(e))?;
+                }
+                (true, used) => {
+                    tables.author_bytes.insert(key.as_slice(), used).map_err(|e| self.err(e))?;
+                }
+            }
+        }
+        Ok(())
     }
 }
 
