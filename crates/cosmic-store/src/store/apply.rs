@@ -22,38 +22,7 @@ impl Store {
                 .inspect_err(|error| self.log_drift(error, wall))?;
         }
         let space = entry.space.as_bytes();
-        let (record, mut stats) = match tables.space_rows.get(space) {
-            Some((record, stats, _)) => (record.clone(), *stats),
-            None => {
-                let (record, stats) = match tables.spaces.get(space).map_err(|e| self.err(e))? {
-                    Some(bytes) => decode_space_row(bytes.value())?,
-                    None => return Err(Error::UnknownSpace { space: entry.space }),
-                };
-                tables.space_rows.insert(*space, (record.clone(), stats, false));
-                (record, stats)
-            }
-        };
-        if record.mode == SpaceMode::Restricted {
-            if !tables.statements_by_space.contains_key(space) {
-                let statements = read_statements(&tables.statements, &entry.space)
-                    .map_err(|error| self.map_read_error(error))?;
-                tables.statements_by_space.insert(*space, statements);
-            }
-            let statements =
-                tables.statements_by_space.get(space).map_or(&[][..], |list| list.as_slice());
-            let at = Timestamp(entry.hlc.millis);
-            check_access(&entry.space, record.mode, &entry.author, Right::Write, at, statements)
-                .inspect_err(|_| {
-                    if inserted.is_some() {
-                        self.inner.refusals.no_right.fetch_add(1, Ordering::Relaxed);
-                    }
-                })
-                .map_err(|reason| Error::AccessDenied {
-                    space: entry.space,
-                    author: entry.author,
-                    reason: Box::new(reason),
-                })?;
-        }
+        let (record, mut stats) = self.space_of(tables, entry, inserted.is_some())?;
         self.observe(entry.hlc);
 
         let key = schema::entry_key(space, &entry.doc, &entry.field);
@@ -100,7 +69,70 @@ impl Store {
             self.add_usage(tables, space, &old_author, -(old_len as i64))?;
         }
         self.add_usage(tables, space, &entry.author, encoded.len() as i64)?;
-        let old_link = existing.as_ref().and_then(|(_, _, old)| blob_link_of(&old.value));
+        let old = existing.as_ref().map(|(_, _, old)| old);
+        self.count_links(tables, space, old, entry)?;
+        self.count_live(tables, space, old, entry, &mut stats)?;
+        tables.space_rows.insert(*space, (record, stats, true));
+
+        let old_hash = existing.as_ref().map(|(old_hash, _, _)| old_hash);
+        recon::update(&tables.entries, &mut tables.buckets, space, item_key, old_hash, &hash)
+            .map_err(|e| self.err(e))?;
+        Ok(Inserted::Applied { seq })
+    }
+
+    /// The record and stats of `entry`'s space (read once per transaction), after checking,
+    /// in a restricted space, that its author may write there at its time.
+    fn space_of(
+        &self,
+        tables: &mut Tables<'_>,
+        entry: &Entry,
+        from_elsewhere: bool,
+    ) -> Result<(SpaceRecord, SpaceStats)> {
+        let space = entry.space.as_bytes();
+        let (record, stats) = match tables.space_rows.get(space) {
+            Some((record, stats, _)) => (record.clone(), *stats),
+            None => {
+                let (record, stats) = match tables.spaces.get(space).map_err(|e| self.err(e))? {
+                    Some(bytes) => decode_space_row(bytes.value())?,
+                    None => return Err(Error::UnknownSpace { space: entry.space }),
+                };
+                tables.space_rows.insert(*space, (record.clone(), stats, false));
+                (record, stats)
+            }
+        };
+        if record.mode == SpaceMode::Restricted {
+            if !tables.statements_by_space.contains_key(space) {
+                let statements = read_statements(&tables.statements, &entry.space)
+                    .map_err(|error| self.map_read_error(error))?;
+                tables.statements_by_space.insert(*space, statements);
+            }
+            let statements =
+                tables.statements_by_space.get(space).map_or(&[][..], |list| list.as_slice());
+            let at = Timestamp(entry.hlc.millis);
+            check_access(&entry.space, record.mode, &entry.author, Right::Write, at, statements)
+                .inspect_err(|_| {
+                    if from_elsewhere {
+                        self.inner.refusals.no_right.fetch_add(1, Ordering::Relaxed);
+                    }
+                })
+                .map_err(|reason| Error::AccessDenied {
+                    space: entry.space,
+                    author: entry.author,
+                    reason: Box::new(reason),
+                })?;
+        }
+        Ok((record, stats))
+    }
+
+    /// Counts the blob link `entry` makes, and uncounts the one of the entry it replaces.
+    fn count_links(
+        &self,
+        tables: &mut Tables<'_>,
+        space: &[u8; 32],
+        old: Option<&Entry>,
+        entry: &Entry,
+    ) -> Result<()> {
+        let old_link = old.and_then(|old| blob_link_of(&old.value));
         let new_link = blob_link_of(&entry.value);
         if old_link != new_link {
             if let Some(cid) = old_link {
@@ -112,8 +144,20 @@ impl Store {
                     .map_err(|e| self.err(e))?;
             }
         }
+        Ok(())
+    }
 
-        let old_live = existing.as_ref().is_some_and(|(_, _, old)| !old.value.is_null());
+    /// Keeps the count of live (non-null) fields of `entry`'s document, and the space's
+    /// entry and live-document counts, as `entry` replaces `old`.
+    fn count_live(
+        &self,
+        tables: &mut Tables<'_>,
+        space: &[u8; 32],
+        old: Option<&Entry>,
+        entry: &Entry,
+        stats: &mut SpaceStats,
+    ) -> Result<()> {
+        let old_live = old.is_some_and(|old| !old.value.is_null());
         let new_live = !entry.value.is_null();
         let mut doc_key = space.to_vec();
         doc_key.extend_from_slice(entry.doc.as_bytes());
@@ -125,7 +169,7 @@ impl Store {
         if live_before.is_none() || live_after != live_before_count {
             tables.docs.insert(doc_key.as_slice(), live_after).map_err(|e| self.err(e))?;
         }
-        if existing.is_none() {
+        if old.is_none() {
             stats.n_entries += 1;
         }
         match (live_before_count > 0, live_after > 0) {
@@ -133,12 +177,7 @@ impl Store {
             (true, false) => stats.n_docs = stats.n_docs.saturating_sub(1),
             _ => {}
         }
-        tables.space_rows.insert(*space, (record, stats, true));
-
-        let old_hash = existing.as_ref().map(|(old_hash, _, _)| old_hash);
-        recon::update(&tables.entries, &mut tables.buckets, space, item_key, old_hash, &hash)
-            .map_err(|e| self.err(e))?;
-        Ok(Inserted::Applied { seq })
+        Ok(())
     }
 
     /// The bytes `author`'s winning entries take in `space`, as this transaction sees them.
