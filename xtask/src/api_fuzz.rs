@@ -205,24 +205,18 @@ schemathesis.openapi.format(
 schemathesis.openapi.format("cosmic-cid", st.sampled_from(SEEDED_CIDS) | _fresh_cids)
 "#;
 
+/// The options of `cargo xtask api-fuzz`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// Seconds of fuzzing.
+    #[arg(long, value_name = "SECONDS", default_value_t = 120)]
+    time: u64,
+}
+
 /// `cargo xtask api-fuzz [--time S]`: builds the release node (or takes the binary named
 /// by `COSMIC_NODE_BIN`) and fuzzes its API.
-pub(crate) fn command(sh: &Shell, args: &[String]) -> anyhow::Result<ExitCode> {
-    let mut budget = Duration::from_secs(120);
-    let mut args = args.iter();
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--time" => {
-                let seconds: u64 = args
-                    .next()
-                    .context("--time needs a number of seconds")?
-                    .parse()
-                    .context("--time needs a number of seconds")?;
-                budget = Duration::from_secs(seconds);
-            }
-            other => anyhow::bail!("unknown option {other:?}; see `cargo xtask help`"),
-        }
-    }
+pub(crate) fn command(sh: &Shell, args: &Args) -> anyhow::Result<ExitCode> {
+    let budget = Duration::from_secs(args.time);
     // `COSMIC_NODE_BIN`, as for the end-to-end tests, fuzzes a binary built elsewhere.
     let node_bin = match std::env::var_os("COSMIC_NODE_BIN") {
         Some(path) => PathBuf::from(path),

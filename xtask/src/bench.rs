@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::time::Instant;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use serde_json::{Value, json};
 use xshell::{Shell, cmd};
 
@@ -25,37 +25,28 @@ use crate::cargo;
 const GROUPS: [&str; 9] =
     ["store", "propagation", "replication", "catchup", "recon", "blobs", "memory", "scale", "mesh"];
 
-/// The parsed command line.
-struct Args {
+/// The options of `cargo xtask bench`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// Small sizes and two runs per figure: checks the suite works (not figures to publish).
+    #[arg(long)]
     quick: bool,
-    compare_gun: bool,
+    /// Also run the side-by-side comparison with another system.
+    #[arg(long, value_name = "SYSTEM")]
+    compare: Option<Compare>,
+    /// Run only this group (repeatable).
+    #[arg(long, value_name = "GROUP", value_parser = clap::builder::PossibleValuesParser::new(GROUPS))]
     only: Vec<String>,
     /// Use the release binaries already built (e.g. while others edit the sources).
+    #[arg(long)]
     no_build: bool,
 }
 
-fn parse(args: &[String]) -> anyhow::Result<Args> {
-    let mut parsed = Args { quick: false, compare_gun: false, only: Vec::new(), no_build: false };
-    let mut rest = args.iter();
-    while let Some(arg) = rest.next() {
-        match arg.as_str() {
-            "--quick" => parsed.quick = true,
-            "--no-build" => parsed.no_build = true,
-            "--compare" => match rest.next().map(String::as_str) {
-                Some("gun") => parsed.compare_gun = true,
-                other => bail!("--compare takes `gun`, not {other:?}"),
-            },
-            "--only" => {
-                let group = rest.next().context("--only needs a group name")?;
-                if !GROUPS.contains(&group.as_str()) {
-                    bail!("unknown group {group:?}; the groups are {}", GROUPS.join(", "));
-                }
-                parsed.only.push(group.clone());
-            }
-            other => bail!("unknown argument {other:?} to `cargo xtask bench`"),
-        }
-    }
-    Ok(parsed)
+/// What `--compare` measures against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Compare {
+    /// Gun.js (the `gun` npm package), through the harness in `xtask/bench/gun`.
+    Gun,
 }
 
 /// The target dir (honours `CARGO_TARGET_DIR` and config through cargo metadata).
@@ -68,8 +59,7 @@ fn target_dir(sh: &Shell) -> anyhow::Result<PathBuf> {
 }
 
 /// `cargo xtask bench [--quick] [--compare gun] [--only GROUP]...`.
-pub(crate) fn run(sh: &Shell, args: &[String]) -> anyhow::Result<ExitCode> {
-    let args = parse(args)?;
+pub(crate) fn run(sh: &Shell, args: &Args) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let cargo = cargo();
     if !args.no_build {
@@ -88,8 +78,8 @@ pub(crate) fn run(sh: &Shell, args: &[String]) -> anyhow::Result<ExitCode> {
     std::fs::create_dir_all(&out_dir)?;
 
     let machine = machine(sh);
-    let (figures, errors) = run_runner(&runner, &node_bin, &args)?;
-    let compare = if args.compare_gun {
+    let (figures, errors) = run_runner(&runner, &node_bin, args)?;
+    let compare = if args.compare == Some(Compare::Gun) {
         eprintln!("== compare: Gun.js");
         match crate::bench_gun::run(sh, &node_bin, &out_dir, args.quick) {
             Ok(records) => records,
@@ -354,7 +344,21 @@ fn machine(sh: &Shell) -> Value {
 mod tests {
     use serde_json::json;
 
-    use super::{markdown, number, parse};
+    use clap::Parser as _;
+
+    use super::{Args, Compare, markdown, number};
+
+    /// The bench options as a command line parses them.
+    #[derive(Debug, clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: Args,
+    }
+
+    fn parse(list: &[&str]) -> Result<Args, clap::Error> {
+        Cli::try_parse_from(std::iter::once("bench").chain(list.iter().copied()))
+            .map(|cli| cli.args)
+    }
 
     #[test]
     fn numbers_keep_three_significant_digits() {
@@ -367,12 +371,11 @@ mod tests {
 
     #[test]
     fn arguments_are_checked() {
-        let args = |list: &[&str]| list.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
-        let parsed = parse(&args(&["--quick", "--only", "store", "--compare", "gun"])).unwrap();
-        assert!(parsed.quick && parsed.compare_gun);
+        let parsed = parse(&["--quick", "--only", "store", "--compare", "gun"]).unwrap();
+        assert!(parsed.quick && parsed.compare == Some(Compare::Gun));
         assert_eq!(parsed.only, ["store"]);
-        assert!(parse(&args(&["--only", "nope"])).is_err());
-        assert!(parse(&args(&["--compare", "redis"])).is_err());
+        assert!(parse(&["--only", "nope"]).is_err());
+        assert!(parse(&["--compare", "redis"]).is_err());
     }
 
     #[test]

@@ -8,37 +8,26 @@ use xshell::{Shell, cmd};
 
 use crate::{cargo, tidy};
 
-/// Options shared by `ci` and the single-step commands.
-#[derive(Debug, Default)]
+/// Options of `cargo xtask ci`.
+#[derive(Debug, Default, clap::Args)]
 pub(crate) struct Options {
+    /// Run the steps after a failed one too.
+    #[arg(long)]
     keep_going: bool,
+    /// Run only this step (repeatable).
+    #[arg(long, value_name = "STEP", value_parser = step_name)]
     only: Vec<String>,
+    /// Skip this step (repeatable).
+    #[arg(long, value_name = "STEP", value_parser = step_name)]
     skip: Vec<String>,
 }
 
-impl Options {
-    pub(crate) fn parse(args: &[String]) -> anyhow::Result<Self> {
-        let mut options = Options::default();
-        let mut args = args.iter();
-        while let Some(arg) = args.next() {
-            match arg.as_str() {
-                "--keep-going" => options.keep_going = true,
-                "--only" | "--skip" => {
-                    let step = args.next().with_context(|| format!("{arg} needs a step name"))?;
-                    if !STEPS.iter().any(|known| known.name == step) {
-                        bail!("unknown step {step:?} after {arg}; steps: {}", step_names());
-                    }
-                    if arg == "--only" {
-                        options.only.push(step.clone());
-                    } else {
-                        options.skip.push(step.clone());
-                    }
-                }
-                other => bail!("unknown option {other:?}; see `cargo xtask help`"),
-            }
-        }
-        Ok(options)
+/// A step name given on the command line, checked against [`STEPS`].
+fn step_name(name: &str) -> anyhow::Result<String> {
+    if !STEPS.iter().any(|known| known.name == name) {
+        bail!("unknown step {name:?}; steps: {}", step_names());
     }
+    Ok(name.to_owned())
 }
 
 /// One CI step: a name for the summary, what it runs, and a hint shown when it fails.
@@ -275,7 +264,8 @@ fn test(sh: &Shell) -> anyhow::Result<Outcome> {
 
 /// The quick multi-process scenarios on the `ci` build the test step made.
 fn e2e_quick(sh: &Shell) -> anyhow::Result<Outcome> {
-    let passed = crate::e2e::run_with_profile(sh, "ci", &["--quick".to_owned()])?;
+    let quick = crate::e2e::Args { quick: true, ..crate::e2e::Args::default() };
+    let passed = crate::e2e::run_with_profile(sh, "ci", &quick)?;
     if !passed {
         bail!("a scenario failed (see the table above)");
     }
@@ -284,7 +274,7 @@ fn e2e_quick(sh: &Shell) -> anyhow::Result<Outcome> {
 
 /// A short fuzz run: every target over its corpus and regressions, then 5 s of new inputs.
 fn fuzz_short(sh: &Shell) -> anyhow::Result<Outcome> {
-    let code = crate::fuzz::run(sh, &["--time".to_owned(), "5".to_owned()])?;
+    let code = crate::fuzz::run(sh, &crate::fuzz::Args { time: 5, targets: Vec::new() })?;
     if code != ExitCode::SUCCESS {
         bail!("a fuzz target crashed (see above)");
     }

@@ -25,9 +25,26 @@ struct Row {
     detail: String,
 }
 
+/// The options of `cargo xtask e2e`.
+#[derive(Debug, Default, clap::Args)]
+pub(crate) struct Args {
+    /// Small sizes on a debug build, without the API fuzzer: checks that all runs.
+    #[arg(long)]
+    pub(crate) quick: bool,
+    /// Run only this scenario (repeatable; `api-fuzz` is the API fuzzer).
+    #[arg(long, value_name = "SCENARIO")]
+    pub(crate) only: Vec<String>,
+    /// The seed of the scenarios' random choices.
+    #[arg(long, value_name = "N")]
+    pub(crate) seed: Option<u64>,
+    /// List the scenarios.
+    #[arg(long)]
+    pub(crate) list: bool,
+}
+
 /// `cargo xtask e2e [--quick] [--only SCENARIO]... [--seed N] [--list]`.
-pub(crate) fn run(sh: &Shell, args: &[String]) -> anyhow::Result<ExitCode> {
-    let quick = args.iter().any(|arg| arg == "--quick");
+pub(crate) fn run(sh: &Shell, args: &Args) -> anyhow::Result<ExitCode> {
+    let quick = args.quick;
     let profile = if quick { "dev" } else { "release" };
     let passed = run_with_profile(sh, profile, args)?;
     Ok(if passed { ExitCode::SUCCESS } else { ExitCode::FAILURE })
@@ -44,8 +61,8 @@ fn target_dir(sh: &Shell) -> anyhow::Result<PathBuf> {
 
 /// Builds the node and the runner in `profile`, runs the scenarios selected by `args`
 /// and, in a full run, the API fuzzer; prints the table. Returns whether all passed.
-pub(crate) fn run_with_profile(sh: &Shell, profile: &str, args: &[String]) -> anyhow::Result<bool> {
-    let quick = args.iter().any(|arg| arg == "--quick");
+pub(crate) fn run_with_profile(sh: &Shell, profile: &str, args: &Args) -> anyhow::Result<bool> {
+    let quick = args.quick;
     let cargo = cargo();
     let locked: &[&str] = if profile == "ci" { &["--locked"] } else { &[] };
     cmd!(sh, "{cargo} build {locked...} --profile {profile} -p cosmic-node -p cosmic-tests --bins")
@@ -55,7 +72,7 @@ pub(crate) fn run_with_profile(sh: &Shell, profile: &str, args: &[String]) -> an
     let exe = std::env::consts::EXE_SUFFIX;
     let node_bin = out.join(format!("cosmic-node{exe}"));
     let runner = out.join(format!("cosmic-scenarios{exe}"));
-    if args.iter().any(|arg| arg == "--list") {
+    if args.list {
         cmd!(sh, "{runner} --list").run()?;
         eprintln!("api-fuzz     the API fuzzer from the OpenAPI document (full run only)");
         return Ok(true);
@@ -63,18 +80,15 @@ pub(crate) fn run_with_profile(sh: &Shell, profile: &str, args: &[String]) -> an
 
     // `--only api-fuzz` selects the fuzzer, which is not the runner's.
     let mut runner_args = Vec::new();
-    let mut only = Vec::new();
-    let mut rest = args.iter();
-    while let Some(arg) = rest.next() {
-        if arg == "--only" {
-            let name = rest.next().context("--only needs a scenario name")?;
-            only.push(name.clone());
-            if name != "api-fuzz" {
-                runner_args.extend([arg.clone(), name.clone()]);
-            }
-        } else {
-            runner_args.push(arg.clone());
-        }
+    if quick {
+        runner_args.push("--quick".to_owned());
+    }
+    if let Some(seed) = args.seed {
+        runner_args.extend(["--seed".to_owned(), seed.to_string()]);
+    }
+    let only = &args.only;
+    for name in only.iter().filter(|name| *name != "api-fuzz") {
+        runner_args.extend(["--only".to_owned(), name.clone()]);
     }
     let run_scenarios = only.is_empty() || only.iter().any(|name| name != "api-fuzz");
     let run_fuzz = !quick && (only.is_empty() || only.iter().any(|name| name == "api-fuzz"));

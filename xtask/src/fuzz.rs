@@ -26,27 +26,21 @@ const DEFAULT_SECONDS: u64 = 60;
 /// Seconds after which one input counts as a hang (a crash).
 const INPUT_TIMEOUT_SECONDS: u64 = 20;
 
-const USAGE: &str = "usage: cargo xtask fuzz [--time SECONDS] [TARGET]...";
+/// The options of `cargo xtask fuzz`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// Seconds of fuzzing per target.
+    #[arg(long, value_name = "SECONDS", default_value_t = DEFAULT_SECONDS)]
+    pub(crate) time: u64,
+    /// The targets to run (all when none is named).
+    #[arg(value_name = "TARGET")]
+    pub(crate) targets: Vec<String>,
+}
 
 /// `cargo xtask fuzz [--time S] [TARGET]...`.
-pub(crate) fn run(sh: &Shell, args: &[String]) -> anyhow::Result<ExitCode> {
-    let mut seconds = DEFAULT_SECONDS;
-    let mut only = Vec::new();
-    let mut rest = args.iter();
-    while let Some(arg) = rest.next() {
-        match arg.as_str() {
-            "--time" => {
-                let value = rest.next().context(USAGE)?;
-                seconds = value.parse().with_context(|| format!("--time {value:?}: {USAGE}"))?;
-            }
-            "-h" | "--help" => {
-                eprintln!("{USAGE}");
-                return Ok(ExitCode::SUCCESS);
-            }
-            flag if flag.starts_with('-') => anyhow::bail!("unknown option {flag:?}; {USAGE}"),
-            target => only.push(target.to_owned()),
-        }
-    }
+pub(crate) fn run(sh: &Shell, args: &Args) -> anyhow::Result<ExitCode> {
+    let seconds = args.time;
+    let only = args.targets.clone();
 
     let fuzz_dir = sh.current_dir().join("fuzz");
     let all = targets(&fuzz_dir)?;

@@ -16,32 +16,47 @@ mod tidy;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-const HELP: &str = "\
-cargo xtask <command> [options]
+use clap::{Parser, Subcommand};
 
-commands:
-  ci [--keep-going] [--only STEP]... [--skip STEP]...
-                    run every CI step in order: fmt, tidy, clippy, deny, doc, test, e2e, fuzz
-  fmt               check formatting (cargo fmt --check)
-  tidy              check layering, crate docs, workspace dependencies and lock floors
-  deny              cargo deny check bans licenses sources (+ advisories, best-effort)
-  doc               build the docs with warnings denied
-  test              run every test (nextest if installed) and the doctests
-  e2e [--quick] [--only SCENARIO]... [--seed N] [--list]
-                    run the multi-process scenarios on loopback (release build)
-  bench [--quick] [--compare gun] [--only GROUP]...
-                    run the benchmarks; write target/bench/results.json and results.md
-  soak [--minutes M] [--warm-up-minutes W] [--out DIR]
-                    five release nodes under writes and churn, memory over time
-  fuzz [--time S] [TARGET]...
-                    build the fuzz targets and run each for S seconds (cargo-fuzz)
-  api-fuzz [--time S]
-                    fuzz the HTTP API of a release node from its OpenAPI document
-";
+/// Project automation for CosmicSyncCore: `cargo xtask ci` checks everything CI checks.
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask", bin_name = "cargo xtask")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run every CI step in order: fmt, tidy, clippy, deny, doc, test, e2e, fuzz.
+    Ci(ci::Options),
+    /// Check formatting (cargo fmt --check).
+    Fmt,
+    /// Check layering, crate docs, lengths, workspace dependencies and lock floors.
+    Tidy,
+    /// Clippy on every target, warnings denied.
+    Clippy,
+    /// cargo deny check bans licenses sources (and advisories, best-effort).
+    Deny,
+    /// Build the docs with warnings denied.
+    Doc,
+    /// Run every test (nextest if installed) and the doctests.
+    Test,
+    /// Run the multi-process scenarios on loopback (release build).
+    E2e(e2e::Args),
+    /// Run the benchmarks; write target/bench/results.json and results.md.
+    Bench(bench::Args),
+    /// Five release nodes under writes and churn, memory over time.
+    Soak(soak::Args),
+    /// Build the fuzz targets and run each for a while (cargo-fuzz).
+    Fuzz(fuzz::Args),
+    /// Fuzz the HTTP API of a release node from its OpenAPI document.
+    ApiFuzz(api_fuzz::Args),
+}
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match run(&args) {
+    let cli = Cli::parse();
+    match run(cli.command) {
         Ok(code) => code,
         Err(error) => {
             eprintln!("xtask: error: {error:#}");
@@ -50,32 +65,27 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(args: &[String]) -> anyhow::Result<ExitCode> {
-    let Some((command, rest)) = args.split_first() else {
-        eprint!("{HELP}");
-        return Ok(ExitCode::FAILURE);
-    };
+fn run(command: Command) -> anyhow::Result<ExitCode> {
     let sh = xshell::Shell::new()?;
     sh.change_dir(project_root());
-    match command.as_str() {
-        "fuzz" => return fuzz::run(&sh, rest),
-        "e2e" => return e2e::run(&sh, rest),
-        "bench" => return bench::run(&sh, rest),
-        "soak" => return soak::run(&sh, rest),
-        "api-fuzz" => return api_fuzz::command(&sh, rest),
-        _ => {}
-    }
-    let options = ci::Options::parse(rest)?;
-    let steps: Vec<&str> = match command.as_str() {
-        "ci" => ci::STEPS.iter().map(|step| step.name).collect(),
-        "fmt" | "tidy" | "clippy" | "deny" | "doc" | "test" => vec![command.as_str()],
-        "help" | "--help" | "-h" => {
-            eprint!("{HELP}");
-            return Ok(ExitCode::SUCCESS);
+    let step = match command {
+        Command::Ci(options) => {
+            let steps: Vec<&str> = ci::STEPS.iter().map(|step| step.name).collect();
+            return ci::run_steps(&sh, &steps, &options);
         }
-        other => anyhow::bail!("unknown command {other:?}; see `cargo xtask help`"),
+        Command::Fuzz(args) => return fuzz::run(&sh, &args),
+        Command::E2e(args) => return e2e::run(&sh, &args),
+        Command::Bench(args) => return bench::run(&sh, &args),
+        Command::Soak(args) => return soak::run(&sh, &args),
+        Command::ApiFuzz(args) => return api_fuzz::command(&sh, &args),
+        Command::Fmt => "fmt",
+        Command::Tidy => "tidy",
+        Command::Clippy => "clippy",
+        Command::Deny => "deny",
+        Command::Doc => "doc",
+        Command::Test => "test",
     };
-    ci::run_steps(&sh, &steps, &options)
+    ci::run_steps(&sh, &[step], &ci::Options::default())
 }
 
 /// The workspace root: the parent of this crate's manifest directory.

@@ -7,9 +7,33 @@ use xshell::{Shell, cmd};
 
 use crate::{cargo, project_root};
 
-/// Builds the release node and the soak runner, then runs it with `args` passed through
-/// (`--minutes M`, `--warm-up-minutes W`, `--out DIR`).
-pub(crate) fn run(sh: &Shell, args: &[String]) -> anyhow::Result<ExitCode> {
+/// The options of `cargo xtask soak`, passed on to the runner.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// Minutes of writes and churn (the runner's default when not given).
+    #[arg(long, value_name = "M")]
+    minutes: Option<u64>,
+    /// Minutes of warm-up before the measured time.
+    #[arg(long, value_name = "W")]
+    warm_up_minutes: Option<u64>,
+    /// Where to write the results.
+    #[arg(long, value_name = "DIR")]
+    out: Option<std::path::PathBuf>,
+}
+
+/// Builds the release node and the soak runner, then runs it with `args`.
+pub(crate) fn run(sh: &Shell, args: &Args) -> anyhow::Result<ExitCode> {
+    let mut runner_args: Vec<String> = Vec::new();
+    if let Some(minutes) = args.minutes {
+        runner_args.extend(["--minutes".to_owned(), minutes.to_string()]);
+    }
+    if let Some(minutes) = args.warm_up_minutes {
+        runner_args.extend(["--warm-up-minutes".to_owned(), minutes.to_string()]);
+    }
+    if let Some(out) = &args.out {
+        runner_args.extend(["--out".to_owned(), out.display().to_string()]);
+    }
+    let args = runner_args;
     let cargo = cargo();
     cmd!(sh, "{cargo} build --release -p cosmic-node --bin cosmic-node").run()?;
     cmd!(sh, "{cargo} build --release -p cosmic-tests --bin cosmic-soak").run()?;
