@@ -625,3 +625,36 @@ async fn a_bystander_sees_topics_that_do_not_reveal_the_space_id() {
     b.stop().await;
     bystander.stop().await;
 }
+
+/// A node's network dials its bootstrap peers as soon as it starts, before its replicator
+/// exists: the replicator still exchanges bindings with them at once, not at the first
+/// session (none runs here: no space is joined).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peers_connected_before_the_replicator_starts_are_bound_at_once() {
+    let a = Node::new().await;
+    let alice = AuthorKey::generate();
+    a.replicator.speak_for(alice.clone());
+    let listening = a.net.listen_addrs().await.unwrap().remove(0);
+    let mut config = Config::local();
+    config.bootstrap = vec![format!("{listening}/p2p/{}", a.net.peer_id()).parse().unwrap()];
+    let bus = Bus::new();
+    let net = Net::spawn(Keypair::generate_ed25519(), config, bus.clone()).await.unwrap();
+    eventually("b's network to connect to a", async || {
+        net.connected_peers().await.unwrap().contains(&a.net.peer_id())
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = common::open_store(dir.path(), Options::default()).await;
+    let options =
+        SyncOptions { reconcile_interval: Duration::from_secs(3600), ..SyncOptions::default() };
+    let b = Replicator::spawn(options, net.clone(), store, bus, None, dir.path()).await.unwrap();
+    eventually("b to learn whom a speaks for", async || {
+        b.peer_authors(&a.net.peer_id()) == vec![alice.public()]
+    })
+    .await;
+    let metrics = b.metrics();
+    assert_eq!((metrics.sessions, metrics.sessions_failed), (0, 0), "a session ran");
+    b.shutdown().await;
+    net.shutdown().await.unwrap();
+    a.stop().await;
+}

@@ -186,6 +186,23 @@ impl Replicator {
         Ok(())
     }
 
+    /// Exchanges bindings with the peers this node is already connected to by a connection
+    /// it dialled: the node may dial its bootstrap and known peers before the replicator
+    /// starts, and those connections brought no event to [`Replicator::bind_on_connect`].
+    pub(super) async fn bind_existing(&self) {
+        let Ok(peers) = self.inner.net.peers().await else { return };
+        for peer in peers {
+            if peer.connections.iter().any(|info| info.direction == Direction::Outbound) {
+                let this = self.clone();
+                self.spawn_tracked(async move {
+                    if let Err(error) = this.ensure_bound(peer.peer_id).await {
+                        debug!(peer = %peer.peer_id, %error, "binding exchange failed");
+                    }
+                });
+            }
+        }
+    }
+
     /// Exchanges bindings with every peer this node dials, as soon as the connection is up,
     /// so that the first session with it does not wait for the exchange (a session makes
     /// it anyway when it is missing or stale, so a missed event costs only time). Takes the

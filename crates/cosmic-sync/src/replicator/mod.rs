@@ -196,6 +196,8 @@ impl Replicator {
             this.topic_task(subscribed)
         });
         replicator.supervise("periodic", Replicator::periodic_task);
+        // After subscribing: a connection made from here on is an event.
+        replicator.bind_existing().await;
         replicator.supervise("repair", Replicator::repair_task);
         for (space, space_state) in saved {
             replicator.start_space(space, space_state).await?;
