@@ -43,6 +43,12 @@ const OUTSIDE_LAYERS: &[&str] = &["cosmic-tests", "xtask"];
 pub(crate) const LOCK_FLOORS: &[(&str, &str)] =
     &[("libp2p-gossipsub", "0.49.5"), ("yamux", "0.13.10"), ("redb", "4.3.0")];
 
+/// How many packages Cargo.lock may hold in more than one version (libp2p, iroh and the
+/// RustCrypto crates move at different paces, and Windows-only packages count too). The
+/// number only falls: a change that brings a new duplicate fails tidy, and one that
+/// removes some must lower it.
+pub(crate) const MAX_DUPLICATED_PACKAGES: usize = 56;
+
 /// Runs every tidy check; returns one message per problem found.
 pub(crate) fn check_all(root: &Path, metadata: &str, lock: &str) -> anyhow::Result<Vec<String>> {
     let metadata: Value = serde_json::from_str(metadata).context("parsing cargo metadata")?;
@@ -51,6 +57,7 @@ pub(crate) fn check_all(root: &Path, metadata: &str, lock: &str) -> anyhow::Resu
     problems.extend(check_docs(root, &members)?);
     problems.extend(check_workspace_deps(&members)?);
     problems.extend(check_lock_floors(lock));
+    problems.extend(check_duplicates(lock, MAX_DUPLICATED_PACKAGES));
     let mut lengths = Vec::new();
     let mut function_lines = Vec::new();
     for folder in ["crates", "xtask/src"] {
@@ -330,8 +337,8 @@ pub(crate) fn deps_not_from_workspace(manifest: &str) -> Vec<String> {
     found
 }
 
-/// Every locked version of a package named in [`LOCK_FLOORS`] is at least its floor.
-pub(crate) fn check_lock_floors(lock: &str) -> Vec<String> {
+/// The versions Cargo.lock holds of each package.
+fn locked_versions(lock: &str) -> BTreeMap<&str, Vec<&str>> {
     let mut locked: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     let mut name = None;
     for line in lock.lines() {
@@ -340,9 +347,42 @@ pub(crate) fn check_lock_floors(lock: &str) -> Vec<String> {
         } else if let Some(value) = line.strip_prefix("name = ") {
             name = Some(value.trim_matches('"'));
         } else if let (Some(package), Some(value)) = (name, line.strip_prefix("version = ")) {
-            locked.entry(package).or_default().push(value.trim_matches('"'));
+            let versions = locked.entry(package).or_default();
+            let version = value.trim_matches('"');
+            if !versions.contains(&version) {
+                versions.push(version);
+            }
         }
     }
+    locked
+}
+
+/// The packages locked in more than one version number no more than `most`, and no fewer
+/// either (then `most`, [`MAX_DUPLICATED_PACKAGES`], must come down).
+pub(crate) fn check_duplicates(lock: &str, most: usize) -> Vec<String> {
+    let duplicated: Vec<&str> = locked_versions(lock)
+        .into_iter()
+        .filter(|(_, versions)| versions.len() > 1)
+        .map(|(package, _)| package)
+        .collect();
+    let count = duplicated.len();
+    match count.cmp(&most) {
+        std::cmp::Ordering::Greater => vec![format!(
+            "Cargo.lock: {count} packages in more than one version, more than the {most} \
+             MAX_DUPLICATED_PACKAGES allows (`cargo tree -d` shows who wants which): {}",
+            duplicated.join(", ")
+        )],
+        std::cmp::Ordering::Less => vec![format!(
+            "Cargo.lock: {count} packages in more than one version, fewer than {most}: lower \
+             MAX_DUPLICATED_PACKAGES in xtask/src/tidy.rs to {count} (the number only falls)"
+        )],
+        std::cmp::Ordering::Equal => Vec::new(),
+    }
+}
+
+/// Every locked version of a package named in [`LOCK_FLOORS`] is at least its floor.
+pub(crate) fn check_lock_floors(lock: &str) -> Vec<String> {
+    let locked = locked_versions(lock);
     let mut problems = Vec::new();
     for (package, floor) in LOCK_FLOORS {
         for version in locked.get(package).into_iter().flatten() {
@@ -449,6 +489,20 @@ default = []
                 "X.md: names `crates/none/`, which the repository does not hold",
             ]
         );
+    }
+
+    #[test]
+    fn duplicated_packages_may_not_grow_and_must_be_counted_down() {
+        let lock = "[[package]]\nname = \"syn\"\nversion = \"1.0.0\"\n\n\
+                    [[package]]\nname = \"syn\"\nversion = \"2.0.0\"\n\n\
+                    [[package]]\nname = \"once\"\nversion = \"1.0.0\"\n";
+        assert!(check_duplicates(lock, 1).is_empty());
+        let grown = check_duplicates(lock, 0);
+        assert_eq!(grown.len(), 1);
+        assert!(grown[0].starts_with("Cargo.lock: 1 packages in more than one version, more"));
+        assert!(grown[0].ends_with(": syn"), "{grown:?}");
+        let shrunk = check_duplicates(lock, 2);
+        assert!(shrunk[0].contains("lower MAX_DUPLICATED_PACKAGES in xtask/src/tidy.rs to 1"));
     }
 
     #[test]
