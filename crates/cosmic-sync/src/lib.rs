@@ -47,7 +47,7 @@ pub mod wire;
 
 pub use crate::error::{Error, Result};
 pub use crate::names::{TOPIC_PREFIX, space_provider_key, space_topic};
-pub use crate::recon::{ItemSource, Limits, Session, Step};
+pub use crate::recon::{ItemSource, Limits, Opening, Session, Step};
 pub use crate::replicator::{BIND_PROTOCOL, MAX_BINDINGS, PeerSession, RECON_PROTOCOL, Replicator};
 pub use crate::state::STATE_FILE;
 pub use crate::types::{

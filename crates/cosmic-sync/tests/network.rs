@@ -658,3 +658,38 @@ async fn peers_connected_before_the_replicator_starts_are_bound_at_once() {
     net.shutdown().await.unwrap();
     a.stop().await;
 }
+
+/// A session that found the stores equal makes the next one with that peer open with the
+/// whole space's fingerprint instead of its split: fewer bytes while nothing differs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_session_that_found_nothing_the_next_opens_with_one_fingerprint() {
+    let dirs = dirs(2);
+    let a = node_in(dirs[0].path()).await;
+    let b = node_in(dirs[1].path()).await;
+    let space = a.store.create_space(&SpaceKey::generate(), SpaceMode::Open).unwrap().space;
+    let author = AuthorKey::generate();
+    for n in 0..200 {
+        let entry =
+            Entry::sign(&author, space, &format!("doc{n:03}"), "f", Value::Int(n), Hlc::new(1, 0))
+                .unwrap();
+        a.store.insert(entry).unwrap();
+    }
+    a.replicator.join(space).await.unwrap();
+    b.replicator.join(space).await.unwrap();
+    b.dial(&a).await;
+    eventually("B to get the space", async || all_equal(&[&a, &b], &space)).await;
+    let mut sessions = Vec::new();
+    for _ in 0..2 {
+        let stats = a.replicator.sync_with(space, b.net.peer_id()).await.unwrap();
+        assert!(stats.converged && stats.entries_sent == 0, "{stats:?}");
+        sessions.push(stats);
+    }
+    // The first may open either way (B's own catch-up may have been A's last session);
+    // the second follows one that found nothing: one fingerprint, one round.
+    let (first, second) = (&sessions[0], &sessions[1]);
+    assert_eq!(second.rounds, 1, "{second:?}");
+    assert!(second.bytes_sent < 200, "{second:?}");
+    assert!(second.bytes_sent <= first.bytes_sent, "{first:?} then {second:?}");
+    a.stop().await;
+    b.stop().await;
+}

@@ -4,7 +4,7 @@
 
 use cosmic_auth::{AuthorKey, PublicKey, Right, SignedStatement, SpaceKey, SpaceMode, Timestamp};
 use cosmic_store::{Entry, Fingerprint, Hlc, Options, Origin, RangeKey, Store, Value};
-use cosmic_sync::recon::{self, Limits, Session};
+use cosmic_sync::recon::{self, Limits, Opening, Session};
 use cosmic_sync::wire::{self, Message, Part, Range, WireError};
 
 const LIMIT: usize = 4 * 1024 * 1024;
@@ -42,7 +42,18 @@ struct Totals {
 
 /// Runs one session from `a` to `b` through the wire encoding; returns its totals.
 fn reconcile(a: &Store, b: &Store, space: PublicKey, limits: Limits) -> Totals {
-    let (mut session, mut message) = Session::start(a, space, limits, 1000).unwrap();
+    reconcile_opening(a, b, space, limits, Opening::Split)
+}
+
+/// [`reconcile`], the session opening as `opening` says.
+fn reconcile_opening(
+    a: &Store,
+    b: &Store,
+    space: PublicKey,
+    limits: Limits,
+    opening: Opening,
+) -> Totals {
+    let (mut session, mut message) = Session::start_with(a, space, limits, 1000, opening).unwrap();
     let mut totals = Totals::default();
     loop {
         let bytes = message.encode(LIMIT).unwrap();
@@ -130,6 +141,21 @@ fn a_few_differences_settle_in_three_rounds_and_equal_stores_in_one() {
     // 8,131: two splits of 16 then leave listings of at most 32.
     assert_eq!(Limits::default().branches_for(1_000_000), 123);
     assert_eq!(Limits::default().branches_for(100), 16);
+}
+
+/// Opening with the whole space's fingerprint costs one round more when the stores differ
+/// and far fewer bytes when they do not.
+#[test]
+fn opening_with_the_whole_fingerprint_trades_a_round_for_bytes() {
+    let limits = Limits { max_items: 4, branches: 4, budget: 1024 * 1024 };
+    let (a, b, space) = pair(5_000, 6);
+    let whole = reconcile_opening(&a, &b, space, limits, Opening::Whole);
+    assert_eq!(a.state_hash(&space).unwrap(), b.state_hash(&space).unwrap());
+    assert_eq!(whole.rounds, 4, "{whole:?}");
+    let equal_split = reconcile_opening(&a, &b, space, limits, Opening::Split);
+    let equal_whole = reconcile_opening(&a, &b, space, limits, Opening::Whole);
+    assert_eq!((equal_split.rounds, equal_whole.rounds), (1, 1));
+    assert!(equal_whole.bytes * 4 < equal_split.bytes, "{equal_whole:?} {equal_split:?}");
 }
 
 #[test]

@@ -38,8 +38,10 @@ use cosmic_store::{
 
 use crate::wire::{self, HASH_PREFIX_LEN, Message, Part, Range, hash_prefix, part_len};
 
+mod session;
 mod source;
 
+pub use session::{Opening, Session};
 pub use source::ItemSource;
 
 /// The shape of reconciliation.
@@ -522,79 +524,5 @@ fn merge_space<S: ItemSource + ?Sized>(
             Ok(new) => step.space_changed |= new,
             Err(error) => step.refused(format!("space record: {error}"), &error),
         }
-    }
-}
-
-/// The initiating side of one reconciliation session.
-#[derive(Debug)]
-pub struct Session {
-    space: PublicKey,
-    limits: Limits,
-    rounds: u64,
-    max_rounds: u64,
-    cut_short: bool,
-}
-
-impl Session {
-    /// Starts a session on `space`: returns it and the first message (our space record
-    /// and statements, and the fingerprint of the whole space, split as
-    /// [`Limits::branches_for`] says when we hold the space record and more than
-    /// [`Limits::max_items`] items).
-    pub fn start<S: ItemSource + ?Sized>(
-        source: &S,
-        space: PublicKey,
-        limits: Limits,
-        max_rounds: u64,
-    ) -> cosmic_store::Result<(Session, Message)> {
-        let mut parts = Vec::new();
-        let space_part = source.space_part(&space)?;
-        let holds_record = space_part.is_some();
-        parts.extend(space_part);
-        let all = source.fingerprint(&space, &Range::ALL)?;
-        if holds_record && all.count > limits.max_items as u64 {
-            // Split at once: the answer to the whole space's fingerprint would be its split
-            // anyway, when the stores differ. The space part tells the peer that this is a
-            // session's first message.
-            split(source, &space, &Range::ALL, all.count, &limits, &mut parts)?;
-        } else {
-            parts.push(Part::Fingerprint(Range::ALL, all));
-        }
-        let session =
-            Session { space, limits, rounds: 1, max_rounds: max_rounds.max(1), cut_short: false };
-        Ok((session, Message { space, parts }))
-    }
-
-    /// The space reconciled.
-    pub fn space(&self) -> &PublicKey {
-        &self.space
-    }
-
-    /// Request-response rounds so far.
-    pub fn rounds(&self) -> u64 {
-        self.rounds
-    }
-
-    /// Processes the peer's answer; returns the next message, or `None` when the session
-    /// is over: `Ok(None)` with [`Session::converged`] true when nothing is left to
-    /// exchange, false when the round limit was reached first.
-    pub fn on_reply<S: ItemSource + ?Sized>(
-        &mut self,
-        source: &S,
-        reply: &Message,
-        origin: &Origin,
-    ) -> cosmic_store::Result<(Option<Message>, Step)> {
-        let (next, step) = answer(source, reply, origin, &self.limits, false)?;
-        if next.parts.is_empty() || self.rounds >= self.max_rounds {
-            self.cut_short = !next.parts.is_empty();
-            return Ok((None, step));
-        }
-        self.rounds += 1;
-        Ok((Some(next), step))
-    }
-
-    /// Whether the session ended because nothing was left to exchange (not at the round
-    /// limit).
-    pub fn converged(&self) -> bool {
-        !self.cut_short
     }
 }

@@ -14,7 +14,7 @@ use tracing::{debug, info, warn};
 
 use super::{PeerSession, RECON_PROTOCOL, Replicator, lock};
 use crate::peer_clock;
-use crate::recon::{self, Session};
+use crate::recon::{self, Opening, Session};
 use crate::types::{SessionStats, SyncEvent};
 use crate::wire::{self, Message, Part};
 use crate::{Error, Result};
@@ -40,6 +40,9 @@ pub(super) struct SessionState {
     /// When each peer's latest session with us began (we received its first message),
     /// per space.
     served_from: HashMap<(PublicKey, PeerId), Instant>,
+    /// Pairs whose last session found both stores equal: the next one expects the same and
+    /// opens with the whole space's fingerprint (see [`Opening`]).
+    equal: HashSet<(PublicKey, PeerId)>,
 }
 
 impl Replicator {
@@ -123,7 +126,7 @@ impl Replicator {
     async fn fresh_session(&self, space: PublicKey, peer: PeerId) -> Result<SessionStats> {
         let deadline = tokio::time::Instant::now() + CATCH_UP_WAIT;
         loop {
-            if let Some(result) = self.try_session(space, peer).await? {
+            if let Some(result) = self.try_session(space, peer, Some(Opening::Split)).await? {
                 return result;
             }
             if tokio::time::Instant::now() >= deadline {
@@ -138,14 +141,17 @@ impl Replicator {
     /// When a session with that peer on that space is already running, returns at once
     /// with empty stats.
     pub async fn sync_with(&self, space: PublicKey, peer: PeerId) -> Result<SessionStats> {
-        self.try_session(space, peer).await?.unwrap_or(Ok(SessionStats::default()))
+        self.try_session(space, peer, None).await?.unwrap_or(Ok(SessionStats::default()))
     }
 
     /// Runs a session unless one with `peer` on `space` is running (`Ok(None)`).
+    /// `opening`: how the session opens; `None` lets the last session with the peer decide
+    /// (the whole space's fingerprint after one that found the stores equal, else a split).
     async fn try_session(
         &self,
         space: PublicKey,
         peer: PeerId,
+        opening: Option<Opening>,
     ) -> Result<Option<Result<SessionStats>>> {
         if !self.lock_spaces().contains_key(&space) {
             return Err(Error::NotJoined { space });
@@ -159,10 +165,21 @@ impl Replicator {
         let running = Running { sessions: &self.inner.sessions, key: (space, peer) };
         let mut stats = SessionStats::default();
         let result = match self.may_share(space, peer).await {
-            Ok(()) => self.run_session(space, peer, &mut stats).await.map(|()| stats),
+            Ok(()) => self.run_session(space, peer, opening, &mut stats).await.map(|()| stats),
             Err(error) => Err(error),
         };
         drop(running);
+        // A session that moved nothing found the stores equal: the next one expects that.
+        let equal = result.as_ref().is_ok_and(|stats| {
+            stats.converged && stats.entries_sent == 0 && stats.entries_received == 0
+        });
+        let mut sessions = lock(&self.inner.sessions);
+        if equal {
+            sessions.equal.insert((space, peer));
+        } else {
+            sessions.equal.remove(&(space, peer));
+        }
+        drop(sessions);
         match &result {
             Ok(stats) => {
                 self.metrics_mut(|metrics| {
@@ -197,14 +214,21 @@ impl Replicator {
         &self,
         space: PublicKey,
         peer: PeerId,
+        opening: Option<Opening>,
         stats: &mut SessionStats,
     ) -> Result<()> {
+        let opening = opening.unwrap_or_else(|| {
+            let equal = lock(&self.inner.sessions).equal.contains(&(space, peer));
+            if equal { Opening::Whole } else { Opening::Split }
+        });
         let started = Instant::now();
         let options = &self.inner.options;
         let limits = options.recon;
         let max_rounds = options.max_rounds;
         let (mut session, mut message) = self
-            .blocking(move |store| Ok(Session::start(&store, space, limits, max_rounds)?))
+            .blocking(move |store| {
+                Ok(Session::start_with(&store, space, limits, max_rounds, opening)?)
+            })
             .await?;
         // The first message carries our wall clock, and its answer the peer's.
         message.parts.push(Part::Clock(self.inner.store.wall_clock_millis()));
