@@ -47,7 +47,7 @@ pub use crate::{
     error::{Error, Origin, Result},
     load::{ENV_PREFIX, ENV_SEPARATOR, Explained, Layer, LoadOptions, Loaded, Overrides, load},
     schema::{
-        ApiConfig, BlobsConfig, Config, Durability, ENTRY_OVERHEAD, FetchPolicy, LogConfig,
+        ApiConfig, BlobPolicy, BlobsConfig, Config, Durability, ENTRY_OVERHEAD, LogConfig,
         LogFormat, NetConfig, NodeConfig, StoreConfig, SyncConfig, default_data_dir,
     },
     template::commented_defaults,

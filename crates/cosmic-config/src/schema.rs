@@ -263,7 +263,7 @@ section! {
         /// Which linked blobs to fetch when a space does not say: `eager` (as soon as a
         /// document links them), `lazy` (when first read) or `none` (only when asked).
         /// Default: `"lazy"`.
-        default_fetch_policy: FetchPolicy = FetchPolicy::Lazy,
+        default_fetch_policy: BlobPolicy = BlobPolicy::Lazy,
     }
 }
 
@@ -322,12 +322,14 @@ pub enum Durability {
     Eventual,
 }
 
-/// Which linked blobs to fetch (`blobs.default_fetch_policy`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// Which linked blobs of a space's documents a node fetches: the default of a newly joined
+/// space is `blobs.default_fetch_policy`, and each space keeps its own (a node's choice,
+/// not synced).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 #[non_exhaustive]
-pub enum FetchPolicy {
-    /// As soon as a document links them.
+pub enum BlobPolicy {
+    /// As soon as a synced document links one.
     Eager,
     /// When first read.
     Lazy,

@@ -8,36 +8,15 @@ use std::time::Duration;
 use cosmic_auth::PublicKey;
 use cosmic_net::PeerId;
 use cosmic_store::Origin;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::recon::Limits;
 use crate::{Error, Result};
 
-/// Which linked blobs of a space's documents to fetch.
-///
-/// Kept per space in the replicator's local state file (set with
-/// [`Replicator::set_blob_policy`](crate::Replicator::set_blob_policy)), not synced: how much
-/// of a space's data a node downloads is that node's choice.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum BlobPolicy {
-    /// Fetch as soon as a synced document links a blob.
-    Eager,
-    /// Fetch when first read ([`Replicator::fetch_blob`](crate::Replicator::fetch_blob)).
-    Lazy,
-    /// Only when asked.
-    None,
-}
-
-impl From<cosmic_config::FetchPolicy> for BlobPolicy {
-    fn from(policy: cosmic_config::FetchPolicy) -> BlobPolicy {
-        match policy {
-            cosmic_config::FetchPolicy::Eager => BlobPolicy::Eager,
-            cosmic_config::FetchPolicy::None => BlobPolicy::None,
-            _ => BlobPolicy::Lazy,
-        }
-    }
-}
+/// Which linked blobs of a space's documents to fetch: one type with the configuration's
+/// `blobs.default_fetch_policy`. Kept per space in the replicator's local state file (set
+/// with [`Replicator::set_blob_policy`](crate::Replicator::set_blob_policy)), not synced.
+pub use cosmic_config::BlobPolicy;
 
 /// How a [`Replicator`](crate::Replicator) runs.
 #[derive(Clone, Debug, PartialEq)]
@@ -101,7 +80,7 @@ impl SyncOptions {
             max_message_size,
             max_gossip_size: usize::try_from(net.max_gossip_size).unwrap_or(usize::MAX),
             recon: Limits { budget: max_message_size / 4, ..Limits::default() },
-            default_blob_policy: blobs.default_fetch_policy.into(),
+            default_blob_policy: blobs.default_fetch_policy,
             blob_fetch_timeout: blobs.fetch_timeout,
             ..SyncOptions::default()
         }
