@@ -335,22 +335,20 @@ fn make_private(_path: &Path, _fixes: &mut Vec<ModeFix>) -> Result<()> {
 /// Writes `bytes` to a new file at `path` with `mode`, atomically: a temporary file is
 /// written and synced, then renamed into place, and the directory is synced.
 fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
-    let tmp = path.with_extension("tmp");
     let io_error = |action, source| Error::Io { action, path: path.to_path_buf(), source };
-    let mut options = OpenOptions::new();
-    options.write(true).create(true).truncate(true);
+    let dir = path.parent().filter(|dir| !dir.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let mut builder = tempfile::Builder::new();
     #[cfg(unix)]
     {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(mode);
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(std::fs::Permissions::from_mode(mode));
     }
     #[cfg(not(unix))]
     let _ = mode;
-    let mut file = options.open(&tmp).map_err(|source| io_error("create", source))?;
+    let mut file = builder.tempfile_in(dir).map_err(|source| io_error("create", source))?;
     file.write_all(bytes).map_err(|source| io_error("write", source))?;
-    file.sync_all().map_err(|source| io_error("sync", source))?;
-    drop(file);
-    std::fs::rename(&tmp, path).map_err(|source| io_error("rename into place", source))?;
+    file.as_file().sync_all().map_err(|source| io_error("sync", source))?;
+    file.persist(path).map_err(|error| io_error("rename into place", error.error))?;
     if let Some(dir) = path.parent() {
         // Make the rename itself durable; not every platform can open a directory.
         if let Ok(dir) = File::open(dir) {

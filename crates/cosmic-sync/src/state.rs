@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use cosmic_auth::PublicKey;
 use serde::{Deserialize, Serialize};
@@ -58,20 +58,13 @@ pub(crate) fn save(dir: &Path, spaces: &BTreeMap<PublicKey, SpaceState>) -> Resu
         spaces: spaces.iter().map(|(space, state)| (space.to_string(), *state)).collect(),
     };
     let bytes = serde_json::to_vec_pretty(&file).map_err(|error| state_error(&path, error))?;
-    let tmp: PathBuf = dir.join(format!("{STATE_FILE}.tmp"));
     let write = || -> std::io::Result<()> {
         std::fs::create_dir_all(dir)?;
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create(true).truncate(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            options.mode(0o600);
-        }
-        let mut out = options.open(&tmp)?;
+        // Owner-only, with a name of its own (`tempfile`), then renamed into place.
+        let mut out = tempfile::NamedTempFile::new_in(dir)?;
         out.write_all(&bytes)?;
-        out.sync_all()?;
-        std::fs::rename(&tmp, &path)?;
+        out.as_file().sync_all()?;
+        out.persist(&path).map_err(|error| error.error)?;
         if let Ok(dir) = std::fs::File::open(dir) {
             let _ = dir.sync_all();
         }
