@@ -159,6 +159,7 @@ fn answer<S: ItemSource + ?Sized>(
         used: 0,
         step: Step::default(),
         received: HashMap::new(),
+        received_prefixes: HashSet::new(),
     };
     // Space records and statements first: entries may need a grant they carry.
     for part in &message.parts {
@@ -200,6 +201,8 @@ struct Answer<'a, S: ?Sized> {
     step: Step,
     /// The entries the message brought, by position: never sent back.
     received: HashMap<RangeKey, [u8; 32]>,
+    /// The same entries' hashes as listings carry them (see [`hash_prefix`]).
+    received_prefixes: HashSet<[u8; HASH_PREFIX_LEN]>,
 }
 
 impl<S: ItemSource + ?Sized> Answer<'_, S> {
@@ -213,7 +216,9 @@ impl<S: ItemSource + ?Sized> Answer<'_, S> {
             match Entry::decode_cached(bytes, &mut keys) {
                 Ok(entry) if entry.space == self.space => {
                     let key = RangeKey { doc: entry.doc.clone(), field: entry.field.clone() };
-                    self.received.insert(key, entry.hash());
+                    let hash = entry.hash();
+                    self.received.insert(key, hash);
+                    self.received_prefixes.insert(hash_prefix(&hash));
                     entries.push(entry);
                 }
                 Ok(entry) => self.step.offence(format!(
@@ -370,11 +375,9 @@ impl<S: ItemSource + ?Sized> Answer<'_, S> {
         }
         // An entry the peer sent in this very message lost to ours, or is ours now: either
         // way there is nothing to ask for.
-        let just_received: HashSet<[u8; HASH_PREFIX_LEN]> =
-            self.received.values().map(hash_prefix).collect();
         let wanted: Vec<[u8; HASH_PREFIX_LEN]> = theirs
             .iter()
-            .filter(|hash| !mine.contains(*hash) && !just_received.contains(*hash))
+            .filter(|hash| !mine.contains(*hash) && !self.received_prefixes.contains(*hash))
             .copied()
             .collect();
         if !wanted.is_empty() {

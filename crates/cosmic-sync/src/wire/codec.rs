@@ -75,8 +75,20 @@ pub(super) fn put_key_after(
     previous: Option<&RangeKey>,
     expanded: &mut usize,
 ) {
+    put_key_sharing(out, key, previous, expanded, 0);
+}
+
+/// `key` after `previous` as [`put_key_after`] writes it, with `offset` added to the
+/// shared length (a run's bounds keep 0 for the open end).
+fn put_key_sharing(
+    out: &mut Vec<u8>,
+    key: &RangeKey,
+    previous: Option<&RangeKey>,
+    expanded: &mut usize,
+    offset: u64,
+) {
     let shared = shared_for(out.len(), key, previous, expanded);
-    put_var(out, shared as u64);
+    put_var(out, shared as u64 + offset);
     put_vbytes(out, &key.doc.as_bytes()[shared..]);
     put_vbytes(out, key.field.as_bytes());
 }
@@ -110,12 +122,7 @@ pub(super) fn put_bound_in_run(
 ) {
     match bound {
         None => out.push(0),
-        Some(key) => {
-            let shared = shared_for(out.len(), key, previous, expanded);
-            put_var(out, shared as u64 + 1);
-            put_vbytes(out, &key.doc.as_bytes()[shared..]);
-            put_vbytes(out, key.field.as_bytes());
-        }
+        Some(key) => put_key_sharing(out, key, previous, expanded, 1),
     }
 }
 
