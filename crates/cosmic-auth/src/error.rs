@@ -135,6 +135,14 @@ pub enum Error {
         /// Why they are rejected.
         reason: String,
     },
+    /// A sealed revocation would keep more items than it may.
+    #[error("a sealed revocation can keep at most {max} items, {count} were given")]
+    TooManyKept {
+        /// Distinct items given.
+        count: usize,
+        /// The limit, `MAX_KEPT`.
+        max: usize,
+    },
     /// A statement was signed with a key other than its issuer's.
     #[error("statement issuer {issuer} is not the signing key {signer}")]
     IssuerMismatch {

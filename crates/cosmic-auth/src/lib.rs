@@ -46,9 +46,9 @@ pub use binding::{
     peer_id_of,
 };
 pub use capability::{
-    AccessDenied, DecodeError, Grant, MAX_DELEGATION_DEPTH, Revocation, Right,
+    AccessDenied, DecodeError, Grant, ItemId, MAX_DELEGATION_DEPTH, MAX_KEPT, Revocation, Right,
     STATEMENT_SIGNING_CONTEXT, STATEMENT_VERSION, SignedStatement, SpaceMode, Statement, Timestamp,
-    check_access, check_issuer,
+    check_access, check_issuer, check_item_access,
 };
 pub use error::{Error, Result};
 pub use keys::{

@@ -74,6 +74,16 @@ pub enum AccessDenied {
         /// The revocation time.
         at: Timestamp,
     },
+    /// The item is dated before a sealed revocation of a grant its right rests on, and the
+    /// revocation does not keep it: written after the revocation and dated earlier, or
+    /// unknown to the revoker when it revoked.
+    #[error("not kept by the sealed revocation by {by} at {at}")]
+    NotKept {
+        /// The revoker.
+        by: PublicKey,
+        /// The revocation time.
+        at: Timestamp,
+    },
     /// A valid grant exists but gives less than asked for.
     #[error("author holds {held:?} but {needed:?} is needed")]
     InsufficientRight {
@@ -95,7 +105,7 @@ impl AccessDenied {
             AccessDenied::ChainTooDeep { .. } => 5,
             AccessDenied::NotYetValid { .. } => 6,
             AccessDenied::Expired { .. } => 7,
-            AccessDenied::Revoked { .. } => 8,
+            AccessDenied::Revoked { .. } | AccessDenied::NotKept { .. } => 8,
             AccessDenied::InsufficientRight { .. } => 9,
         }
     }
@@ -118,7 +128,44 @@ pub fn check_access(
     if author == space || (mode == SpaceMode::Open && right <= Right::Write) {
         return Ok(());
     }
-    let graph = Graph::new(space, at, statements);
+    decide(&Graph::new(space, at, None, statements), author, right)
+}
+
+/// May the item `item` (an entry's [`ItemId`]) by `author` use `right` on `space` at its
+/// time `at`, given the signature-checked statements `verified`?
+///
+/// The decision of [`check_access`], for one item: a grant revoked by a sealed
+/// [`Revocation`] still counts before the revocation's time only for the items the
+/// revocation keeps. A store asks this for every entry it takes in, and again for the
+/// entries a new revocation may cut off. `verified` must hold only statements whose
+/// signatures were checked (statements of other spaces are ignored).
+pub fn check_item_access<'a>(
+    space: &SpaceId,
+    mode: SpaceMode,
+    author: &AuthorId,
+    right: Right,
+    at: Timestamp,
+    item: &ItemId,
+    verified: impl IntoIterator<Item = &'a Statement>,
+) -> Result<(), AccessDenied> {
+    if author == space || (mode == SpaceMode::Open && right <= Right::Write) {
+        return Ok(());
+    }
+    let mut grants = Vec::new();
+    let mut revocations = Vec::new();
+    for statement in verified.into_iter().filter(|statement| statement.space() == space) {
+        match statement {
+            Statement::Grant(grant) => grants.push(grant),
+            Statement::Revoke(revocation) => revocations.push(revocation),
+        }
+    }
+    let graph = Graph::from_verified(space, at, Some(*item), grants, revocations, BTreeSet::new());
+    decide(&graph, author, right)
+}
+
+/// The decision over a built graph: a grant to `author` of at least `right` whose chain
+/// holds, else the reason of the grant that came closest.
+fn decide(graph: &Graph<'_>, author: &AuthorId, right: Right) -> Result<(), AccessDenied> {
     let mut best: Option<AccessDenied> = None;
     let mut consider = |reason: AccessDenied| {
         if best.as_ref().is_none_or(|current| reason.rank() > current.rank()) {
@@ -139,7 +186,7 @@ pub fn check_access(
     if let Some(held) = held {
         consider(AccessDenied::InsufficientRight { held, needed: right });
     }
-    Err(best.unwrap_or(AccessDenied::NoCapability { author: *author, space: *space }))
+    Err(best.unwrap_or(AccessDenied::NoCapability { author: *author, space: graph.space }))
 }
 
 /// May `statement`'s issuer issue it, given statements held already?
@@ -185,7 +232,7 @@ pub fn check_issuer<'a>(
             _ => None,
         })
         .collect();
-    let graph = Graph::from_verified(space, at, grants, Vec::new(), BTreeSet::new());
+    let graph = Graph::from_verified(space, at, None, grants, Vec::new(), BTreeSet::new());
     if graph.admins.contains(issuer) {
         return Ok(());
     }
@@ -208,6 +255,8 @@ pub fn check_issuer<'a>(
 struct Graph<'a> {
     space: SpaceId,
     at: Timestamp,
+    /// The item judged, if any: sealed revocations count against items they do not keep.
+    item: Option<ItemId>,
     grants: Vec<&'a Grant>,
     revocations: Vec<&'a Revocation>,
     bad_signature_subjects: BTreeSet<AuthorId>,
@@ -217,7 +266,12 @@ struct Graph<'a> {
 }
 
 impl<'a> Graph<'a> {
-    fn new(space: &SpaceId, at: Timestamp, statements: &'a [SignedStatement]) -> Self {
+    fn new(
+        space: &SpaceId,
+        at: Timestamp,
+        item: Option<ItemId>,
+        statements: &'a [SignedStatement],
+    ) -> Self {
         let mut grants = Vec::new();
         let mut revocations = Vec::new();
         let mut bad_signature_subjects = BTreeSet::new();
@@ -232,13 +286,14 @@ impl<'a> Graph<'a> {
                 }
             }
         }
-        Graph::from_verified(space, at, grants, revocations, bad_signature_subjects)
+        Graph::from_verified(space, at, item, grants, revocations, bad_signature_subjects)
     }
 
     /// The graph of statements whose signatures were checked already.
     fn from_verified(
         space: &SpaceId,
         at: Timestamp,
+        item: Option<ItemId>,
         grants: Vec<&'a Grant>,
         revocations: Vec<&'a Revocation>,
         bad_signature_subjects: BTreeSet<AuthorId>,
@@ -246,6 +301,7 @@ impl<'a> Graph<'a> {
         let mut graph = Graph {
             space: *space,
             at,
+            item,
             grants,
             revocations,
             bad_signature_subjects,
@@ -287,16 +343,27 @@ impl<'a> Graph<'a> {
         {
             return Err(AccessDenied::Expired { not_after });
         }
-        let revoked = self.revocations.iter().find(|revocation| {
+        let applies = |revocation: &&&Revocation| {
             revocation.subject == grant.subject
-                && revocation.issued_at <= self.at
                 && grant.issued_at <= revocation.issued_at
                 && (revocation.issuer == self.space || revocation.issuer == grant.issuer)
-        });
-        if let Some(revocation) = revoked {
-            return Err(AccessDenied::Revoked { by: revocation.issuer, at: revocation.issued_at });
+        };
+        let mut sealed_out = None;
+        for revocation in self.revocations.iter().filter(applies) {
+            if revocation.issued_at <= self.at {
+                return Err(AccessDenied::Revoked {
+                    by: revocation.issuer,
+                    at: revocation.issued_at,
+                });
+            }
+            if let (Some(kept), Some(item)) = (&revocation.kept, &self.item)
+                && kept.binary_search(item).is_err()
+            {
+                sealed_out =
+                    Some(AccessDenied::NotKept { by: revocation.issuer, at: revocation.issued_at });
+            }
         }
-        Ok(())
+        sealed_out.map_or(Ok(()), Err)
     }
 
     /// Checks a grant and its issuer's chain at `at`.

@@ -8,14 +8,21 @@
 //!   issuer is the space key or holds a valid `admin` grant at `T` (recursively). The
 //!   whole chain is judged at `T`: when an intermediate link expires or is revoked,
 //!   everything delegated through it stops being valid.
-//! - Timestamps inside statements are chosen by their signer, so a revoked admin could
-//!   back-date new grants. Therefore a revoked admin's grants all fall, earlier ones
-//!   included; the space key (or another admin) re-issues those that should stay.
 //! - A [`Revocation`] by the space key revokes every grant to its subject issued at or
 //!   before the revocation's `issued_at`; one by an admin revokes only the grants that
 //!   admin itself issued to the subject. (An admin whose own chain is invalid has no
 //!   valid grants to revoke, so its revocations need no further check.) A revocation
 //!   takes effect from its `issued_at`; a later grant gives rights back.
+//! - Timestamps are chosen by signers, so a revoked author could date new entries, and a
+//!   revoked admin new grants, before the revocation. A *sealed* revocation closes that:
+//!   it lists the ids of the items (entries) its issuer held whose right rests on the
+//!   revoked grants ([`Revocation::kept`]). Judging an item ([`check_item_access`]), a
+//!   grant cut by a sealed revocation counts before the revocation's time only for the
+//!   items it keeps, and that holds along the whole chain: an entry whose right comes
+//!   through a revoked admin's grant (dated back or not) counts only if kept. So the
+//!   revocation wins over whatever its issuer had not seen, and every node decides the
+//!   same way whatever order it hears things in. An unsealed revocation (the older
+//!   kind) counts from its time only.
 //! - Delegation loops are harmless: admin chains are computed as reachability from the
 //!   space key, so a loop that is not anchored there grants nothing.
 //! - A chain holds at most [`MAX_DELEGATION_DEPTH`] grants from the space key to the right
@@ -37,11 +44,19 @@ use crate::keys::{AuthorKey, SpaceKey};
 mod access;
 
 use crate::{AuthorId, Error, PublicKey, Result, Signature, SpaceId, verify};
-pub use access::{AccessDenied, check_access, check_issuer};
+pub use access::{AccessDenied, check_access, check_issuer, check_item_access};
 
 /// The most grants a chain may hold, from the space key to the grant that gives a right
 /// (see the [module docs](self)).
 pub const MAX_DELEGATION_DEPTH: usize = 8;
+
+/// The id of an item a sealed [`Revocation`] keeps: the first 16 bytes of the item's
+/// BLAKE3 hash (for an entry, of its canonical encoding).
+pub type ItemId = [u8; 16];
+
+/// The most items one sealed revocation may keep (1 MiB of ids), so that it fits in one
+/// reconciliation message with room to spare.
+pub const MAX_KEPT: usize = 65_536;
 
 /// Milliseconds since the Unix epoch.
 #[derive(
@@ -129,6 +144,13 @@ pub struct Revocation {
     pub subject: AuthorId,
     /// Grants issued at or before this time are revoked, from this time on.
     pub issued_at: Timestamp,
+    /// A sealed revocation: the ids of the items (entries) dated before `issued_at` that
+    /// stay valid under the revoked grants, sorted and without repeats. Every other item
+    /// whose right rests on those grants falls, whatever time it claims, so a revoked
+    /// author cannot get a new entry accepted by dating it earlier (see the
+    /// [module docs](self)). `None`: an unsealed revocation (kind 2), which ends the grants
+    /// from `issued_at` only.
+    pub kept: Option<Vec<ItemId>>,
 }
 
 /// A capability statement.
@@ -148,6 +170,7 @@ pub const STATEMENT_SIGNING_CONTEXT: &[u8] = b"cosmic-auth statement v1\0";
 
 const KIND_GRANT: u8 = 1;
 const KIND_REVOKE: u8 = 2;
+const KIND_SEAL: u8 = 3;
 const COMMON_LEN: usize = 2 + 32 * 3 + 8;
 const GRANT_MIN_LEN: usize = COMMON_LEN + 2;
 
@@ -167,7 +190,7 @@ pub enum DecodeError {
     #[error("unsupported statement version {0}, expected 1")]
     UnsupportedVersion(u8),
     /// Unknown statement kind.
-    #[error("unknown statement kind {0}, expected 1 (grant) or 2 (revoke)")]
+    #[error("unknown statement kind {0}, expected 1 (grant), 2 (revoke) or 3 (sealed revoke)")]
     UnknownKind(u8),
     /// Unknown right.
     #[error("unknown right {0}, expected 1 (read), 2 (write) or 3 (admin)")]
@@ -181,6 +204,12 @@ pub enum DecodeError {
     /// A key field is not a valid public key.
     #[error("invalid public key in field `{0}`")]
     InvalidKey(&'static str),
+    /// A sealed revocation keeps more items than [`MAX_KEPT`].
+    #[error("a sealed revocation keeps {0} items, at most {MAX_KEPT} are allowed")]
+    TooManyKept(usize),
+    /// A sealed revocation's item ids are not in strictly ascending order.
+    #[error("the item ids of a sealed revocation are not sorted without repeats")]
+    KeptNotSorted,
 }
 
 impl Statement {
@@ -203,7 +232,8 @@ impl Statement {
     /// The canonical encoding, version 1 (integers big-endian):
     /// `version (1) | kind (1: grant, 2: revoke) | space (32) | issuer (32) | subject (32)
     /// | issued_at (u64)`, then for a grant `right (1..=3) | has_expiry (0/1) [| not_after
-    /// (u64)]`.
+    /// (u64)]`, and for a sealed revocation (kind 3) `count (u32) | item id (16) * count`,
+    /// ids strictly ascending.
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut bytes = Vec::with_capacity(GRANT_MIN_LEN + 8);
         bytes.push(STATEMENT_VERSION);
@@ -212,7 +242,7 @@ impl Statement {
                 (KIND_GRANT, grant.space, grant.issuer, grant.subject, grant.issued_at)
             }
             Statement::Revoke(revocation) => (
-                KIND_REVOKE,
+                if revocation.kept.is_some() { KIND_SEAL } else { KIND_REVOKE },
                 revocation.space,
                 revocation.issuer,
                 revocation.subject,
@@ -224,6 +254,13 @@ impl Statement {
         bytes.extend_from_slice(issuer.as_bytes());
         bytes.extend_from_slice(subject.as_bytes());
         bytes.extend_from_slice(&issued_at.0.to_be_bytes());
+        if let Statement::Revoke(Revocation { kept: Some(kept), .. }) = self {
+            let count = u32::try_from(kept.len()).expect("at most MAX_KEPT items are kept");
+            bytes.extend_from_slice(&count.to_be_bytes());
+            for id in kept {
+                bytes.extend_from_slice(id);
+            }
+        }
         if let Statement::Grant(grant) = self {
             bytes.push(grant.right as u8);
             match grant.not_after {
@@ -272,9 +309,14 @@ impl Statement {
         let issued_at = Timestamp(u64_at(98));
         match kind {
             KIND_REVOKE => Ok((
-                Statement::Revoke(Revocation { space, issuer, subject, issued_at }),
+                Statement::Revoke(Revocation { space, issuer, subject, issued_at, kept: None }),
                 COMMON_LEN,
             )),
+            KIND_SEAL => {
+                let (kept, used) = decode_kept(bytes)?;
+                let revocation = Revocation { space, issuer, subject, issued_at, kept: Some(kept) };
+                Ok((Statement::Revoke(revocation), used))
+            }
             KIND_GRANT => {
                 if bytes.len() < GRANT_MIN_LEN {
                     return Err(truncated(GRANT_MIN_LEN));
@@ -384,9 +426,23 @@ impl SpaceKey {
         grant_with(&self.key, self.id(), subject, right, issued_at, not_after)
     }
 
-    /// Revokes every grant to `subject` issued at or before `issued_at`.
+    /// Revokes every grant to `subject` issued at or before `issued_at` (unsealed: an
+    /// item dated earlier still counts; see [`SpaceKey::seal`]).
     pub fn revoke(&self, subject: AuthorId, issued_at: Timestamp) -> SignedStatement {
-        revoke_with(&self.key, self.id(), subject, issued_at)
+        revoke_with(&self.key, self.id(), subject, issued_at, None)
+    }
+
+    /// Revokes every grant to `subject` issued at or before `issued_at`, keeping valid
+    /// only the items in `kept` among those whose right rests on those grants (sorted and
+    /// deduplicated here). Fails with more than [`MAX_KEPT`] distinct items.
+    pub fn seal(
+        &self,
+        subject: AuthorId,
+        issued_at: Timestamp,
+        kept: Vec<ItemId>,
+    ) -> Result<SignedStatement> {
+        let kept = sorted_kept(kept)?;
+        Ok(revoke_with(&self.key, self.id(), subject, issued_at, Some(kept)))
     }
 }
 
@@ -411,7 +467,20 @@ impl AuthorKey {
         subject: AuthorId,
         issued_at: Timestamp,
     ) -> SignedStatement {
-        revoke_with(self, space, subject, issued_at)
+        revoke_with(self, space, subject, issued_at, None)
+    }
+
+    /// Revokes the grants this author issued to `subject` on `space`, sealed: see
+    /// [`SpaceKey::seal`].
+    pub fn seal(
+        &self,
+        space: SpaceId,
+        subject: AuthorId,
+        issued_at: Timestamp,
+        kept: Vec<ItemId>,
+    ) -> Result<SignedStatement> {
+        let kept = sorted_kept(kept)?;
+        Ok(revoke_with(self, space, subject, issued_at, Some(kept)))
     }
 }
 
@@ -440,9 +509,43 @@ fn revoke_with(
     space: SpaceId,
     subject: AuthorId,
     issued_at: Timestamp,
+    kept: Option<Vec<ItemId>>,
 ) -> SignedStatement {
     let statement =
-        Statement::Revoke(Revocation { space, issuer: key.public(), subject, issued_at });
+        Statement::Revoke(Revocation { space, issuer: key.public(), subject, issued_at, kept });
     let signature = key.sign(&statement.signing_bytes());
     SignedStatement { statement, signature }
 }
+
+/// Sorts and deduplicates the items a sealed revocation keeps, within [`MAX_KEPT`].
+fn sorted_kept(mut kept: Vec<ItemId>) -> Result<Vec<ItemId>> {
+    kept.sort_unstable();
+    kept.dedup();
+    if kept.len() > MAX_KEPT {
+        return Err(Error::TooManyKept { count: kept.len(), max: MAX_KEPT });
+    }
+    Ok(kept)
+}
+
+/// Decodes the item ids of a sealed revocation that follow the common fields; returns
+/// them and the bytes used in all.
+fn decode_kept(bytes: &[u8]) -> Result<(Vec<ItemId>, usize), DecodeError> {
+    let truncated = |expected| DecodeError::Truncated { len: bytes.len(), expected };
+    let count_end = COMMON_LEN + 4;
+    let count_bytes = bytes.get(COMMON_LEN..count_end).ok_or(truncated(count_end))?;
+    let count = u32::from_be_bytes(count_bytes.try_into().expect("four bytes")) as usize;
+    if count > MAX_KEPT {
+        return Err(DecodeError::TooManyKept(count));
+    }
+    let end = count_end + count * 16;
+    let ids = bytes.get(count_end..end).ok_or(truncated(end))?;
+    let kept: Vec<ItemId> =
+        ids.chunks_exact(16).map(|id| id.try_into().expect("16-byte chunks")).collect();
+    if kept.windows(2).any(|pair| pair[0] >= pair[1]) {
+        return Err(DecodeError::KeptNotSorted);
+    }
+    Ok((kept, end))
+}
+
+#[cfg(test)]
+mod sealed_tests;
