@@ -177,6 +177,12 @@ impl Entry {
         *blake3::hash(&self.encode()).as_bytes()
     }
 
+    /// The id a sealed revocation names this entry by: the first 16 bytes of
+    /// [`Entry::hash`] (see `Store::kept_items`).
+    pub fn item_id(&self) -> cosmic_auth::ItemId {
+        crate::store::item_id(&self.hash())
+    }
+
     /// Compares two entries for the same field by the merge order `(hlc, author, value
     /// hash)`; the greater one wins.
     pub fn merge_cmp(&self, other: &Entry) -> Ordering {

@@ -65,6 +65,8 @@ mod store;
 mod value;
 
 #[cfg(test)]
+mod seal_tests;
+#[cfg(test)]
 mod tests;
 
 pub use crate::access::SpaceRecord;

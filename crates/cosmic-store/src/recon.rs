@@ -274,6 +274,44 @@ pub(crate) fn update(
     Ok(())
 }
 
+/// Updates the aggregates after the item at `item_key`, of hash `old`, left the entries
+/// table (an entry a revocation cut off). A bucket that started at the item is merged into
+/// the bucket before it at its level, or dropped when it was the first (what lies before a
+/// level's first boundary is counted from the level below).
+pub(crate) fn remove(
+    buckets: &mut Table<'_, &'static [u8], &'static [u8]>,
+    space: &[u8; 32],
+    item_key: &[u8],
+    old: &[u8; 32],
+) -> Result<(), redb::StorageError> {
+    let key_level = boundary_level(item_key);
+    let mut gone = Fingerprint::EMPTY;
+    gone.insert(old);
+    for level in 1..=LEVELS {
+        let prefix = bucket_prefix(space, level);
+        let mut own_key = prefix.clone();
+        own_key.extend_from_slice(item_key);
+        if level <= key_level {
+            let own = match buckets.remove(own_key.as_slice())? {
+                Some(row) => Fingerprint::decode(row.value()).map_err(|error| {
+                    redb::StorageError::Corrupted(format!("bucket row: {error}"))
+                })?,
+                None => continue,
+            };
+            let mut own = own;
+            own.subtract(&gone);
+            if let Some((key, mut aggregate)) = last_before(buckets, &prefix, &own_key, false)? {
+                aggregate.merge(&own);
+                buckets.insert(key.as_slice(), aggregate.encode().as_slice())?;
+            }
+        } else if let Some((key, mut aggregate)) = last_before(buckets, &prefix, &own_key, true)? {
+            aggregate.subtract(&gone);
+            buckets.insert(key.as_slice(), aggregate.encode().as_slice())?;
+        }
+    }
+    Ok(())
+}
+
 /// The bucket of `prefix` that starts last before `key` (or at it, if `inclusive`).
 fn last_before(
     buckets: &Table<'_, &'static [u8], &'static [u8]>,

@@ -10,8 +10,8 @@ use std::time::Duration;
 use redb::{ReadableDatabase as _, ReadableTable, ReadableTableMetadata as _, Table};
 
 use cosmic_auth::{
-    AuthorKey, PublicKey, Right, Signature, SignedStatement, SpaceKey, SpaceMode, Timestamp,
-    check_access,
+    AccessDenied, AuthorKey, PublicKey, Right, Signature, SignedStatement, SpaceKey, SpaceMode,
+    Timestamp, check_item_access,
 };
 
 use crate::access::SpaceRecord;
@@ -31,10 +31,12 @@ mod json;
 mod open;
 mod ranges;
 mod read;
+mod seal;
 mod statements;
 mod write;
 
 pub use durability::{Durability, FLUSH_INTERVAL};
+pub(crate) use seal::item_id;
 
 /// How a [`Store`] is opened.
 #[derive(Clone, Debug)]
@@ -209,8 +211,10 @@ struct RefusalCounters {
     clock_drift: AtomicU64,
     bad_signature: AtomicU64,
     no_right: AtomicU64,
+    revoked: AtomicU64,
     malformed: AtomicU64,
     quota: AtomicU64,
+    cut_off: AtomicU64,
 }
 
 /// Entries from elsewhere that a store refused, by reason (see [`Store::refusals`]).
@@ -222,10 +226,15 @@ pub struct Refusals {
     pub bad_signature: u64,
     /// Authors without a right to write there at the entry's time.
     pub no_right: u64,
+    /// Authors whose right a revocation ended: dated at or after it, or dated before a
+    /// sealed revocation that does not keep the entry.
+    pub revoked: u64,
     /// Keys, fields or values that break the rules.
     pub malformed: u64,
     /// Authors over their quota in an open space ([`Options::author_quota`]).
     pub quota: u64,
+    /// Entries held already that a revocation which arrived later cut off, and removed.
+    pub cut_off: u64,
 }
 
 /// Opens a database again, on the same file or storage.
@@ -329,8 +338,10 @@ impl Store {
             clock_drift: counters.clock_drift.load(Ordering::Relaxed),
             bad_signature: counters.bad_signature.load(Ordering::Relaxed),
             no_right: counters.no_right.load(Ordering::Relaxed),
+            revoked: counters.revoked.load(Ordering::Relaxed),
             malformed: counters.malformed.load(Ordering::Relaxed),
             quota: counters.quota.load(Ordering::Relaxed),
+            cut_off: counters.cut_off.load(Ordering::Relaxed),
         }
     }
 

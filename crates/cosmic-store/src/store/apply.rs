@@ -22,12 +22,12 @@ impl Store {
                 .inspect_err(|error| self.log_drift(error, wall))?;
         }
         let space = entry.space.as_bytes();
-        let (record, mut stats) = self.space_of(tables, entry, inserted.is_some())?;
+        let encoded = entry.encode();
+        let hash = *blake3::hash(&encoded).as_bytes();
+        let (record, mut stats) = self.space_of(tables, entry, &hash, inserted.is_some())?;
         self.observe(entry.hlc);
 
         let key = schema::entry_key(space, &entry.doc, &entry.field);
-        let encoded = entry.encode();
-        let hash = *blake3::hash(&encoded).as_bytes();
         let existing = match tables.entries.get(key.as_slice()).map_err(|e| self.err(e))? {
             Some(row) => Some(self.decode_entry_row(row.value())?),
             None => None,
@@ -70,8 +70,8 @@ impl Store {
         }
         self.add_usage(tables, space, &entry.author, encoded.len() as i64)?;
         let old = existing.as_ref().map(|(_, _, old)| old);
-        self.count_links(tables, space, old, entry)?;
-        self.count_live(tables, space, old, entry, &mut stats)?;
+        self.count_links(tables, space, old, Some(entry))?;
+        self.count_live(tables, space, old, Some(entry), &mut stats)?;
         tables.space_rows.insert(*space, (record, stats, true));
 
         let old_hash = existing.as_ref().map(|(old_hash, _, _)| old_hash);
@@ -81,59 +81,92 @@ impl Store {
     }
 
     /// The record and stats of `entry`'s space (read once per transaction), after checking,
-    /// in a restricted space, that its author may write there at its time.
+    /// in a restricted space, that its author may write there at its time (`hash`: the
+    /// entry's, which sealed revocations name it by).
     fn space_of(
         &self,
         tables: &mut Tables<'_>,
         entry: &Entry,
+        hash: &[u8; 32],
         from_elsewhere: bool,
     ) -> Result<(SpaceRecord, SpaceStats)> {
-        let space = entry.space.as_bytes();
-        let (record, stats) = match tables.space_rows.get(space) {
-            Some((record, stats, _)) => (record.clone(), *stats),
-            None => {
-                let (record, stats) = match tables.spaces.get(space).map_err(|e| self.err(e))? {
-                    Some(bytes) => decode_space_row(bytes.value())?,
-                    None => return Err(Error::UnknownSpace { space: entry.space }),
-                };
-                tables.space_rows.insert(*space, (record.clone(), stats, false));
-                (record, stats)
-            }
-        };
+        let (record, stats) = self.space_row(tables, &entry.space)?;
         if record.mode == SpaceMode::Restricted {
-            if !tables.statements_by_space.contains_key(space) {
-                let statements = read_statements(&tables.statements, &entry.space)
-                    .map_err(|error| self.map_read_error(error))?;
-                tables.statements_by_space.insert(*space, statements);
-            }
-            let statements =
-                tables.statements_by_space.get(space).map_or(&[][..], |list| list.as_slice());
+            let statements = self.space_statements(tables, &entry.space)?;
             let at = Timestamp(entry.hlc.millis);
-            check_access(&entry.space, record.mode, &entry.author, Right::Write, at, statements)
-                .inspect_err(|_| {
-                    if from_elsewhere {
-                        self.inner.refusals.no_right.fetch_add(1, Ordering::Relaxed);
-                    }
-                })
-                .map_err(|reason| Error::AccessDenied {
+            check_item_access(
+                &entry.space,
+                record.mode,
+                &entry.author,
+                Right::Write,
+                at,
+                &seal::item_id(hash),
+                statements.iter().map(SignedStatement::statement),
+            )
+            .map_err(|reason| {
+                if from_elsewhere {
+                    let counters = &self.inner.refusals;
+                    let counter = match reason {
+                        AccessDenied::Revoked { .. } | AccessDenied::NotKept { .. } => {
+                            &counters.revoked
+                        }
+                        _ => &counters.no_right,
+                    };
+                    counter.fetch_add(1, Ordering::Relaxed);
+                }
+                Error::AccessDenied {
                     space: entry.space,
                     author: entry.author,
                     reason: Box::new(reason),
-                })?;
+                }
+            })?;
         }
         Ok((record, stats))
     }
 
-    /// Counts the blob link `entry` makes, and uncounts the one of the entry it replaces.
-    fn count_links(
+    /// The record and stats of `space`, read once per transaction.
+    pub(super) fn space_row(
+        &self,
+        tables: &mut Tables<'_>,
+        space: &PublicKey,
+    ) -> Result<(SpaceRecord, SpaceStats)> {
+        if let Some((record, stats, _)) = tables.space_rows.get(space.as_bytes()) {
+            return Ok((record.clone(), *stats));
+        }
+        let (record, stats) = match tables.spaces.get(space.as_bytes()).map_err(|e| self.err(e))? {
+            Some(bytes) => decode_space_row(bytes.value())?,
+            None => return Err(Error::UnknownSpace { space: *space }),
+        };
+        tables.space_rows.insert(*space.as_bytes(), (record.clone(), stats, false));
+        Ok((record, stats))
+    }
+
+    /// The capability statements of `space`, read once per transaction (kept statements
+    /// had their signatures checked before they were stored).
+    pub(super) fn space_statements<'t>(
+        &self,
+        tables: &'t mut Tables<'_>,
+        space: &PublicKey,
+    ) -> Result<&'t [SignedStatement]> {
+        if !tables.statements_by_space.contains_key(space.as_bytes()) {
+            let statements = read_statements(&tables.statements, space)
+                .map_err(|error| self.map_read_error(error))?;
+            tables.statements_by_space.insert(*space.as_bytes(), statements);
+        }
+        Ok(tables.statements_by_space.get(space.as_bytes()).map_or(&[][..], Vec::as_slice))
+    }
+
+    /// Counts the blob link `entry` makes, and uncounts the one of the entry it replaces
+    /// (`entry` `None`: `old` leaves the store).
+    pub(super) fn count_links(
         &self,
         tables: &mut Tables<'_>,
         space: &[u8; 32],
         old: Option<&Entry>,
-        entry: &Entry,
+        entry: Option<&Entry>,
     ) -> Result<()> {
         let old_link = old.and_then(|old| blob_link_of(&old.value));
-        let new_link = blob_link_of(&entry.value);
+        let new_link = entry.and_then(|entry| blob_link_of(&entry.value));
         if old_link != new_link {
             if let Some(cid) = old_link {
                 schema::count_blob_link(&mut tables.blob_links, cid, space, -1)
@@ -147,20 +180,22 @@ impl Store {
         Ok(())
     }
 
-    /// Keeps the count of live (non-null) fields of `entry`'s document, and the space's
-    /// entry and live-document counts, as `entry` replaces `old`.
-    fn count_live(
+    /// Keeps the count of live (non-null) fields of the document, and the space's entry and
+    /// live-document counts, as `entry` replaces `old` (`entry` `None`: `old` leaves the
+    /// store).
+    pub(super) fn count_live(
         &self,
         tables: &mut Tables<'_>,
         space: &[u8; 32],
         old: Option<&Entry>,
-        entry: &Entry,
+        entry: Option<&Entry>,
         stats: &mut SpaceStats,
     ) -> Result<()> {
         let old_live = old.is_some_and(|old| !old.value.is_null());
-        let new_live = !entry.value.is_null();
+        let new_live = entry.is_some_and(|entry| !entry.value.is_null());
+        let Some(doc) = entry.or(old).map(|either| either.doc.as_str()) else { return Ok(()) };
         let mut doc_key = space.to_vec();
-        doc_key.extend_from_slice(entry.doc.as_bytes());
+        doc_key.extend_from_slice(doc.as_bytes());
         let live_before =
             tables.docs.get(doc_key.as_slice()).map_err(|e| self.err(e))?.map(|v| v.value());
         let live_before_count = live_before.unwrap_or(0);
@@ -169,8 +204,10 @@ impl Store {
         if live_before.is_none() || live_after != live_before_count {
             tables.docs.insert(doc_key.as_slice(), live_after).map_err(|e| self.err(e))?;
         }
-        if old.is_none() {
-            stats.n_entries += 1;
+        match (old, entry) {
+            (None, Some(_)) => stats.n_entries += 1,
+            (Some(_), None) => stats.n_entries = stats.n_entries.saturating_sub(1),
+            _ => {}
         }
         match (live_before_count > 0, live_after > 0) {
             (false, true) => stats.n_docs += 1,

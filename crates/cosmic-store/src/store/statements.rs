@@ -7,9 +7,11 @@
 //! they come in: a statement refused because its issuer's own grant has not arrived yet is
 //! accepted when a later reconciliation offers it again.
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use redb::ReadableTable as _;
 
-use cosmic_auth::{PublicKey, SignedStatement, Statement, Timestamp, check_issuer};
+use cosmic_auth::{AuthorId, PublicKey, SignedStatement, Statement, Timestamp, check_issuer};
 
 use super::{Store, read_statements};
 use crate::schema::STATEMENTS;
@@ -32,7 +34,8 @@ impl Store {
 
     /// Inserts capability statements in one transaction, each judged as by
     /// [`Store::insert_statement`]; returns one result per statement, in order (`Ok(true)`:
-    /// new, `Ok(false)`: held already). The outer error is a storage failure, after which
+    /// new, `Ok(false)`: held already). In the same transaction, entries held that a new
+    /// revocation ends leave the store (see `Store::kept_items`). The outer error is a storage failure, after which
     /// nothing of the batch is kept.
     ///
     /// A statement may lean on another of the same batch wherever it stands (an admin's
@@ -50,6 +53,7 @@ impl Store {
         pending.sort_by_key(|&idx| issued_at(&statements[idx]));
         if !pending.is_empty() {
             self.write_txn(|_, tables, _| {
+                let mut revoked: BTreeMap<PublicKey, BTreeSet<AuthorId>> = BTreeMap::new();
                 loop {
                     let mut progress = false;
                     let mut refused = Vec::new();
@@ -82,6 +86,9 @@ impl Store {
                                     .insert(key.as_slice(), bytes.as_slice())
                                     .map_err(|e| self.err(e))?;
                                 held.push(signed.clone());
+                                if let Statement::Revoke(revocation) = signed.statement() {
+                                    revoked.entry(space).or_default().insert(revocation.subject);
+                                }
                                 results[statement_idx] = Some(Ok(true));
                                 progress = true;
                             }
@@ -97,10 +104,15 @@ impl Store {
                                 reason: Box::new(reason),
                             }));
                         }
-                        return Ok(());
+                        break;
                     }
                     pending = refused.into_iter().map(|(statement_idx, _)| statement_idx).collect();
                 }
+                // Entries held that the new revocations end leave in the same transaction.
+                for (space, subjects) in &revoked {
+                    self.cut_off(tables, space, subjects)?;
+                }
+                Ok(())
             })?;
         }
         Ok(results

@@ -1,0 +1,201 @@
+//! Sealed revocations in the store: backdated entries refused, entries held already cut
+//! off when the revocation comes later, and every count and aggregate as if the cut-off
+//! entries had never come.
+
+use std::path::Path;
+
+use cosmic_auth::{AccessDenied, AuthorKey, PublicKey, Right, SpaceKey, SpaceMode, Timestamp};
+
+use crate::*;
+
+const NOW: u64 = 1_780_000_000_000;
+
+fn open(dir: &Path, name: &str) -> Store {
+    Store::open(dir.join(name), Options::default()).unwrap()
+}
+
+/// A store holding a restricted space in which `writer` may write from `NOW - 10_000`.
+fn restricted(dir: &Path, name: &str, owner: &SpaceKey, writer: &AuthorKey) -> (Store, PublicKey) {
+    let store = open(dir, name);
+    let space = store.create_space(owner, SpaceMode::Restricted).unwrap().space;
+    store
+        .insert_statement(&owner.grant(
+            writer.public(),
+            Right::Write,
+            Timestamp(NOW - 10_000),
+            None,
+        ))
+        .unwrap();
+    (store, space)
+}
+
+fn entry(
+    author: &AuthorKey,
+    space: PublicKey,
+    doc: &str,
+    field: &str,
+    value: Value,
+    millis: u64,
+) -> Entry {
+    Entry::sign(author, space, doc, field, value, Hlc { millis, counter: 0 }).unwrap()
+}
+
+fn space_info(store: &Store, space: &PublicKey) -> SpaceInfo {
+    store.list_spaces().unwrap().into_iter().find(|info| info.space == *space).unwrap()
+}
+
+#[test]
+fn a_backdated_entry_is_refused_after_a_sealed_revocation_and_cut_off_if_held_before() {
+    let dir = tempfile::tempdir().unwrap();
+    let owner = SpaceKey::generate();
+    let writer = AuthorKey::generate();
+    let (revoker, space) = restricted(dir.path(), "a.redb", &owner, &writer);
+    let (late, _) = restricted(dir.path(), "b.redb", &owner, &writer);
+    // An entry both hold when the revocation is signed: kept.
+    let before = entry(&writer, space, "d", "kept", Value::Int(1), NOW - 5_000);
+    for store in [&revoker, &late] {
+        store.insert(before.clone()).unwrap();
+    }
+    let kept = revoker.kept_items(&space, &writer.public(), Timestamp(NOW)).unwrap();
+    assert_eq!(kept, vec![before.item_id()]);
+    let sealed = owner.seal(writer.public(), Timestamp(NOW), kept).unwrap();
+    // Written after the revocation, dated before it.
+    let backdated = entry(&writer, space, "d", "late", Value::Int(2), NOW - 4_000);
+
+    // The revoker has the revocation first: the backdated entry is refused, with its reason.
+    revoker.insert_statement(&sealed).unwrap();
+    let error = revoker.insert(backdated.clone()).unwrap_err();
+    let Error::AccessDenied { reason, .. } = &error else { panic!("{error}") };
+    assert_eq!(**reason, AccessDenied::NotKept { by: space, at: Timestamp(NOW) });
+    assert_eq!(revoker.refusals().revoked, 1);
+    assert!(revoker.get_entry(&space, "d", "late").unwrap().is_none());
+
+    // The other store took the entry in before it heard of the revocation: cut off then.
+    late.insert(backdated.clone()).unwrap();
+    assert!(late.get_entry(&space, "d", "late").unwrap().is_some());
+    late.insert_statement(&sealed).unwrap();
+    assert!(late.get_entry(&space, "d", "late").unwrap().is_none());
+    assert_eq!(late.refusals().cut_off, 1);
+    assert_eq!(late.get_entry(&space, "d", "kept").unwrap(), Some(before));
+
+    // Both hold the same now, whatever the order.
+    assert_eq!(
+        late.fingerprint(&space, None, None).unwrap(),
+        revoker.fingerprint(&space, None, None).unwrap()
+    );
+    assert_eq!(late.state_hash(&space).unwrap(), revoker.state_hash(&space).unwrap());
+    assert!(matches!(late.insert(backdated), Err(Error::AccessDenied { .. })));
+}
+
+#[test]
+fn a_cut_off_leaves_every_count_and_aggregate_as_if_the_entries_never_came() {
+    let dir = tempfile::tempdir().unwrap();
+    let owner = SpaceKey::generate();
+    let writer = AuthorKey::generate();
+    let other = AuthorKey::generate();
+    let (never, space) = restricted(dir.path(), "never.redb", &owner, &writer);
+    let (held, _) = restricted(dir.path(), "held.redb", &owner, &writer);
+    for store in [&never, &held] {
+        store
+            .insert_statement(&owner.grant(
+                other.public(),
+                Right::Write,
+                Timestamp(NOW - 10_000),
+                None,
+            ))
+            .unwrap();
+    }
+    let valid = valid_entries(&other, space);
+    for store in [&never, &held] {
+        for result in store.insert_batch(valid.clone()).unwrap() {
+            result.unwrap();
+        }
+    }
+    let sealed = owner.seal(writer.public(), Timestamp(NOW), Vec::new()).unwrap();
+    let (backdated, cid) = backdated_entries(&writer, space);
+    for result in held.insert_batch(backdated.clone()).unwrap() {
+        result.unwrap();
+    }
+    assert!(!held.blob_link_spaces(&cid).unwrap().is_empty());
+    never.insert_statement(&sealed).unwrap();
+    held.insert_statement(&sealed).unwrap();
+    assert!(held.refusals().cut_off > 0);
+
+    // The replaced winners are gone from `held` (stores keep winners only); bring them
+    // back as reconciliation would, then both must be equal in every respect.
+    for result in held.insert_batch(valid.clone()).unwrap() {
+        result.unwrap();
+    }
+    for result in held.insert_batch(backdated).unwrap() {
+        assert!(matches!(result, Err(Error::AccessDenied { .. })));
+    }
+    assert_eq!(space_info(&held, &space), space_info(&never, &space));
+    assert_eq!(held.n_entries().unwrap(), never.n_entries().unwrap());
+    assert_eq!(held.author_usage(&space, &writer.public()).unwrap(), 0);
+    assert_eq!(
+        held.author_usage(&space, &other.public()).unwrap(),
+        never.author_usage(&space, &other.public()).unwrap()
+    );
+    assert!(held.blob_link_spaces(&cid).unwrap().is_empty());
+    assert_eq!(held.state_hash(&space).unwrap(), never.state_hash(&space).unwrap());
+    assert_same_aggregates(&held, &never, &space);
+    // And it survives a reopen (the aggregates are on disk, not only in a cache).
+    drop(held);
+    let held = open(dir.path(), "held.redb");
+    assert_eq!(
+        held.fingerprint(&space, None, None).unwrap(),
+        never.fingerprint(&space, None, None).unwrap()
+    );
+}
+
+/// The fingerprint of every range, read from the buckets, agrees between two stores.
+fn assert_same_aggregates(held: &Store, never: &Store, space: &PublicKey) {
+    // Aggregates: the fingerprint of every range, read from the buckets, agrees.
+    let keys: Vec<Option<RangeKey>> = std::iter::once(None)
+        .chain(
+            (0..50)
+                .step_by(7)
+                .map(|n| Some(RangeKey { doc: format!("doc{n}"), field: format!("f{}", n * 3) })),
+        )
+        .chain([Some(RangeKey { doc: "new".into(), field: String::new() })])
+        .collect();
+    for start in &keys {
+        for end in &keys {
+            assert_eq!(
+                held.fingerprint(space, start.as_ref(), end.as_ref()).unwrap(),
+                never.fingerprint(space, start.as_ref(), end.as_ref()).unwrap(),
+                "range {start:?}..{end:?}"
+            );
+        }
+    }
+}
+
+/// Entries of another author, some of which the cut-off entries will have replaced.
+fn valid_entries(other: &AuthorKey, space: PublicKey) -> Vec<Entry> {
+    (0..400u64)
+        .map(|n| {
+            let (doc, field) = (format!("doc{}", n % 50), format!("f{n}"));
+            entry(other, space, &doc, &field, Value::Int(n as i64), NOW - 9_000)
+        })
+        .collect()
+}
+
+/// Hundreds of entries dated back (so that some are bucket boundaries at every level they
+/// can be): new documents, new fields, replaced fields, blob links, deletions; and the
+/// CID bytes of the blob they link.
+fn backdated_entries(writer: &AuthorKey, space: PublicKey) -> (Vec<Entry>, Vec<u8>) {
+    let cid = "bafkr4ifpcne3t5pzugtkaqcn5i3nzskjtpfslsnnyejlpte2spfoihzsmi";
+    let link = Value::blob_link_str(cid).unwrap();
+    let Value::BlobLink(cid) = link.clone() else { unreachable!() };
+    let mut backdated = Vec::new();
+    for n in 0..600u64 {
+        let (doc, field, value) = match n % 4 {
+            0 => (format!("new{n}"), "g".to_owned(), Value::Int(1)),
+            1 => (format!("doc{}", n % 50), format!("h{n}"), link.clone()),
+            2 => (format!("doc{}", n % 50), format!("f{}", n % 400), Value::Int(-1)),
+            _ => (format!("doc{}", n % 50), format!("f{}", n % 400), Value::Null),
+        };
+        backdated.push(entry(writer, space, &doc, &field, value, NOW - 1_000 + n));
+    }
+    (backdated, cid)
+}
