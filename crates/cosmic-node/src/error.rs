@@ -87,6 +87,22 @@ pub enum Error {
         /// The alias or author id asked for.
         author: String,
     },
+    /// A sealed revocation would have to keep more entries than one may.
+    #[error(
+        "cannot seal the revocation of {author} in space {space}: it would keep {count} \
+         entries, at most {max} fit; revoke unsealed (it ends the rights from now on, but \
+         cannot refuse entries dated back)"
+    )]
+    TooManyKept {
+        /// The space.
+        space: cosmic_auth::SpaceId,
+        /// Whose rights were to end.
+        author: cosmic_auth::AuthorId,
+        /// The entries to keep.
+        count: usize,
+        /// `cosmic_auth::MAX_KEPT`.
+        max: usize,
+    },
     /// The HTTP API could not bind its address.
     #[error("cannot serve the HTTP API on {addr}")]
     ApiBind {

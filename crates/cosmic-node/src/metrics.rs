@@ -72,8 +72,8 @@ pub(crate) struct DirectionLabels {
 }
 
 /// The reasons of `cosmic_entries_refused`, in the order of `cosmic_store::Refusals`.
-pub(crate) const REFUSAL_REASONS: [&str; 5] =
-    ["clock_drift", "bad_signature", "no_right", "malformed", "quota"];
+pub(crate) const REFUSAL_REASONS: [&str; 6] =
+    ["clock_drift", "bad_signature", "no_right", "revoked", "malformed", "quota"];
 
 /// The kinds of `cosmic_net_refused`.
 pub(crate) const ABUSE_KINDS: [&str; 4] =
@@ -136,6 +136,7 @@ pub(crate) struct Metrics {
     pub(crate) gossip_batches_published: Total,
     pub(crate) requests_refused_busy: Total,
     pub(crate) entries_refused: Family<LossLabels, Total>,
+    pub(crate) entries_cut_off: Total,
     pub(crate) net_abuse: Family<AbuseLabels, Total>,
     pub(crate) sync_bytes: Total,
     pub(crate) uptime_seconds: Gauge<u64, AtomicU64>,
@@ -200,7 +201,13 @@ impl Metrics {
                 r,
                 "entries_refused",
                 "Entries from peers or from clients that sign their own, refused since the node \
-             started, by reason (clock_drift, bad_signature, no_right, malformed, quota)",
+             started, by reason (clock_drift, bad_signature, no_right, revoked: a revocation \
+             ended the author's right, malformed, quota)",
+            ),
+            entries_cut_off: register(
+                r,
+                "entries_cut_off",
+                "Entries held that a revocation which arrived later ended, removed from the store",
             ),
             net_abuse: register(
                 r,

@@ -102,6 +102,9 @@ impl From<Error> for ApiError {
             Error::UnknownSpace { .. } => Self::not_found("unknown_space", message),
             Error::DocNotFound { .. } => Self::not_found("doc_not_found", message),
             Error::NotAdmin { .. } => Self::new(StatusCode::FORBIDDEN, "forbidden", message),
+            Error::TooManyKept { .. } => {
+                Self::new(StatusCode::UNPROCESSABLE_ENTITY, "too_many_kept", message)
+            }
             Error::UnknownAuthor { .. } => Self::bad_request("unknown_author", message),
             Error::Store(store) => from_store(store, message),
             Error::Net(net) => from_net(net, message),

@@ -427,6 +427,8 @@ async fn revocations_end_rights_from_now_and_need_the_space_key_or_admin() {
     let revocation = answer.json();
     assert_eq!(revocation["author"], other.to_string());
     assert_eq!(revocation["issuer"], space.as_str());
+    assert_eq!(revocation["sealed"], true, "sealed unless asked otherwise");
+    assert_eq!(revocation["kept"], 0, "the author wrote nothing");
     assert!(
         revocation["issued_at"].as_u64().unwrap() >= granted.json()["issued_at"].as_u64().unwrap()
     );
@@ -460,6 +462,66 @@ async fn revocations_end_rights_from_now_and_need_the_space_key_or_admin() {
     assert_eq!(answer.status, StatusCode::FORBIDDEN);
     assert_eq!(answer.assert_client_error("a revocation by a non-admin"), "forbidden");
     assert!(store.statements(&foreign).unwrap().is_empty());
+    fixture.node.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_sealed_revocation_keeps_what_the_node_held_and_refuses_entries_dated_back() {
+    let fixture = fixture().await;
+    let space = fixture.create_space("restricted").await;
+    let id: cosmic_auth::SpaceId = space.parse().unwrap();
+    let user = cosmic_auth::AuthorKey::generate();
+    let grants = format!("/v1/spaces/{space}/grants");
+    let body = json!({"author": user.public(), "rights": "write"});
+    let granted = fixture.call(Method::POST, &grants, Some(body)).await;
+    assert_eq!(granted.status, StatusCode::CREATED, "{}", String::from_utf8_lossy(&granted.body));
+    let granted_at = granted.json()["issued_at"].as_u64().unwrap();
+    let entries = format!("/v1/spaces/{space}/entries");
+    let post = |field: &str, millis: u64| {
+        let value = cosmic_store::Value::Int(1);
+        let hlc = cosmic_store::Hlc::new(millis, 0);
+        let entry = cosmic_store::Entry::sign(&user, id, "notes", field, value, hlc).unwrap();
+        let body = json!({"entries": [data_encoding::BASE64.encode(&entry.encode())]});
+        (fixture.call(Method::POST, &entries, Some(body)), entry)
+    };
+    let (answer, kept) = post("before", granted_at + 1);
+    let answer = answer.await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", String::from_utf8_lossy(&answer.body));
+    // Revocations count from the millisecond they are issued: let one pass.
+    tokio::time::sleep(Duration::from_millis(5)).await;
+
+    let revocations = format!("/v1/spaces/{space}/revocations");
+    let answer =
+        fixture.call(Method::POST, &revocations, Some(json!({"author": user.public()}))).await;
+    assert_eq!(answer.status, StatusCode::CREATED, "{}", String::from_utf8_lossy(&answer.body));
+    let revocation = answer.json();
+    assert_eq!(revocation["sealed"], true);
+    assert_eq!(revocation["kept"], 1);
+    let issued_at = revocation["issued_at"].as_u64().unwrap();
+    assert!(issued_at > granted_at + 1);
+
+    // Dated back to just after the grant: refused with the reason, counted, not stored.
+    let (answer, _) = post("after", granted_at + 1);
+    let answer = answer.await;
+    assert_eq!(answer.assert_client_error("an entry dated back"), "forbidden");
+    let message = answer.json()["error"]["message"].as_str().unwrap().to_owned();
+    assert!(message.contains("not kept by the sealed revocation"), "{message}");
+    let store = fixture.node.store();
+    assert!(store.get_entry(&id, "notes", "after").unwrap().is_none());
+    assert_eq!(store.get_entry(&id, "notes", "before").unwrap(), Some(kept));
+    assert_eq!(store.refusals().revoked, 1);
+    let metrics = fixture.call(Method::GET, "/metrics", None).await;
+    let text = String::from_utf8_lossy(&metrics.body).into_owned();
+    assert!(text.contains("cosmic_entries_refused_total{reason=\"revoked\"} 1"), "{text}");
+    assert!(text.contains("cosmic_entries_cut_off_total 0"), "{text}");
+
+    // Unsealed on request: it ends the rights from now on and keeps no list.
+    let other = cosmic_auth::AuthorKey::generate().public();
+    let body = json!({"author": other, "sealed": false});
+    let answer = fixture.call(Method::POST, &revocations, Some(body)).await;
+    assert_eq!(answer.status, StatusCode::CREATED, "{}", String::from_utf8_lossy(&answer.body));
+    assert_eq!(answer.json()["sealed"], false);
+    assert_eq!(answer.json()["kept"], 0);
     fixture.node.shutdown().await.unwrap();
 }
 

@@ -56,12 +56,17 @@ pub(crate) enum SpaceCommand {
         expires: Option<String>,
     },
     /// Revoke an author's rights in a space from now on (this node must be its creator,
-    /// or an admin, which revokes the grants it issued); what the author wrote stays
+    /// or an admin, which revokes the grants it issued); what the author wrote and this
+    /// node holds stays, and entries the author dates back are refused
     Revoke {
         /// Space id
         space: String,
         /// Author id whose rights end
         author: String,
+        /// End the rights from now on only, keeping no list of the author's entries
+        /// (entries dated back are then still taken)
+        #[arg(long)]
+        unsealed: bool,
     },
 }
 
@@ -228,8 +233,8 @@ pub(crate) async fn run_space(client: &Client, command: SpaceCommand) -> anyhow:
             }
             print(client, &client.post(["v1", "spaces", &space, "grants"], &body).await?);
         }
-        SpaceCommand::Revoke { space, author } => {
-            let body = json!({ "author": author });
+        SpaceCommand::Revoke { space, author, unsealed } => {
+            let body = json!({ "author": author, "sealed": !unsealed });
             print(client, &client.post(["v1", "spaces", &space, "revocations"], &body).await?);
         }
     }

@@ -121,9 +121,11 @@ impl Spaces {
         right: Right,
         not_after: Option<Timestamp>,
     ) -> Result<SignedStatement> {
-        self.issue(space, move |issuer, now| match issuer {
-            Issuer::Space(key) => key.grant(subject, right, now, not_after),
-            Issuer::Admin(author) => author.grant(space, subject, right, now, not_after),
+        self.issue(space, move |issuer, now| {
+            Ok(match issuer {
+                Issuer::Space(key) => key.grant(subject, right, now, not_after),
+                Issuer::Admin(author) => author.grant(space, subject, right, now, not_after),
+            })
         })
         .await
     }
@@ -131,12 +133,39 @@ impl Spaces {
     /// Revokes `subject`'s rights on `space` from now on. Signed with the space key when
     /// this node holds it, which ends every grant to `subject`; else by the node author,
     /// who must hold `admin`, which ends the grants it issued to `subject`. What `subject`
-    /// wrote before stays valid; peers that speak only for `subject` get nothing new of a
-    /// restricted space.
-    pub async fn revoke(&self, space: SpaceId, subject: AuthorId) -> Result<SignedStatement> {
-        self.issue(space, move |issuer, now| match issuer {
-            Issuer::Space(key) => key.revoke(subject, now),
-            Issuer::Admin(author) => author.revoke(space, subject, now),
+    /// wrote before and this node holds stays valid; peers that speak only for `subject`
+    /// get nothing new of a restricted space.
+    ///
+    /// `sealed` (the default of the API and CLI): the revocation keeps the entries this
+    /// node holds whose right rests on the revoked grants, and nothing else dated earlier,
+    /// so entries dated back are refused everywhere ([`Error::TooManyKept`] beyond
+    /// `cosmic_auth::MAX_KEPT` of them). Unsealed, it ends the grants from now only.
+    pub async fn revoke(
+        &self,
+        space: SpaceId,
+        subject: AuthorId,
+        sealed: bool,
+    ) -> Result<SignedStatement> {
+        let store = self.shared.store.clone();
+        self.issue(space, move |issuer, now| {
+            if !sealed {
+                return Ok(match issuer {
+                    Issuer::Space(key) => key.revoke(subject, now),
+                    Issuer::Admin(author) => author.revoke(space, subject, now),
+                });
+            }
+            let kept = store.kept_items(&space, &subject, now)?;
+            let count = kept.len();
+            let sealed = match issuer {
+                Issuer::Space(key) => key.seal(subject, now, kept),
+                Issuer::Admin(author) => author.seal(space, subject, now, kept),
+            };
+            sealed.map_err(|_| Error::TooManyKept {
+                space,
+                author: subject,
+                count,
+                max: cosmic_auth::MAX_KEPT,
+            })
         })
         .await
     }
@@ -147,14 +176,14 @@ impl Spaces {
     async fn issue(
         &self,
         space: SpaceId,
-        sign: impl FnOnce(Issuer<'_>, Timestamp) -> SignedStatement + Send + 'static,
+        sign: impl FnOnce(Issuer<'_>, Timestamp) -> Result<SignedStatement> + Send + 'static,
     ) -> Result<SignedStatement> {
         let shared = self.shared.clone();
         let statement = blocking(move || {
             require_space(&shared, &space)?;
             let now = Timestamp::now();
             let statement = match shared.data_dir.space_key(&space)? {
-                Some(space_key) => sign(Issuer::Space(&space_key), now),
+                Some(space_key) => sign(Issuer::Space(&space_key), now)?,
                 None => {
                     let statements = shared.store.statements(&space)?;
                     let author = shared.authors.node.public();
@@ -167,7 +196,7 @@ impl Spaces {
                         &statements,
                     )
                     .map_err(|_| Error::NotAdmin { space })?;
-                    sign(Issuer::Admin(&shared.authors.node), now)
+                    sign(Issuer::Admin(&shared.authors.node), now)?
                 }
             };
             shared.store.insert_statement(&statement)?;

@@ -215,12 +215,14 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
         refusals.clock_drift,
         refusals.bad_signature,
         refusals.no_right,
+        refusals.revoked,
         refusals.malformed,
         refusals.quota,
     ];
     for (reason, count) in REFUSAL_REASONS.into_iter().zip(refused) {
         metrics.entries_refused.get_or_create(&LossLabels { reason }).set(count);
     }
+    metrics.entries_cut_off.set(refusals.cut_off);
     let sync = shared.replicator.metrics();
     for (verdict, count) in [
         ("accept", sync.gossip_accepted),

@@ -251,6 +251,15 @@ pub(crate) struct RevokeRequest {
     /// The author id whose rights end.
     #[schema(pattern = "^[a-z2-7]{51}[aq]$", format = "cosmic-author-id")]
     author: String,
+    /// Seal the revocation (the default): it keeps the author's entries this node holds
+    /// and refuses everything else the author dates before it. `false`: end the rights
+    /// from now on only (entries dated back are still taken).
+    #[serde(default = "sealed_by_default")]
+    sealed: bool,
+}
+
+fn sealed_by_default() -> bool {
+    true
 }
 
 /// A revocation, as stored in the space.
@@ -266,15 +275,23 @@ pub(crate) struct RevocationAnswer {
     /// Grants issued at or before this time end from this time on; milliseconds since the
     /// Unix epoch.
     issued_at: u64,
+    /// Whether it is sealed: entries dated before `issued_at` count only if kept.
+    sealed: bool,
+    /// How many entries a sealed revocation keeps (0 when unsealed).
+    kept: usize,
 }
 
-/// Revokes an author's rights on a space, from now on. What the author wrote before stays
-/// valid; nodes that speak only for the author get nothing new of a restricted space.
+/// Revokes an author's rights on a space, from now on. What the author wrote before and
+/// this node holds stays valid; sealed (the default), entries the author dates before the
+/// revocation are refused everywhere. Nodes that speak only for the author get nothing new
+/// of a restricted space. 422 `too_many_kept` when a sealed revocation would keep more
+/// entries than fit in one (65,536).
 #[utoipa::path(post, path = "/v1/spaces/{space}/revocations", tag = "spaces",
     request_body = RevokeRequest,
     params(("space" = String, Path, description = "space id")),
     responses((status = 201, body = RevocationAnswer), (status = 400, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 422, body = ErrorBody)))]
 pub(crate) async fn revoke(
     State(state): State<AppState>,
     Path(space): Path<String>,
@@ -282,7 +299,7 @@ pub(crate) async fn revoke(
 ) -> ApiResult<(StatusCode, axum::Json<RevocationAnswer>)> {
     let space = parse_space(&space)?;
     let subject = parse_author(&request.author)?;
-    let statement = state.spaces.revoke(space, subject).await?;
+    let statement = state.spaces.revoke(space, subject, request.sealed).await?;
     let cosmic_auth::Statement::Revoke(revocation) = statement.statement() else {
         return Err(ApiError::internal("a revocation produced another statement"));
     };
@@ -293,6 +310,8 @@ pub(crate) async fn revoke(
             issuer: revocation.issuer.to_string(),
             author: revocation.subject.to_string(),
             issued_at: revocation.issued_at.0,
+            sealed: revocation.kept.is_some(),
+            kept: revocation.kept.as_ref().map_or(0, Vec::len),
         }),
     ))
 }
