@@ -8,14 +8,20 @@
 //! overflow it. As in the real node, a message dropped at a full queue starts a
 //! reconciliation with its sender, and so does a gap in a publisher's batch numbers.
 //!
+//! Restricted schedules add capabilities: every author holds a write grant, and midway the
+//! space's owner revokes one of them with a sealed revocation, after which that author
+//! goes on writing with entries dated back before it, gossiped to everyone. Every node
+//! must still converge, hold none of the entries the revocation ends, and keep what the
+//! owner held when it revoked (or a valid later value).
+//!
 //! A failing seed is printed; replay it alone with `COSMIC_SYNC_SIM_SEED=<seed>`.
 
 #![allow(clippy::unwrap_used, reason = "a test fails loudly, helpers included")]
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
-use cosmic_auth::{AuthorKey, PublicKey, SpaceKey, SpaceMode};
-use cosmic_store::{Entry, Options, Origin, Store, Value};
+use cosmic_auth::{AuthorKey, ItemId, PublicKey, Right, SpaceKey, SpaceMode, Timestamp};
+use cosmic_store::{Entry, Hlc, Options, Origin, Store, Value};
 use cosmic_sync::recon::{self, Limits, Session};
 use cosmic_sync::wire::{self, Message};
 
@@ -91,12 +97,27 @@ struct Sim {
     /// Gossip messages dropped at a full queue, and gaps noticed.
     overflows: u64,
     gaps: u64,
+    /// The space key, held by node 0, which creates the space.
+    space_key: SpaceKey,
+    /// Restricted schedules: the sealed revocation of author 1, once node 0 issued it.
+    revoked: Option<Revoked>,
 }
+
+/// What node 0 revoked, and what it held then.
+struct Revoked {
+    issued_at: u64,
+    kept: BTreeSet<ItemId>,
+    /// Node 0's winners when it revoked.
+    held: Vec<Entry>,
+}
+
+/// The revoked author of restricted schedules.
+const REVOKED: usize = 1;
 
 const LIMIT: usize = 64 * 1024;
 
 impl Sim {
-    fn new(seed: u64) -> Sim {
+    fn new(seed: u64, restricted: bool) -> Sim {
         let mut rng = Rng(seed);
         let n = 3 + rng.below(2) as usize;
         let nodes: Vec<Store> = (0..n)
@@ -105,8 +126,15 @@ impl Sim {
         let space_key = SpaceKey::generate();
         // Only the first node holds the space at first: the others learn its record by
         // reconciliation.
-        let space = nodes[0].create_space(&space_key, SpaceMode::Open).unwrap().space;
-        let authors = (0..n).map(|_| AuthorKey::generate()).collect();
+        let mode = if restricted { SpaceMode::Restricted } else { SpaceMode::Open };
+        let space = nodes[0].create_space(&space_key, mode).unwrap().space;
+        let authors: Vec<AuthorKey> = (0..n).map(|_| AuthorKey::generate()).collect();
+        if restricted {
+            for author in &authors {
+                let grant = space_key.grant(author.public(), Right::Write, Timestamp(0), None);
+                nodes[0].insert_statement(&grant).unwrap();
+            }
+        }
         let limits = Limits {
             max_items: 1 + rng.below(6) as usize,
             branches: 2 + rng.below(6) as usize,
@@ -136,7 +164,52 @@ impl Sim {
             repairs: Vec::new(),
             overflows: 0,
             gaps: 0,
+            space_key,
+            revoked: None,
         }
+    }
+
+    /// Node 0 revokes author 1, sealed, keeping what it holds of that author.
+    fn revoke(&mut self) {
+        let store = &self.nodes[0];
+        let issued_at = Timestamp::now();
+        let subject = self.authors[REVOKED].public();
+        let kept = store.kept_items(&self.space, &subject, issued_at).unwrap();
+        let sealed = self.space_key.seal(subject, issued_at, kept.clone()).unwrap();
+        store.insert_statement(&sealed).unwrap();
+        let held = store.recon_entries(&self.space, None, None, usize::MAX).unwrap().0;
+        let held = held.iter().map(|bytes| Entry::decode(bytes).unwrap()).collect();
+        self.revoked =
+            Some(Revoked { issued_at: issued_at.0, kept: kept.into_iter().collect(), held });
+    }
+
+    /// Whether an entry is valid under the revocation (all are before it).
+    fn valid(&self, entry: &Entry) -> bool {
+        match &self.revoked {
+            Some(revoked) if entry.author == self.authors[REVOKED].public() => {
+                entry.hlc.millis < revoked.issued_at && revoked.kept.contains(&entry.item_id())
+            }
+            _ => true,
+        }
+    }
+
+    /// The revoked author writes on: entries dated before the revocation, signed by hand
+    /// and gossiped to everyone, whatever its own store says.
+    fn write_backdated(&mut self, issued_at: u64) {
+        let doc = format!("d{}", self.rng.below(5));
+        let mut encoded = Vec::new();
+        for _ in 0..1 + self.rng.below(4) {
+            let field = format!("f{}", self.rng.below(4));
+            let value = Value::Int(i64::try_from(self.rng.below(1000)).unwrap());
+            let millis = issued_at - 1 - self.rng.below(200);
+            let hlc = Hlc::new(millis, u32::try_from(self.rng.below(8)).unwrap());
+            let entry =
+                Entry::sign(&self.authors[REVOKED], self.space, &doc, &field, value, hlc).unwrap();
+            let _ = self.nodes[REVOKED].insert(entry.clone());
+            encoded.push(entry.encode());
+            self.written.push(entry);
+        }
+        self.publish(REVOKED, &encoded);
     }
 
     fn send(&mut self, from: usize, to: usize, payload: Payload) {
@@ -176,16 +249,28 @@ impl Sim {
             }
         }
         let names: Vec<String> = fields.iter().map(|(name, _)| name.clone()).collect();
-        store.write(&self.authors[node], &self.space, &doc, fields).unwrap();
+        match store.write(&self.authors[node], &self.space, &doc, fields) {
+            Ok(_) => {}
+            // Restricted: no grant here yet, or the author's right was revoked.
+            Err(cosmic_store::Error::AccessDenied { .. }) if self.revoked.is_some() || node > 0 => {
+                return;
+            }
+            Err(error) => panic!("write on node {node}: {error}"),
+        }
         let mut encoded = Vec::new();
         for field in names {
             let entry = store.get_entry(&self.space, &doc, &field).unwrap().unwrap();
             encoded.push(entry.encode());
             self.written.push(entry);
         }
+        self.publish(node, &encoded);
+    }
+
+    /// Sends one numbered gossip batch from `node` to every other node.
+    fn publish(&mut self, node: usize, encoded: &[Vec<u8>]) {
         let sequence = wire::Sequence { stream: 1, seq: self.next_seq[node] };
         self.next_seq[node] += 1;
-        let bytes = wire::encode_gossip_batch(sequence, &encoded);
+        let bytes = wire::encode_gossip_batch(sequence, encoded);
         for to in 0..self.nodes.len() {
             if to != node {
                 self.send(node, to, Payload::Gossip(bytes.clone()));
@@ -278,7 +363,12 @@ impl Sim {
         let n = self.nodes.len() as u64;
         if writes && self.rng.chance(40) {
             let node = self.rng.below(n) as usize;
-            self.write(node);
+            match &self.revoked {
+                Some(revoked) if node == REVOKED && self.rng.chance(60) => {
+                    self.write_backdated(revoked.issued_at);
+                }
+                _ => self.write(node),
+            }
         }
         if self.rng.chance(15) {
             let a = self.rng.below(n) as usize;
@@ -310,6 +400,34 @@ impl Sim {
     fn converged(&self) -> bool {
         let first = self.nodes[0].state_hash(&self.space).unwrap();
         self.nodes.iter().all(|node| node.state_hash(&self.space).unwrap() == first)
+    }
+
+    /// Restricted schedules: no node holds an entry the revocation ends, and every node
+    /// holds, for each field node 0 held when it revoked, that entry or a valid later one.
+    fn check_revocation(&self) -> Result<(), String> {
+        let Some(revoked) = &self.revoked else { return Ok(()) };
+        for (i, node) in self.nodes.iter().enumerate() {
+            let held = node.recon_entries(&self.space, None, None, usize::MAX).unwrap().0;
+            for bytes in held {
+                let entry = Entry::decode(&bytes).unwrap();
+                if !self.valid(&entry) {
+                    return Err(format!("node {i} holds an entry the revocation ends: {entry:?}"));
+                }
+            }
+            for before in &revoked.held {
+                let now = node.get_entry(&self.space, &before.doc, &before.field).unwrap();
+                match now {
+                    Some(now) if now.merge_cmp(before).is_ge() => {}
+                    other => {
+                        return Err(format!(
+                            "node {i} lost {}/{} that node 0 held when it revoked: holds {other:?}",
+                            before.doc, before.field
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The winners the merge rule picks over every entry written.
@@ -345,15 +463,33 @@ fn clone_payload(payload: &Payload) -> Payload {
     }
 }
 
-/// Runs one schedule; an error names what went wrong. Returns the gossip messages
-/// dropped at full queues and the gaps noticed.
-fn run(seed: u64) -> Result<(u64, u64), String> {
-    let mut sim = Sim::new(seed);
-    // Turbulence: writes everywhere, loss, duplication, reordering, partitions.
+/// What one schedule went through.
+#[derive(Default)]
+struct Tally {
+    /// Gossip messages dropped at full queues.
+    overflows: u64,
+    /// Gaps in publishers' numbers noticed.
+    gaps: u64,
+    /// Entries held that the revocation cut off, over all nodes.
+    cut_off: u64,
+    /// Entries refused for the revocation, over all nodes.
+    refused_revoked: u64,
+    /// Entries the revocation kept.
+    kept: u64,
+}
+
+/// Runs one schedule; an error names what went wrong.
+fn run(seed: u64, restricted: bool) -> Result<Tally, String> {
+    let mut sim = Sim::new(seed, restricted);
+    // Turbulence: writes everywhere, loss, duplication, reordering, partitions; midway,
+    // in restricted schedules, a revocation.
     let turbulent = 150 + sim.rng.below(250);
     for step in 0..turbulent {
         if step % 50 == 0 && sim.rng.chance(60) {
             sim.partition();
+        }
+        if restricted && step == turbulent / 2 {
+            sim.revoke();
         }
         sim.step(true);
     }
@@ -380,6 +516,18 @@ fn run(seed: u64) -> Result<(u64, u64), String> {
             return Err(format!("no convergence 5000 steps after healing (seed {seed})\n{detail}"));
         }
     }
+    if restricted {
+        sim.check_revocation()?;
+    }
+    let mut tally = Tally { overflows: sim.overflows, gaps: sim.gaps, ..Tally::default() };
+    for node in &sim.nodes {
+        tally.cut_off += node.refusals().cut_off;
+        tally.refused_revoked += node.refusals().revoked;
+    }
+    tally.kept = sim.revoked.as_ref().map_or(0, |revoked| revoked.kept.len() as u64);
+    if restricted {
+        return Ok(tally);
+    }
     let expected = sim.expected();
     for node in &sim.nodes {
         for ((doc, field), winner) in &expected {
@@ -392,50 +540,66 @@ fn run(seed: u64) -> Result<(u64, u64), String> {
             return Err("a node never learnt the space record".into());
         }
     }
-    Ok((sim.overflows, sim.gaps))
+    Ok(tally)
 }
 
-fn run_seeds(seeds: std::ops::Range<u64>) {
+fn run_seeds(seeds: std::ops::Range<u64>, restricted: bool) {
     if let Some(seed) = std::env::var("COSMIC_SYNC_SIM_SEED").ok().and_then(|s| s.parse().ok()) {
-        if let Err(error) = run(seed) {
+        if let Err(error) = run(seed, restricted) {
             panic!("seed {seed} fails: {error}");
         }
         return;
     }
-    let (mut overflows, mut gaps) = (0, 0);
+    let mut total = Tally::default();
     for seed in seeds {
-        match run(seed) {
-            Ok((dropped, noticed)) => {
-                overflows += dropped;
-                gaps += noticed;
+        match run(seed, restricted) {
+            Ok(tally) => {
+                total.overflows += tally.overflows;
+                total.gaps += tally.gaps;
+                total.cut_off += tally.cut_off;
+                total.refused_revoked += tally.refused_revoked;
+                total.kept += tally.kept;
             }
             Err(error) => panic!(
-                "seed {seed} fails: {error}\nreplay: COSMIC_SYNC_SIM_SEED={seed} cargo nextest run -p cosmic-sync --test simulation"
+                "seed {seed} fails: {error}\nreplay: COSMIC_SYNC_SIM_SEED={seed} cargo nextest run -p cosmic-sync --test simulation {}",
+                if restricted { "restricted" } else { "schedules" }
             ),
         }
     }
     // The schedules did overload their nodes and lose gossip in the network: the repairs
     // were exercised, not just the periodic sessions.
-    assert!(overflows > 0, "no gossip message found a full queue");
-    assert!(gaps > 0, "no gap in a publisher's numbers was noticed");
+    assert!(total.overflows > 0, "no gossip message found a full queue");
+    assert!(total.gaps > 0, "no gap in a publisher's numbers was noticed");
+    if restricted {
+        // Entries dated back were both refused and cut off after being taken in, and
+        // revocations kept what the owner held.
+        assert!(total.refused_revoked > 0, "no entry was refused for the revocation");
+        assert!(total.cut_off > 0, "no entry held was cut off by a revocation arriving later");
+        assert!(total.kept > 0, "no revocation kept an entry");
+    }
 }
 
 #[test]
 fn schedules_0_to_74_converge() {
-    run_seeds(0..75);
+    run_seeds(0..75, false);
 }
 
 #[test]
 fn schedules_75_to_149_converge() {
-    run_seeds(75..150);
+    run_seeds(75..150, false);
 }
 
 #[test]
 fn schedules_150_to_224_converge() {
-    run_seeds(150..225);
+    run_seeds(150..225, false);
 }
 
 #[test]
 fn schedules_225_to_299_converge() {
-    run_seeds(225..300);
+    run_seeds(225..300, false);
+}
+
+#[test]
+fn restricted_schedules_0_to_74_with_a_sealed_revocation_converge() {
+    run_seeds(0..75, true);
 }
