@@ -341,3 +341,83 @@ async fn a_blob_linked_only_from_a_restricted_space_goes_only_to_its_readers() {
     .await;
     assert!(fetched == data, "B's copy differs from A's");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_revoked_user_cannot_date_entries_back_on_either_node() {
+    use cosmic_auth::AuthorKey;
+    use cosmic_store::{Entry, Hlc, Value as FieldValue};
+
+    let (a, b) = pair();
+    let (api_a, api_b) = (Api::new(&a), Api::new(&b));
+    let space = api_a.create_space("restricted").await;
+    let space_id: cosmic_auth::SpaceId = space.parse().unwrap();
+    grant_b(&api_a, &api_b, &space, "read").await;
+    join_and_wait(&api_b, &space).await;
+    let post = format!("/v1/spaces/{space}/entries");
+    let doc = format!("/v1/spaces/{space}/docs/notes/1");
+    let user = AuthorKey::generate();
+    let granted = api_a
+        .call(
+            Method::POST,
+            &format!("/v1/spaces/{space}/grants"),
+            Some(json!({"author": user.public().to_string(), "rights": "write"})),
+        )
+        .await;
+    assert_eq!(granted.status, StatusCode::CREATED, "{}", granted.text);
+    let granted_at = granted.body["issued_at"].as_u64().unwrap();
+    let sign = |field: &str, millis: u64| {
+        let value = FieldValue::String(format!("{field} at {millis}"));
+        let entry =
+            Entry::sign(&user, space_id, "notes/1", field, value, Hlc::new(millis, 0)).unwrap();
+        json!({"entries": [data_encoding::BASE64.encode(&entry.encode())]})
+    };
+
+    // Before the revocation: written on A, replicated to B.
+    std::thread::sleep(Duration::from_millis(5));
+    let answer = api_a.call(Method::POST, &post, Some(sign("kept", granted_at + 2))).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+    eventually("the user's note on B", || async {
+        let answer = api_b.call(Method::GET, &doc, None).await;
+        (answer.status == StatusCode::OK && answer.body["kept"].is_string()).then_some(())
+    })
+    .await;
+
+    // A revokes the user, sealed: the note A holds is kept.
+    std::thread::sleep(Duration::from_millis(5));
+    let revocations = format!("/v1/spaces/{space}/revocations");
+    let body = json!({"author": user.public().to_string()});
+    let revoked = api_a.call(Method::POST, &revocations, Some(body)).await;
+    assert_eq!(revoked.status, StatusCode::CREATED, "{}", revoked.text);
+    assert_eq!(revoked.body["sealed"], true, "{}", revoked.text);
+    assert_eq!(revoked.body["kept"], 1, "{}", revoked.text);
+
+    // The user signs a new entry dated back to just after the grant. A refuses it at once.
+    let backdated = sign("late", granted_at + 1);
+    let answer = api_a.call(Method::POST, &post, Some(backdated.clone())).await;
+    assert_eq!(answer.status, StatusCode::FORBIDDEN, "{}", answer.text);
+    assert!(answer.text.contains("not kept by the sealed revocation"), "{}", answer.text);
+    assert_eq!(metric(&api_a, r#"cosmic_entries_refused_total{reason="revoked"}"#).await, 1.0);
+    // B refuses it too if the revocation reached it already; if not, it takes it in and
+    // cuts it off when the revocation comes. Either way B ends without it.
+    let answer = api_b.call(Method::POST, &post, Some(backdated)).await;
+    assert!(
+        answer.status == StatusCode::OK || answer.status == StatusCode::FORBIDDEN,
+        "{}",
+        answer.text
+    );
+    eventually("B to end without the entry dated back", || async {
+        let refused = metric(&api_b, r#"cosmic_entries_refused_total{reason="revoked"}"#).await;
+        let cut_off = metric(&api_b, "cosmic_entries_cut_off_total").await;
+        let note = api_b.ok(Method::GET, &doc, None).await;
+        (refused + cut_off >= 1.0 && note["late"].is_null()).then_some(())
+    })
+    .await;
+    // What was written before the revocation stays on both; the entry dated back is on
+    // neither, and never reached A.
+    for api in [&api_a, &api_b] {
+        let note = api.ok(Method::GET, &doc, None).await;
+        assert!(note["kept"].is_string(), "{note}");
+        assert!(note["late"].is_null(), "{note}");
+    }
+    assert_eq!(metric(&api_a, "cosmic_entries_cut_off_total").await, 0.0);
+}
