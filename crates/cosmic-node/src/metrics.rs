@@ -135,12 +135,55 @@ pub(crate) struct Metrics {
     pub(crate) gossip_entries: Family<DirectionLabels, Total>,
     pub(crate) gossip_batches_published: Total,
     pub(crate) requests_refused_busy: Total,
-    pub(crate) entries_refused: Family<LossLabels, Total>,
-    pub(crate) entries_cut_off: Total,
+    pub(crate) store_refusals: StoreRefusals,
     pub(crate) net_abuse: Family<AbuseLabels, Total>,
     pub(crate) sync_bytes: Total,
     pub(crate) uptime_seconds: Gauge<u64, AtomicU64>,
     pub(crate) clock_correction: Gauge<f64, AtomicU64>,
+}
+
+/// What the store refused or removed, by kind (see `cosmic_store::Refusals`).
+#[derive(Debug)]
+pub(crate) struct StoreRefusals {
+    /// Entries refused, by reason ([`REFUSAL_REASONS`]).
+    pub(crate) entries: Family<LossLabels, Total>,
+    /// Entries held that a later revocation ended.
+    pub(crate) entries_cut_off: Total,
+    /// Capability statements refused.
+    pub(crate) statements: Total,
+    /// Capability statements held that a later revocation ended.
+    pub(crate) statements_cut_off: Total,
+}
+
+impl StoreRefusals {
+    fn register(r: &mut Registry) -> Self {
+        Self {
+            entries: register(
+                r,
+                "entries_refused",
+                "Entries from peers or from clients that sign their own, refused since the node \
+         started, by reason (clock_drift, bad_signature, no_right, revoked: a revocation \
+         ended the author's right, malformed, quota)",
+            ),
+            entries_cut_off: register(
+                r,
+                "entries_cut_off",
+                "Entries held that a revocation which arrived later ended, removed from the store",
+            ),
+            statements: register(
+                r,
+                "statements_refused",
+                "Capability statements refused because their issuer may not issue them (not an \
+         admin at their time, or a revoked admin)",
+            ),
+            statements_cut_off: register(
+                r,
+                "statements_cut_off",
+                "Capability statements held (a revoked admin's grants) that a revocation which \
+         arrived later ended, removed from the store",
+            ),
+        }
+    }
 }
 
 impl Metrics {
@@ -197,18 +240,7 @@ impl Metrics {
                 "net_requests_refused_busy",
                 "Inbound requests refused so far because their handler's queue was full",
             ),
-            entries_refused: register(
-                r,
-                "entries_refused",
-                "Entries from peers or from clients that sign their own, refused since the node \
-             started, by reason (clock_drift, bad_signature, no_right, revoked: a revocation \
-             ended the author's right, malformed, quota)",
-            ),
-            entries_cut_off: register(
-                r,
-                "entries_cut_off",
-                "Entries held that a revocation which arrived later ended, removed from the store",
-            ),
+            store_refusals: StoreRefusals::register(r),
             net_abuse: register(
                 r,
                 "net_refused",
@@ -244,7 +276,7 @@ impl Metrics {
             let _ = self.gossip_lost.get_or_create(&LossLabels { reason: kind.as_str() });
         }
         for reason in REFUSAL_REASONS {
-            let _ = self.entries_refused.get_or_create(&LossLabels { reason });
+            let _ = self.store_refusals.entries.get_or_create(&LossLabels { reason });
         }
         for kind in ABUSE_KINDS {
             let _ = self.net_abuse.get_or_create(&AbuseLabels { kind });

@@ -4,7 +4,9 @@
 
 use std::path::Path;
 
-use cosmic_auth::{AccessDenied, AuthorKey, PublicKey, Right, SpaceKey, SpaceMode, Timestamp};
+use cosmic_auth::{
+    AccessDenied, AuthorKey, PublicKey, Right, SignedStatement, SpaceKey, SpaceMode, Timestamp,
+};
 
 use crate::*;
 
@@ -198,4 +200,57 @@ fn backdated_entries(writer: &AuthorKey, space: PublicKey) -> (Vec<Entry>, Vec<u
         backdated.push(entry(writer, space, &doc, &field, value, NOW - 1_000 + n));
     }
     (backdated, cid)
+}
+
+#[test]
+fn a_revoked_admins_grant_dated_back_is_refused_or_cut_off_with_what_rested_on_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let owner = SpaceKey::generate();
+    let admin = AuthorKey::generate();
+    let (early, late) = (AuthorKey::generate(), AuthorKey::generate());
+    let stores: Vec<(Store, PublicKey)> = ["revoker.redb", "late.redb"]
+        .iter()
+        .map(|name| restricted(dir.path(), name, &owner, &admin))
+        .collect();
+    let space = stores[0].1;
+    let admin_grant = owner.grant(admin.public(), Right::Admin, Timestamp(NOW - 10_000), None);
+    let early_grant =
+        admin.grant(space, early.public(), Right::Write, Timestamp(NOW - 9_000), None);
+    let early_entry = entry(&early, space, "d", "early", Value::Int(1), NOW - 8_000);
+    for (store, _) in &stores {
+        store.insert_statements(&[admin_grant.clone(), early_grant.clone()]).unwrap();
+        store.insert(early_entry.clone()).unwrap();
+    }
+    let revoker = &stores[0].0;
+    let kept = revoker.kept_items(&space, &admin.public(), Timestamp(NOW)).unwrap();
+    assert_eq!(kept.len(), 2, "the admin's grant to `early` and `early`'s entry");
+    let sealed = owner.seal(admin.public(), Timestamp(NOW), kept).unwrap();
+    // After the revocation, the admin dates a grant back, and its grantee an entry.
+    let backdated = admin.grant(space, late.public(), Right::Write, Timestamp(NOW - 7_000), None);
+    let late_entry = entry(&late, space, "d", "late", Value::Int(2), NOW - 6_000);
+
+    // The revoker holds the revocation first: the grant is refused with its reason.
+    revoker.insert_statement(&sealed).unwrap();
+    let error = revoker.insert_statement(&backdated).unwrap_err();
+    let Error::UnauthorizedStatement { reason, .. } = &error else { panic!("{error}") };
+    assert_eq!(**reason, AccessDenied::NotKept { by: space, at: Timestamp(NOW) });
+    assert_eq!(revoker.refusals().statements_refused, 1);
+    assert!(matches!(revoker.insert(late_entry.clone()), Err(Error::AccessDenied { .. })));
+
+    // The other store took both in first: the revocation removes them.
+    let other = &stores[1].0;
+    other.insert_statement(&backdated).unwrap();
+    other.insert(late_entry).unwrap();
+    other.insert_statement(&sealed).unwrap();
+    assert_eq!(other.refusals().statements_cut_off, 1);
+    assert_eq!(other.refusals().cut_off, 1);
+    assert!(other.get_entry(&space, "d", "late").unwrap().is_none());
+    assert_eq!(other.get_entry(&space, "d", "early").unwrap(), Some(early_entry));
+    let sorted = |store: &Store| {
+        let mut held = store.statements(&space).unwrap();
+        held.sort_by_key(SignedStatement::to_bytes);
+        held
+    };
+    assert_eq!(sorted(other), sorted(revoker));
+    assert_eq!(other.state_hash(&space).unwrap(), revoker.state_hash(&space).unwrap());
 }

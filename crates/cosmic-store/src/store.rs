@@ -31,11 +31,14 @@ mod json;
 mod open;
 mod ranges;
 mod read;
+mod refusals;
 mod seal;
 mod statements;
 mod write;
 
 pub use durability::{Durability, FLUSH_INTERVAL};
+use refusals::RefusalCounters;
+pub use refusals::Refusals;
 pub(crate) use seal::item_id;
 
 /// How a [`Store`] is opened.
@@ -205,38 +208,6 @@ struct Inner {
     live: crate::changes::LiveSubscribers,
 }
 
-/// The counters behind [`Store::refusals`].
-#[derive(Debug, Default)]
-struct RefusalCounters {
-    clock_drift: AtomicU64,
-    bad_signature: AtomicU64,
-    no_right: AtomicU64,
-    revoked: AtomicU64,
-    malformed: AtomicU64,
-    quota: AtomicU64,
-    cut_off: AtomicU64,
-}
-
-/// Entries from elsewhere that a store refused, by reason (see [`Store::refusals`]).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Refusals {
-    /// Stamped further ahead of our clock than `max_clock_drift` (offered again later).
-    pub clock_drift: u64,
-    /// Signatures that do not verify.
-    pub bad_signature: u64,
-    /// Authors without a right to write there at the entry's time.
-    pub no_right: u64,
-    /// Authors whose right a revocation ended: dated at or after it, or dated before a
-    /// sealed revocation that does not keep the entry.
-    pub revoked: u64,
-    /// Keys, fields or values that break the rules.
-    pub malformed: u64,
-    /// Authors over their quota in an open space ([`Options::author_quota`]).
-    pub quota: u64,
-    /// Entries held already that a revocation which arrived later cut off, and removed.
-    pub cut_off: u64,
-}
-
 /// Opens a database again, on the same file or storage.
 struct Reopen(Box<dyn Fn() -> Result<redb::Database> + Send + Sync>);
 
@@ -342,6 +313,8 @@ impl Store {
             malformed: counters.malformed.load(Ordering::Relaxed),
             quota: counters.quota.load(Ordering::Relaxed),
             cut_off: counters.cut_off.load(Ordering::Relaxed),
+            statements_cut_off: counters.statements_cut_off.load(Ordering::Relaxed),
+            statements_refused: counters.statements_refused.load(Ordering::Relaxed),
         }
     }
 

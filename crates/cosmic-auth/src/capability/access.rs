@@ -189,7 +189,9 @@ fn decide(graph: &Graph<'_>, author: &AuthorId, right: Right) -> Result<(), Acce
     Err(best.unwrap_or(AccessDenied::NoCapability { author: *author, space: graph.space }))
 }
 
-/// May `statement`'s issuer issue it, given statements held already?
+/// May `statement`'s issuer issue it, given statements held already? `item` is the
+/// statement's id (the first 16 bytes of the BLAKE3 hash of its signed encoding), by
+/// which sealed revocations keep it.
 ///
 /// This decides which statements a node keeps and forwards; [`check_access`] still
 /// decides what the kept ones grant. The space key may issue anything. Anyone else must
@@ -197,23 +199,25 @@ fn decide(graph: &Graph<'_>, author: &AuthorId, right: Right) -> Result<(), Acce
 /// grants of `admin` in `verified` that are issued and not expired at that time, exactly
 /// as [`check_access`] builds its chains (same space only, loops grant nothing).
 ///
-/// Two things are deliberate:
 /// - The time is the statement's own, never the present, so that the answer does not
 ///   change while a statement travels (an admin's later expiry does not make its earlier
 ///   grants unkeepable, and a node that sees a statement a day late decides as the first).
-/// - Revocations are left out. A revocation can arrive before or after a statement its
-///   issuer signed; counting it would make the answer depend on arrival order, and honest
-///   nodes would keep different sets forever. Without them the rule is monotone: a
-///   statement accepted with some statements held is accepted with more, so every node
-///   that receives the same statements (in any order, offered again until accepted)
-///   keeps the same ones. A revoked admin's statements are kept but grant nothing (see
-///   the module docs).
+/// - For a grant, revocations count as they do for entries: a revoked admin may not
+///   issue grants dated at or after its revocation, nor, under a sealed revocation,
+///   grants dated before it that the revocation does not keep. A store that receives a
+///   revocation after such a grant removes the grant (and what rested on it), so every
+///   node ends with the same statements whatever order they came in.
+/// - For a revocation, revocations are left out: an admin's revocation only ends grants
+///   that admin issued, which fall with the admin anyway, and leaving them out keeps the
+///   set of revocations monotone (a revocation accepted with some statements held is
+///   accepted with more), so no revocation can undo another.
 ///
 /// `verified` must hold only statements whose signatures were checked (a store checks
 /// each before keeping it): signatures are not checked again here, since a batch calls
 /// this once per statement. Runs in time linear in `verified`.
 pub fn check_issuer<'a>(
     statement: &Statement,
+    item: &ItemId,
     verified: impl IntoIterator<Item = &'a Statement>,
 ) -> Result<(), AccessDenied> {
     let space = statement.space();
@@ -225,14 +229,18 @@ pub fn check_issuer<'a>(
         Statement::Grant(grant) => grant.issued_at,
         Statement::Revoke(revocation) => revocation.issued_at,
     };
-    let grants = verified
-        .into_iter()
-        .filter_map(|held| match held {
-            Statement::Grant(grant) if grant.space == *space => Some(grant),
-            _ => None,
-        })
-        .collect();
-    let graph = Graph::from_verified(space, at, None, grants, Vec::new(), BTreeSet::new());
+    let mut grants = Vec::new();
+    let mut revocations = Vec::new();
+    for held in verified.into_iter().filter(|held| held.space() == space) {
+        match held {
+            Statement::Grant(grant) => grants.push(grant),
+            Statement::Revoke(revocation) => revocations.push(revocation),
+        }
+    }
+    if matches!(statement, Statement::Revoke(_)) {
+        revocations.clear();
+    }
+    let graph = Graph::from_verified(space, at, Some(*item), grants, revocations, BTreeSet::new());
     if graph.admins.contains(issuer) {
         return Ok(());
     }

@@ -31,10 +31,11 @@
 //!   so it does not depend on the order statements arrive in.
 //! - [`SpaceMode::Open`]: any author may read and write; `admin` still needs a chain.
 //! - Whether a statement may be *kept* at all is [`check_issuer`]: its issuer is the space
-//!   key, or an admin at the statement's own `issued_at` through grants valid then.
-//!   Revocations are left out of that decision on purpose (see [`check_issuer`]), so that
-//!   every node keeps the same statements whatever order they arrive in; they still count
-//!   in [`check_access`].
+//!   key, or an admin at the statement's own `issued_at` through grants valid then. For a
+//!   grant, revocations count (sealed ones by the grant's id), so a revoked admin's new
+//!   grants are refused, dated back or not; a store removes the grants (and entries) a
+//!   later revocation ends, so every node keeps the same statements whatever order they
+//!   arrive in. For a revocation they are left out (see [`check_issuer`]).
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;

@@ -105,10 +105,20 @@ fn a_revoked_admins_grants_dated_back_give_nothing_new() {
         s.item_check(1, 30, item(4), &statements),
         Err(AccessDenied::ChainBroken { issuer: s.id(0) })
     );
-    // The revoked admin dates a grant to a new author back, and that author its entries:
-    // the grant is kept by the issuer rule (which ignores revocations) but gives nothing.
+    // The revoked admin dates a grant to a new author back: refused by the issuer rule,
+    // since the sealed revocation does not keep it ...
     let backdated = s.authors[0].grant(space, s.id(2), Right::Write, Timestamp(40), None);
-    check_issuer(backdated.statement(), statements.iter().map(SignedStatement::statement)).unwrap();
+    let held = || statements.iter().map(SignedStatement::statement);
+    assert_eq!(
+        check_issuer(backdated.statement(), &item(6), held()),
+        Err(AccessDenied::NotKept { by: s.space.id(), at: Timestamp(100) })
+    );
+    // ... but a grant of the admin's that the revocation keeps stays keepable ...
+    let sealed_keeping = s.space.seal(s.id(0), Timestamp(100), vec![item(1), item(6)]).unwrap();
+    let keeping = [statements[0].clone(), statements[1].clone(), sealed_keeping];
+    let held_keeping = keeping.iter().map(SignedStatement::statement);
+    check_issuer(backdated.statement(), &item(6), held_keeping).unwrap();
+    // ... and, held anyway (taken in before the revocation came), the grant gives nothing.
     statements.push(backdated);
     for at in [41, 60, 99] {
         assert!(s.item_check(2, at, item(5), &statements).is_err());

@@ -10,8 +10,9 @@
 
 use std::collections::BTreeSet;
 
-use cosmic_auth::{AuthorId, ItemId, SpaceId, Statement};
+use cosmic_auth::{AuthorId, ItemId, SpaceId, Statement, check_issuer};
 
+use super::statements::{statement_id, statement_row};
 use super::*;
 
 /// The id a sealed revocation names an entry by: the first 16 bytes of its hash
@@ -31,11 +32,12 @@ struct CutOff {
 }
 
 impl Store {
-    /// The ids of the entries held in `space` that a sealed revocation of `subject`'s
-    /// grants, issued at `issued_at`, should keep: those dated before `issued_at` whose
-    /// author is `subject` or holds a grant that leads back to `subject` (an admin's
-    /// revocation cuts the rights it delegated too). Sorted; a revoker signs them with
-    /// `SpaceKey::seal` or `AuthorKey::seal`.
+    /// The ids of the items held in `space` that a sealed revocation of `subject`'s
+    /// grants, issued at `issued_at`, should keep: the entries dated before `issued_at`
+    /// whose author is `subject` or holds a grant that leads back to `subject` (an admin's
+    /// revocation cuts the rights it delegated too), and the grants those authors issued
+    /// before then. Sorted; a revoker signs them with `SpaceKey::seal` or
+    /// `AuthorKey::seal`.
     pub fn kept_items(
         &self,
         space: &SpaceId,
@@ -48,9 +50,19 @@ impl Store {
             read_statements(&table, space).map_err(|error| self.map_read_error(error))?
         };
         let affected = delegated_from(space, [*subject], &statements);
+        // The grants those authors issued, which the chain of what they granted rests on.
+        let mut kept: Vec<ItemId> = statements
+            .iter()
+            .filter(|signed| match signed.statement() {
+                Statement::Grant(grant) => {
+                    affected.contains(&grant.issuer) && grant.issued_at < issued_at
+                }
+                Statement::Revoke(_) => false,
+            })
+            .map(|signed| statement_id(&statement_row(signed).0))
+            .collect();
         let entries = txn.open_table(ENTRIES).map_err(|e| self.err(e))?;
         let end = schema::prefix_end(space.as_bytes());
-        let mut kept = Vec::new();
         for row in entries
             .range::<&[u8]>(bounds(space.as_bytes(), end.as_deref()))
             .map_err(|e| self.err(e))?
@@ -82,8 +94,11 @@ impl Store {
         if record.mode != SpaceMode::Restricted {
             return Ok(0);
         }
-        let statements = self.space_statements(tables, space)?.to_vec();
-        let affected = delegated_from(space, subjects.iter().copied(), &statements);
+        // Who may be affected is read before statements go: a grant cut off now takes
+        // with it the entries of those it was given to.
+        let before = self.space_statements(tables, space)?.to_vec();
+        let affected = delegated_from(space, subjects.iter().copied(), &before);
+        let statements = self.cut_off_statements(tables, space)?;
         let mut gone = Vec::new();
         let end = schema::prefix_end(space.as_bytes());
         let range = bounds(space.as_bytes(), end.as_deref());
@@ -118,6 +133,45 @@ impl Store {
             self.inner.refusals.cut_off.fetch_add(gone.len() as u64, Ordering::Relaxed);
         }
         Ok(gone.len() as u64)
+    }
+
+    /// Removes the statements of `space` that its revocations now end (a grant a revoked
+    /// admin issued from its revocation on, or dated back past a sealed one), and those
+    /// that rested on them, until none is left to remove; returns the statements kept.
+    /// Revocations whose issuer is left without admin go too: they could only end that
+    /// issuer's own grants.
+    fn cut_off_statements(
+        &self,
+        tables: &mut Tables<'_>,
+        space: &PublicKey,
+    ) -> Result<Vec<SignedStatement>> {
+        let mut held = self.space_statements(tables, space)?.to_vec();
+        loop {
+            let statements: Vec<&Statement> = held.iter().map(SignedStatement::statement).collect();
+            let gone: Vec<usize> = (0..held.len())
+                .filter(|&idx| {
+                    let (key, _) = statement_row(&held[idx]);
+                    let others = statements.iter().enumerate().filter(|(other, _)| *other != idx);
+                    let others = others.map(|(_, statement)| *statement);
+                    check_issuer(statements[idx], &statement_id(&key), others).is_err()
+                })
+                .collect();
+            if gone.is_empty() {
+                break;
+            }
+            for &idx in gone.iter().rev() {
+                let signed = held.remove(idx);
+                tracing::info!(
+                    %space, issuer = %signed.statement().issuer(),
+                    "a statement held is cut off by a revocation"
+                );
+                let (key, _) = statement_row(&signed);
+                tables.statements.remove(key.as_slice()).map_err(|e| self.err(e))?;
+                self.inner.refusals.statements_cut_off.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        tables.statements_by_space.insert(*space.as_bytes(), held.clone());
+        Ok(held)
     }
 
     /// Takes one entry out of every table that counts it.

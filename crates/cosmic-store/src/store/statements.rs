@@ -11,9 +11,13 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use redb::ReadableTable as _;
 
-use cosmic_auth::{AuthorId, PublicKey, SignedStatement, Statement, Timestamp, check_issuer};
+use std::sync::atomic::Ordering;
 
-use super::{Store, read_statements};
+use cosmic_auth::{
+    AccessDenied, AuthorId, ItemId, PublicKey, SignedStatement, Statement, Timestamp, check_issuer,
+};
+
+use super::{Store, Tables};
 use crate::schema::STATEMENTS;
 use crate::{Error, Result};
 
@@ -35,8 +39,8 @@ impl Store {
     /// Inserts capability statements in one transaction, each judged as by
     /// [`Store::insert_statement`]; returns one result per statement, in order (`Ok(true)`:
     /// new, `Ok(false)`: held already). In the same transaction, entries held that a new
-    /// revocation ends leave the store (see `Store::kept_items`). The outer error is a storage failure, after which
-    /// nothing of the batch is kept.
+    /// revocation ends leave the store (see `Store::kept_items`). The outer error is a
+    /// storage failure, after which nothing of the batch is kept.
     ///
     /// A statement may lean on another of the same batch wherever it stands (an admin's
     /// grant listed after the grants that admin issued, as reconciliation lists statements
@@ -55,60 +59,24 @@ impl Store {
             self.write_txn(|_, tables, _| {
                 let mut revoked: BTreeMap<PublicKey, BTreeSet<AuthorId>> = BTreeMap::new();
                 loop {
-                    let mut progress = false;
-                    let mut refused = Vec::new();
-                    for statement_idx in pending {
-                        let signed = &statements[statement_idx];
-                        let (key, bytes) = &rows[statement_idx];
-                        // The same statement twice in one batch: the second is held already.
-                        if tables.statements.get(key.as_slice()).map_err(|e| self.err(e))?.is_some()
-                        {
-                            results[statement_idx] = Some(Ok(false));
-                            continue;
-                        }
-                        let space = *signed.statement().space();
-                        if !tables.statements_by_space.contains_key(space.as_bytes()) {
-                            let held = read_statements(&tables.statements, &space)
-                                .map_err(|error| self.map_read_error(error))?;
-                            tables.statements_by_space.insert(*space.as_bytes(), held);
-                        }
-                        let held = tables
-                            .statements_by_space
-                            .get_mut(space.as_bytes())
-                            .expect("the space's statements were loaded just above");
-                        match check_issuer(
-                            signed.statement(),
-                            held.iter().map(SignedStatement::statement),
-                        ) {
-                            Ok(()) => {
-                                tables
-                                    .statements
-                                    .insert(key.as_slice(), bytes.as_slice())
-                                    .map_err(|e| self.err(e))?;
-                                held.push(signed.clone());
-                                if let Statement::Revoke(revocation) = signed.statement() {
-                                    revoked.entry(space).or_default().insert(revocation.subject);
-                                }
-                                results[statement_idx] = Some(Ok(true));
-                                progress = true;
-                            }
-                            Err(reason) => refused.push((statement_idx, reason)),
-                        }
-                    }
+                    let (progress, refused) = self.insert_pass(
+                        tables,
+                        statements,
+                        &rows,
+                        &pending,
+                        &mut results,
+                        &mut revoked,
+                    )?;
                     if !progress {
                         for (statement_idx, reason) in refused {
-                            let statement = statements[statement_idx].statement();
-                            results[statement_idx] = Some(Err(Error::UnauthorizedStatement {
-                                space: *statement.space(),
-                                issuer: *statement.issuer(),
-                                reason: Box::new(reason),
-                            }));
+                            let refusal = self.refused(&statements[statement_idx], reason);
+                            results[statement_idx] = Some(Err(refusal));
                         }
                         break;
                     }
                     pending = refused.into_iter().map(|(statement_idx, _)| statement_idx).collect();
                 }
-                // Entries held that the new revocations end leave in the same transaction.
+                // What the new revocations end leaves in the same transaction.
                 for (space, subjects) in &revoked {
                     self.cut_off(tables, space, subjects)?;
                 }
@@ -119,6 +87,71 @@ impl Store {
             .into_iter()
             .map(|result| result.expect("every statement was decided above"))
             .collect())
+    }
+
+    /// One pass over the `pending` statements of a batch: keeps those whose issuer may
+    /// issue them given what is held (the batch's earlier ones included), noting the
+    /// subjects of new revocations in `revoked`. Returns whether any was kept, and the
+    /// refused ones with their reasons.
+    fn insert_pass(
+        &self,
+        tables: &mut Tables<'_>,
+        statements: &[SignedStatement],
+        rows: &[(Vec<u8>, Vec<u8>)],
+        pending: &[usize],
+        results: &mut [Option<Result<bool>>],
+        revoked: &mut BTreeMap<PublicKey, BTreeSet<AuthorId>>,
+    ) -> Result<(bool, Vec<(usize, AccessDenied)>)> {
+        let mut progress = false;
+        let mut refused = Vec::new();
+        for &statement_idx in pending {
+            let signed = &statements[statement_idx];
+            let (key, bytes) = &rows[statement_idx];
+            // The same statement twice in one batch: the second is held already.
+            if tables.statements.get(key.as_slice()).map_err(|e| self.err(e))?.is_some() {
+                results[statement_idx] = Some(Ok(false));
+                continue;
+            }
+            let space = *signed.statement().space();
+            self.space_statements(tables, &space)?;
+            let held = tables
+                .statements_by_space
+                .get_mut(space.as_bytes())
+                .expect("the space's statements were loaded just above");
+            let id = statement_id(key);
+            match check_issuer(signed.statement(), &id, held.iter().map(SignedStatement::statement))
+            {
+                Ok(()) => {
+                    tables
+                        .statements
+                        .insert(key.as_slice(), bytes.as_slice())
+                        .map_err(|e| self.err(e))?;
+                    held.push(signed.clone());
+                    if let Statement::Revoke(revocation) = signed.statement() {
+                        revoked.entry(space).or_default().insert(revocation.subject);
+                    }
+                    results[statement_idx] = Some(Ok(true));
+                    progress = true;
+                }
+                Err(reason) => refused.push((statement_idx, reason)),
+            }
+        }
+        Ok((progress, refused))
+    }
+
+    /// Counts and logs a refused statement; the error to answer with.
+    fn refused(&self, signed: &SignedStatement, reason: AccessDenied) -> Error {
+        let statement = signed.statement();
+        tracing::debug!(
+            space = %statement.space(), issuer = %statement.issuer(), %reason,
+            "a statement is refused"
+        );
+        self.inner.refusals.statements_refused.fetch_add(1, Ordering::Relaxed);
+        Error::UnauthorizedStatement {
+            space: *statement.space(),
+            issuer: *statement.issuer(),
+            reason: Box::new(reason),
+        }
     }
 
     /// Decides, before the write transaction, what needs none: statements held already
@@ -158,9 +191,17 @@ fn issued_at(statement: &SignedStatement) -> Timestamp {
     }
 }
 
+/// The id a sealed revocation keeps a statement by: the first 16 bytes of the BLAKE3 hash
+/// of its signed encoding, from its row key.
+pub(super) fn statement_id(key: &[u8]) -> ItemId {
+    let mut id = [0u8; 16];
+    id.copy_from_slice(&key[32..48]);
+    id
+}
+
 /// The row of a statement in `statements-1`: key `space (32) ++ blake3(bytes)`, value its
 /// encoding.
-fn statement_row(statement: &SignedStatement) -> (Vec<u8>, Vec<u8>) {
+pub(super) fn statement_row(statement: &SignedStatement) -> (Vec<u8>, Vec<u8>) {
     let bytes = statement.to_bytes();
     let space: &PublicKey = statement.statement().space();
     let mut key = space.as_bytes().to_vec();

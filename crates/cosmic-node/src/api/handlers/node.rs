@@ -220,9 +220,11 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
         refusals.quota,
     ];
     for (reason, count) in REFUSAL_REASONS.into_iter().zip(refused) {
-        metrics.entries_refused.get_or_create(&LossLabels { reason }).set(count);
+        metrics.store_refusals.entries.get_or_create(&LossLabels { reason }).set(count);
     }
-    metrics.entries_cut_off.set(refusals.cut_off);
+    metrics.store_refusals.entries_cut_off.set(refusals.cut_off);
+    metrics.store_refusals.statements.set(refusals.statements_refused);
+    metrics.store_refusals.statements_cut_off.set(refusals.statements_cut_off);
     let sync = shared.replicator.metrics();
     for (verdict, count) in [
         ("accept", sync.gossip_accepted),
