@@ -26,6 +26,7 @@ use crate::metrics::Metrics;
 use crate::supervisor::{Backoff, Supervisor};
 
 mod docs;
+mod expiry;
 mod peers;
 mod spaces;
 
@@ -151,12 +152,7 @@ impl Node {
             started_at: Instant::now(),
         });
         let mut supervisor = Supervisor::new(bus, CancellationToken::new(), Backoff::default());
-        {
-            let (net, blobs) = (shared.net.clone(), shared.blobs.clone());
-            supervisor.spawn("blob-lookup", move |cancel| {
-                crate::blob_peers::serve(net.clone(), blobs.clone(), readers.clone(), cancel)
-            });
-        }
+        spawn_background(&mut supervisor, &shared, readers);
         let api_addr = match api_listener {
             Some((listener, bound, token)) => {
                 crate::api::spawn(&mut supervisor, shared.clone(), token, listener);
@@ -368,6 +364,22 @@ where
     tokio::task::spawn_blocking(operation)
         .await
         .map_err(|join_error| Error::Task { reason: join_error.to_string() })?
+}
+
+/// Starts the node's own background tasks, supervised: answering blob location requests
+/// and sealing expired grants.
+fn spawn_background(
+    supervisor: &mut Supervisor,
+    shared: &Arc<Shared>,
+    readers: crate::blob_access::SpaceReaders,
+) {
+    let (net, blobs) = (shared.net.clone(), shared.blobs.clone());
+    supervisor.spawn("blob-lookup", move |cancel| {
+        crate::blob_peers::serve(net.clone(), blobs.clone(), readers.clone(), cancel)
+    });
+    let spaces = Spaces { shared: shared.clone() };
+    supervisor
+        .spawn("seal-expired", move |cancel| expiry::seal_periodically(spaces.clone(), cancel));
 }
 
 fn require_space(shared: &Shared, space: &SpaceId) -> Result<()> {

@@ -526,6 +526,50 @@ async fn a_sealed_revocation_keeps_what_the_node_held_and_refuses_entries_dated_
 }
 
 #[tokio::test]
+async fn an_expired_grant_is_sealed_so_entries_dated_back_into_it_are_refused() {
+    let fixture = fixture().await;
+    let space = fixture.create_space("restricted").await;
+    let id: cosmic_auth::SpaceId = space.parse().unwrap();
+    let user = cosmic_auth::AuthorKey::generate();
+    let expires = cosmic_auth::Timestamp::now().0 + 300;
+    let grants = format!("/v1/spaces/{space}/grants");
+    let body = json!({"author": user.public(), "rights": "write", "expires": expires});
+    let granted = fixture.call(Method::POST, &grants, Some(body)).await;
+    assert_eq!(granted.status, StatusCode::CREATED, "{}", String::from_utf8_lossy(&granted.body));
+    let granted_at = granted.json()["issued_at"].as_u64().unwrap();
+    let entries = format!("/v1/spaces/{space}/entries");
+    let post = |field: &str, millis: u64| {
+        let hlc = cosmic_store::Hlc::new(millis, 0);
+        let value = cosmic_store::Value::Int(1);
+        let entry = cosmic_store::Entry::sign(&user, id, "notes", field, value, hlc).unwrap();
+        let body = json!({"entries": [data_encoding::BASE64.encode(&entry.encode())]});
+        fixture.call(Method::POST, &entries, Some(body))
+    };
+    let answer = post("inside", granted_at + 1).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", String::from_utf8_lossy(&answer.body));
+    // Nothing to seal before the expiry.
+    assert_eq!(fixture.node.spaces().seal_expired().await.unwrap(), 0);
+    while cosmic_auth::Timestamp::now().0 <= expires + 1 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // After it: sealed once, keeping the entry written inside the window.
+    assert_eq!(fixture.node.spaces().seal_expired().await.unwrap(), 1);
+    assert_eq!(fixture.node.spaces().seal_expired().await.unwrap(), 0);
+    let store = fixture.node.store();
+    assert!(store.get_entry(&id, "notes", "inside").unwrap().is_some());
+    // A new entry dated back into the window is refused, with the reason.
+    let answer = post("dated-back", expires - 1).await;
+    assert_eq!(
+        answer.assert_client_error("an entry dated back into an expired grant"),
+        "forbidden"
+    );
+    let message = answer.json()["error"]["message"].as_str().unwrap().to_owned();
+    assert!(message.contains("not kept by the sealed revocation"), "{message}");
+    assert!(store.get_entry(&id, "notes", "dated-back").unwrap().is_none());
+    fixture.node.shutdown().await.unwrap();
+}
+
+#[tokio::test]
 async fn grants_by_a_node_that_is_not_admin_are_forbidden_and_not_stored() {
     let fixture = fixture().await;
     // A restricted space this node holds the record of, but neither its key nor admin.

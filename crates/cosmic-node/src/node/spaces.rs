@@ -214,7 +214,7 @@ impl Spaces {
 }
 
 /// Who signs a capability statement this node issues.
-enum Issuer<'a> {
+pub(super) enum Issuer<'a> {
     /// The space key, which this node holds (it created the space).
     Space(&'a SpaceKey),
     /// The node author, holding `admin` in the space.
