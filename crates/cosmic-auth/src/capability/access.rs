@@ -151,14 +151,7 @@ pub fn check_item_access<'a>(
     if author == space || (mode == SpaceMode::Open && right <= Right::Write) {
         return Ok(());
     }
-    let mut grants = Vec::new();
-    let mut revocations = Vec::new();
-    for statement in verified.into_iter().filter(|statement| statement.space() == space) {
-        match statement {
-            Statement::Grant(grant) => grants.push(grant),
-            Statement::Revoke(revocation) => revocations.push(revocation),
-        }
-    }
+    let (grants, revocations) = split(space, verified);
     let graph = Graph::from_verified(space, at, Some(*item), grants, revocations, BTreeSet::new());
     decide(&graph, author, right)
 }
@@ -229,14 +222,7 @@ pub fn check_issuer<'a>(
         Statement::Grant(grant) => grant.issued_at,
         Statement::Revoke(revocation) => revocation.issued_at,
     };
-    let mut grants = Vec::new();
-    let mut revocations = Vec::new();
-    for held in verified.into_iter().filter(|held| held.space() == space) {
-        match held {
-            Statement::Grant(grant) => grants.push(grant),
-            Statement::Revoke(revocation) => revocations.push(revocation),
-        }
-    }
+    let (grants, mut revocations) = split(space, verified);
     if matches!(statement, Statement::Revoke(_)) {
         revocations.clear();
     }
@@ -257,6 +243,22 @@ pub fn check_issuer<'a>(
         }
     }
     Err(best)
+}
+
+/// The grants and the revocations of `space` among `verified`.
+fn split<'a>(
+    space: &SpaceId,
+    verified: impl IntoIterator<Item = &'a Statement>,
+) -> (Vec<&'a Grant>, Vec<&'a Revocation>) {
+    let mut grants = Vec::new();
+    let mut revocations = Vec::new();
+    for statement in verified.into_iter().filter(|statement| statement.space() == space) {
+        match statement {
+            Statement::Grant(grant) => grants.push(grant),
+            Statement::Revoke(revocation) => revocations.push(revocation),
+        }
+    }
+    (grants, revocations)
 }
 
 /// The signature-checked statements of one space, and the admins valid at one time.

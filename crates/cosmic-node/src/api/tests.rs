@@ -465,6 +465,22 @@ async fn revocations_end_rights_from_now_and_need_the_space_key_or_admin() {
     fixture.node.shutdown().await.unwrap();
 }
 
+/// Posts one entry signed by `user` (field `field` of document `notes`, dated `millis`)
+/// to `POST /v1/spaces/{space}/entries`; the answer and the entry.
+async fn post_signed(
+    fixture: &Fixture,
+    user: &cosmic_auth::AuthorKey,
+    space: cosmic_auth::SpaceId,
+    field: &str,
+    millis: u64,
+) -> (Answer, cosmic_store::Entry) {
+    let hlc = cosmic_store::Hlc::new(millis, 0);
+    let value = cosmic_store::Value::Int(1);
+    let entry = cosmic_store::Entry::sign(user, space, "notes", field, value, hlc).unwrap();
+    let body = json!({"entries": [data_encoding::BASE64.encode(&entry.encode())]});
+    (fixture.call(Method::POST, &format!("/v1/spaces/{space}/entries"), Some(body)).await, entry)
+}
+
 #[tokio::test]
 async fn a_sealed_revocation_keeps_what_the_node_held_and_refuses_entries_dated_back() {
     let fixture = fixture().await;
@@ -476,16 +492,7 @@ async fn a_sealed_revocation_keeps_what_the_node_held_and_refuses_entries_dated_
     let granted = fixture.call(Method::POST, &grants, Some(body)).await;
     assert_eq!(granted.status, StatusCode::CREATED, "{}", String::from_utf8_lossy(&granted.body));
     let granted_at = granted.json()["issued_at"].as_u64().unwrap();
-    let entries = format!("/v1/spaces/{space}/entries");
-    let post = |field: &str, millis: u64| {
-        let value = cosmic_store::Value::Int(1);
-        let hlc = cosmic_store::Hlc::new(millis, 0);
-        let entry = cosmic_store::Entry::sign(&user, id, "notes", field, value, hlc).unwrap();
-        let body = json!({"entries": [data_encoding::BASE64.encode(&entry.encode())]});
-        (fixture.call(Method::POST, &entries, Some(body)), entry)
-    };
-    let (answer, kept) = post("before", granted_at + 1);
-    let answer = answer.await;
+    let (answer, kept) = post_signed(&fixture, &user, id, "before", granted_at + 1).await;
     assert_eq!(answer.status, StatusCode::OK, "{}", String::from_utf8_lossy(&answer.body));
     // Revocations count from the millisecond they are issued: let one pass.
     tokio::time::sleep(Duration::from_millis(5)).await;
@@ -501,8 +508,7 @@ async fn a_sealed_revocation_keeps_what_the_node_held_and_refuses_entries_dated_
     assert!(issued_at > granted_at + 1);
 
     // Dated back to just after the grant: refused with the reason, counted, not stored.
-    let (answer, _) = post("after", granted_at + 1);
-    let answer = answer.await;
+    let (answer, _) = post_signed(&fixture, &user, id, "after", granted_at + 1).await;
     assert_eq!(answer.assert_client_error("an entry dated back"), "forbidden");
     let message = answer.json()["error"]["message"].as_str().unwrap().to_owned();
     assert!(message.contains("not kept by the sealed revocation"), "{message}");
@@ -537,15 +543,7 @@ async fn an_expired_grant_is_sealed_so_entries_dated_back_into_it_are_refused() 
     let granted = fixture.call(Method::POST, &grants, Some(body)).await;
     assert_eq!(granted.status, StatusCode::CREATED, "{}", String::from_utf8_lossy(&granted.body));
     let granted_at = granted.json()["issued_at"].as_u64().unwrap();
-    let entries = format!("/v1/spaces/{space}/entries");
-    let post = |field: &str, millis: u64| {
-        let hlc = cosmic_store::Hlc::new(millis, 0);
-        let value = cosmic_store::Value::Int(1);
-        let entry = cosmic_store::Entry::sign(&user, id, "notes", field, value, hlc).unwrap();
-        let body = json!({"entries": [data_encoding::BASE64.encode(&entry.encode())]});
-        fixture.call(Method::POST, &entries, Some(body))
-    };
-    let answer = post("inside", granted_at + 1).await;
+    let (answer, _) = post_signed(&fixture, &user, id, "inside", granted_at + 1).await;
     assert_eq!(answer.status, StatusCode::OK, "{}", String::from_utf8_lossy(&answer.body));
     // Nothing to seal before the expiry.
     assert_eq!(fixture.node.spaces().seal_expired().await.unwrap(), 0);
@@ -558,7 +556,7 @@ async fn an_expired_grant_is_sealed_so_entries_dated_back_into_it_are_refused() 
     let store = fixture.node.store();
     assert!(store.get_entry(&id, "notes", "inside").unwrap().is_some());
     // A new entry dated back into the window is refused, with the reason.
-    let answer = post("dated-back", expires - 1).await;
+    let (answer, _) = post_signed(&fixture, &user, id, "dated-back", expires - 1).await;
     assert_eq!(
         answer.assert_client_error("an entry dated back into an expired grant"),
         "forbidden"
