@@ -195,15 +195,18 @@ fn decide(graph: &Graph<'_>, author: &AuthorId, right: Right) -> Result<(), Acce
 /// - The time is the statement's own, never the present, so that the answer does not
 ///   change while a statement travels (an admin's later expiry does not make its earlier
 ///   grants unkeepable, and a node that sees a statement a day late decides as the first).
-/// - For a grant, revocations count as they do for entries: a revoked admin may not
-///   issue grants dated at or after its revocation, nor, under a sealed revocation,
-///   grants dated before it that the revocation does not keep. A store that receives a
-///   revocation after such a grant removes the grant (and what rested on it), so every
-///   node ends with the same statements whatever order they came in.
-/// - For a revocation, revocations are left out: an admin's revocation only ends grants
-///   that admin issued, which fall with the admin anyway, and leaving them out keeps the
-///   set of revocations monotone (a revocation accepted with some statements held is
-///   accepted with more), so no revocation can undo another.
+/// - The space key's revocations count, as they do for entries: an admin the space key
+///   revoked may not issue statements (grants or revocations) dated at or after its
+///   revocation, nor, under a sealed revocation, statements dated before it that the
+///   revocation does not keep. A store that receives such a revocation after statements
+///   it ends removes them (and what rested on them), so every node ends with the same
+///   statements whatever order they came in.
+/// - Admins' revocations are left out. They may end other admins' rights, so counting
+///   them here would let two admins' revocations each decide whether the other is kept,
+///   and nodes could settle on different sets. The space key's revocations only grow, so
+///   the statements kept are a function of the statements received. Admins' revocations
+///   still count wherever rights are used ([`check_access`], [`check_item_access`]): a
+///   grant an admin revoked is kept but gives nothing.
 ///
 /// `verified` must hold only statements whose signatures were checked (a store checks
 /// each before keeping it): signatures are not checked again here, since a batch calls
@@ -223,9 +226,8 @@ pub fn check_issuer<'a>(
         Statement::Revoke(revocation) => revocation.issued_at,
     };
     let (grants, mut revocations) = split(space, verified);
-    if matches!(statement, Statement::Revoke(_)) {
-        revocations.clear();
-    }
+    // Only the space key's revocations count here (see above).
+    revocations.retain(|revocation| revocation.issuer == *space);
     let graph = Graph::from_verified(space, at, Some(*item), grants, revocations, BTreeSet::new());
     if graph.admins.contains(issuer) {
         return Ok(());

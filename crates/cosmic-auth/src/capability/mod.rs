@@ -31,11 +31,12 @@
 //!   so it does not depend on the order statements arrive in.
 //! - [`SpaceMode::Open`]: any author may read and write; `admin` still needs a chain.
 //! - Whether a statement may be *kept* at all is [`check_issuer`]: its issuer is the space
-//!   key, or an admin at the statement's own `issued_at` through grants valid then. For a
-//!   grant, revocations count (sealed ones by the grant's id), so a revoked admin's new
-//!   grants are refused, dated back or not; a store removes the grants (and entries) a
-//!   later revocation ends, so every node keeps the same statements whatever order they
-//!   arrive in. For a revocation they are left out (see [`check_issuer`]).
+//!   key, or an admin at the statement's own `issued_at` through grants valid then. The
+//!   space key's revocations count (sealed ones by the statement's id), so an admin the
+//!   space key revoked can issue nothing new, dated back or not; a store removes the
+//!   statements (and entries) a later revocation ends, so every node keeps the same
+//!   statements whatever order they arrive in. Admins' revocations are left out there
+//!   (see [`check_issuer`]) and count where rights are used.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
@@ -55,9 +56,10 @@ pub const MAX_DELEGATION_DEPTH: usize = 8;
 /// BLAKE3 hash (for an entry, of its canonical encoding).
 pub type ItemId = [u8; 16];
 
-/// The most items one sealed revocation may keep (1 MiB of ids), so that it fits in one
-/// reconciliation message with room to spare.
-pub const MAX_KEPT: usize = 65_536;
+/// The most items one sealed revocation may keep (256 KiB of ids): a space's statements
+/// all travel in the first message of each reconciliation session, so several must fit
+/// in one message with room to spare.
+pub const MAX_KEPT: usize = 16_384;
 
 /// Milliseconds since the Unix epoch.
 #[derive(

@@ -532,6 +532,46 @@ async fn a_sealed_revocation_keeps_what_the_node_held_and_refuses_entries_dated_
 }
 
 #[tokio::test]
+async fn a_revocation_too_large_to_seal_is_refused_whole_and_may_be_made_unsealed() {
+    let fixture = fixture().await;
+    let space = fixture.create_space("restricted").await;
+    let id: cosmic_auth::SpaceId = space.parse().unwrap();
+    let user = cosmic_auth::AuthorKey::generate();
+    let grants = format!("/v1/spaces/{space}/grants");
+    let body = json!({"author": user.public(), "rights": "write"});
+    let granted = fixture.call(Method::POST, &grants, Some(body)).await;
+    assert_eq!(granted.status, StatusCode::CREATED, "{}", String::from_utf8_lossy(&granted.body));
+    let at = granted.json()["issued_at"].as_u64().unwrap() + 1;
+    // One entry more than a sealed revocation may keep.
+    let entries: Vec<cosmic_store::Entry> = (0..=cosmic_auth::MAX_KEPT)
+        .map(|n| {
+            let hlc = cosmic_store::Hlc::new(at, 0);
+            let value = cosmic_store::Value::Int(1);
+            let field = format!("f{n}");
+            cosmic_store::Entry::sign(&user, id, "notes", &field, value, hlc).unwrap()
+        })
+        .collect();
+    let store = fixture.node.store();
+    for result in store.insert_batch(entries).unwrap() {
+        result.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let revocations = format!("/v1/spaces/{space}/revocations");
+    let body = json!({"author": user.public()});
+    let answer = fixture.call(Method::POST, &revocations, Some(body)).await;
+    assert_eq!(answer.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(answer.assert_client_error("a seal over the limit"), "too_many_kept");
+    let message = answer.json()["error"]["message"].as_str().unwrap().to_owned();
+    assert!(message.contains("16385 entries, at most 16384 fit"), "{message}");
+    assert_eq!(store.statements(&id).unwrap().len(), 2, "nothing stored");
+    let body = json!({"author": user.public(), "sealed": false});
+    let answer = fixture.call(Method::POST, &revocations, Some(body)).await;
+    assert_eq!(answer.status, StatusCode::CREATED, "{}", String::from_utf8_lossy(&answer.body));
+    assert_eq!(answer.json()["sealed"], false);
+    fixture.node.shutdown().await.unwrap();
+}
+
+#[tokio::test]
 async fn an_expired_grant_is_sealed_so_entries_dated_back_into_it_are_refused() {
     let fixture = fixture().await;
     let space = fixture.create_space("restricted").await;
@@ -546,13 +586,17 @@ async fn an_expired_grant_is_sealed_so_entries_dated_back_into_it_are_refused() 
     let (answer, _) = post_signed(&fixture, &user, id, "inside", granted_at + 1).await;
     assert_eq!(answer.status, StatusCode::OK, "{}", String::from_utf8_lossy(&answer.body));
     // Nothing to seal before the expiry.
-    assert_eq!(fixture.node.spaces().seal_expired().await.unwrap(), 0);
+    let spaces = fixture.node.spaces();
+    let seal = || spaces.seal_expired_after(Duration::ZERO);
+    assert_eq!(seal().await.unwrap(), 0);
     while cosmic_auth::Timestamp::now().0 <= expires + 1 {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    // After it: sealed once, keeping the entry written inside the window.
-    assert_eq!(fixture.node.spaces().seal_expired().await.unwrap(), 1);
+    // Not within the grace period after it...
     assert_eq!(fixture.node.spaces().seal_expired().await.unwrap(), 0);
+    // ...then sealed once, keeping the entry written inside the window.
+    assert_eq!(seal().await.unwrap(), 1);
+    assert_eq!(seal().await.unwrap(), 0);
     let store = fixture.node.store();
     assert!(store.get_entry(&id, "notes", "inside").unwrap().is_some());
     // A new entry dated back into the window is refused, with the reason.

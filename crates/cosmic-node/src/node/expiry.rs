@@ -3,9 +3,9 @@
 //! grantee cannot get entries accepted by dating them back into its old window.
 //!
 //! An expiry alone names no entries, and any time before it stays open to an author who
-//! chooses its own timestamps. The grant's issuer closes it: within [`SEAL_INTERVAL`] of
-//! the expiry (or of its own next start) it seals what it holds of the grantee, exactly as
-//! a revocation does (see [`Spaces::revoke`]). Only the issuer seals, so two nodes never
+//! chooses its own timestamps. The grant's issuer closes it: [`EXPIRY_GRACE`] after the
+//! expiry (checked every [`SEAL_INTERVAL`], and at its next start) it seals what it holds
+//! of the grantee, exactly as a revocation does (see [`Spaces::revoke`]). Only the issuer seals, so two nodes never
 //! keep different lists for one grant; entries dated back that reach the issuer before it
 //! seals are kept.
 
@@ -18,6 +18,11 @@ use super::*;
 
 /// How often the node looks for expired grants to seal.
 pub(crate) const SEAL_INTERVAL: Duration = Duration::from_secs(30);
+
+/// How long after an expiry the node waits before sealing it, so that entries written
+/// inside the window by a grantee that was briefly offline, or still on their way, reach
+/// it and are kept.
+pub(crate) const EXPIRY_GRACE: Duration = Duration::from_secs(300);
 
 /// Runs [`Spaces::seal_expired`] every [`SEAL_INTERVAL`] until cancelled.
 pub(crate) async fn seal_periodically(
@@ -40,12 +45,22 @@ pub(crate) async fn seal_periodically(
 }
 
 impl Spaces {
-    /// Seals the grants this node issued that have expired and are not sealed yet (see
-    /// the [module docs](self)); returns how many revocations it signed.
+    /// Seals the grants this node issued that have expired and are not sealed yet: an
+    /// expiry names no entries, so without a seal the grantee could date new entries back
+    /// into its window. Signed by the grant's issuer (the space key, or the node author
+    /// for grants it issued as an admin), as [`Spaces::revoke`] does, from just after the
+    /// expiry, once [`EXPIRY_GRACE`] (5 minutes) has passed since it. Returns how many
+    /// revocations it signed.
     pub async fn seal_expired(&self) -> Result<usize> {
+        self.seal_expired_after(EXPIRY_GRACE).await
+    }
+
+    /// [`Spaces::seal_expired`] for grants that expired at least `grace` ago.
+    pub(crate) async fn seal_expired_after(&self, grace: Duration) -> Result<usize> {
         let shared = self.shared.clone();
+        let grace = u64::try_from(grace.as_millis()).unwrap_or(u64::MAX);
         let sealed = blocking(move || {
-            let now = Timestamp::now();
+            let now = Timestamp(Timestamp::now().0.saturating_sub(grace));
             let mut sealed = Vec::new();
             for info in shared.store.list_spaces()? {
                 if info.mode != SpaceMode::Restricted {

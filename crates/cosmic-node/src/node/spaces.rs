@@ -139,7 +139,9 @@ impl Spaces {
     /// `sealed` (the default of the API and CLI): the revocation keeps the entries this
     /// node holds whose right rests on the revoked grants, and nothing else dated earlier,
     /// so entries dated back are refused everywhere ([`Error::TooManyKept`] beyond
-    /// `cosmic_auth::MAX_KEPT` of them). Unsealed, it ends the grants from now only.
+    /// `cosmic_auth::MAX_KEPT` of them, or beyond what leaves the space's statements
+    /// within half of `net.max_message_size`, since they all travel in the first message
+    /// of every reconciliation session). Unsealed, it ends the grants from now only.
     pub async fn revoke(
         &self,
         space: SpaceId,
@@ -147,6 +149,10 @@ impl Spaces {
         sealed: bool,
     ) -> Result<SignedStatement> {
         let store = self.shared.store.clone();
+        // Every statement of a space travels in the first message of each reconciliation
+        // session: all of them together must stay well inside one message.
+        let budget =
+            usize::try_from(self.shared.config.net.max_message_size / 2).unwrap_or(usize::MAX);
         self.issue(space, move |issuer, now| {
             if !sealed {
                 return Ok(match issuer {
@@ -155,17 +161,19 @@ impl Spaces {
                 });
             }
             let kept = store.kept_items(&space, &subject, now)?;
+            let held: usize = store.statements(&space)?.iter().map(|s| s.to_bytes().len()).sum();
+            let room = budget.saturating_sub(held + SEALED_OVERHEAD) / 16;
+            let max = room.min(cosmic_auth::MAX_KEPT);
             let count = kept.len();
+            let too_many = Error::TooManyKept { space, author: subject, count, max };
+            if count > max {
+                return Err(too_many);
+            }
             let sealed = match issuer {
                 Issuer::Space(key) => key.seal(subject, now, kept),
                 Issuer::Admin(author) => author.seal(space, subject, now, kept),
             };
-            sealed.map_err(|_| Error::TooManyKept {
-                space,
-                author: subject,
-                count,
-                max: cosmic_auth::MAX_KEPT,
-            })
+            sealed.map_err(|_| too_many)
         })
         .await
     }
@@ -212,6 +220,10 @@ impl Spaces {
         Ok(statement)
     }
 }
+
+/// The bytes of a sealed revocation besides its item ids (statement fields, count,
+/// signature), with room to spare.
+const SEALED_OVERHEAD: usize = 256;
 
 /// Who signs a capability statement this node issues.
 pub(super) enum Issuer<'a> {

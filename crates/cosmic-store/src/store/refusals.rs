@@ -30,7 +30,7 @@ pub struct Refusals {
     pub revoked: u64,
     /// Keys, fields or values that break the rules.
     pub malformed: u64,
-    /// Authors over their quota in an open space ([`Options::author_quota`]).
+    /// Authors over their quota in an open space ([`Options::author_quota`](super::Options::author_quota)).
     pub quota: u64,
     /// Entries held already that a revocation which arrived later cut off, and removed.
     pub cut_off: u64,

@@ -35,8 +35,8 @@ impl Store {
     /// The ids of the items held in `space` that a sealed revocation of `subject`'s
     /// grants, issued at `issued_at`, should keep: the entries dated before `issued_at`
     /// whose author is `subject` or holds a grant that leads back to `subject` (an admin's
-    /// revocation cuts the rights it delegated too), and the grants those authors issued
-    /// before then. Sorted; a revoker signs them with `SpaceKey::seal` or
+    /// revocation cuts the rights it delegated too), and the statements those authors
+    /// issued before then. Sorted; a revoker signs them with `SpaceKey::seal` or
     /// `AuthorKey::seal`.
     pub fn kept_items(
         &self,
@@ -50,14 +50,17 @@ impl Store {
             read_statements(&table, space).map_err(|error| self.map_read_error(error))?
         };
         let affected = delegated_from(space, [*subject], &statements);
-        // The grants those authors issued, which the chain of what they granted rests on.
+        // The statements those authors issued: grants, which what they granted rests on,
+        // and revocations, which would otherwise fall with their issuer.
         let mut kept: Vec<ItemId> = statements
             .iter()
-            .filter(|signed| match signed.statement() {
-                Statement::Grant(grant) => {
-                    affected.contains(&grant.issuer) && grant.issued_at < issued_at
-                }
-                Statement::Revoke(_) => false,
+            .filter(|signed| {
+                let statement = signed.statement();
+                let at = match statement {
+                    Statement::Grant(grant) => grant.issued_at,
+                    Statement::Revoke(revocation) => revocation.issued_at,
+                };
+                affected.contains(statement.issuer()) && at < issued_at
             })
             .map(|signed| statement_id(&statement_row(signed).0))
             .collect();
@@ -86,6 +89,12 @@ impl Store {
         space: &PublicKey,
         subjects: &BTreeSet<AuthorId>,
     ) -> Result<u64> {
+        // Who may be affected is read before statements go: a grant cut off now takes
+        // with it the entries of those it was given to. Statements go whatever the space's
+        // mode, and before its record has arrived.
+        let before = self.space_statements(tables, space)?.to_vec();
+        let affected = delegated_from(space, subjects.iter().copied(), &before);
+        let statements = self.cut_off_statements(tables, space)?;
         let (record, mut stats) = match self.space_row(tables, space) {
             Ok(row) => row,
             Err(Error::UnknownSpace { .. }) => return Ok(0),
@@ -94,11 +103,6 @@ impl Store {
         if record.mode != SpaceMode::Restricted {
             return Ok(0);
         }
-        // Who may be affected is read before statements go: a grant cut off now takes
-        // with it the entries of those it was given to.
-        let before = self.space_statements(tables, space)?.to_vec();
-        let affected = delegated_from(space, subjects.iter().copied(), &before);
-        let statements = self.cut_off_statements(tables, space)?;
         let mut gone = Vec::new();
         let end = schema::prefix_end(space.as_bytes());
         let range = bounds(space.as_bytes(), end.as_deref());
@@ -135,11 +139,10 @@ impl Store {
         Ok(gone.len() as u64)
     }
 
-    /// Removes the statements of `space` that its revocations now end (a grant a revoked
-    /// admin issued from its revocation on, or dated back past a sealed one), and those
-    /// that rested on them, until none is left to remove; returns the statements kept.
-    /// Revocations whose issuer is left without admin go too: they could only end that
-    /// issuer's own grants.
+    /// Removes the statements of `space` that the space key's revocations now end (what an
+    /// admin it revoked issued from its revocation on, or dated back past a sealed one),
+    /// and those that rested on them, until none is left to remove; returns the statements
+    /// kept (see `cosmic_auth::check_issuer`).
     fn cut_off_statements(
         &self,
         tables: &mut Tables<'_>,

@@ -285,7 +285,7 @@ pub(crate) struct RevocationAnswer {
 /// this node holds stays valid; sealed (the default), entries the author dates before the
 /// revocation are refused everywhere. Nodes that speak only for the author get nothing new
 /// of a restricted space. 422 `too_many_kept` when a sealed revocation would keep more
-/// entries than fit in one (65,536).
+/// entries than fit in one (16,384, fewer when the space's statements are large).
 #[utoipa::path(post, path = "/v1/spaces/{space}/revocations", tag = "spaces",
     request_body = RevokeRequest,
     params(("space" = String, Path, description = "space id")),
