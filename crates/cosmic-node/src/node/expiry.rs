@@ -49,7 +49,7 @@ impl Spaces {
     /// expiry names no entries, so without a seal the grantee could date new entries back
     /// into its window. Signed by the grant's issuer (the space key, or the node author
     /// for grants it issued as an admin), as [`Spaces::revoke`] does, from just after the
-    /// expiry, once [`EXPIRY_GRACE`] (5 minutes) has passed since it. Returns how many
+    /// expiry, once 5 minutes have passed since it. Returns how many
     /// revocations it signed.
     pub async fn seal_expired(&self) -> Result<usize> {
         self.seal_expired_after(EXPIRY_GRACE).await
