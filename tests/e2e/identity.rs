@@ -1,6 +1,6 @@
 //! `cosmic-node identity`: create, list, export and import author identities.
 
-use crate::harness::{node_command, run_to_end};
+use crate::harness::{EXIT_TIMEOUT, node_bin, node_command, run_to_end, wait_with_deadline};
 
 fn identity(
     data_dir: &std::path::Path,
@@ -170,4 +170,108 @@ async fn a_node_started_with_identities_signs_writes_as_the_author_each_asks_for
         assert!(!stdout.contains("ready"), "{stdout}");
         assert!(stderr.contains(reason), "{alias}: stderr:\n{stderr}");
     }
+}
+
+/// Runs `cosmic-node --data-dir DIR ARGS` on a terminal of its own (`script` from
+/// util-linux gives it one) and answers its prompts: for each `(prompt, answer)`, waits
+/// until `prompt` shows, then types `answer` and Enter. Returns its exit status and all it
+/// wrote to the terminal. No `COSMIC_` variable reaches it, so passphrases are asked.
+fn on_a_terminal(
+    data_dir: &std::path::Path,
+    args: &str,
+    answers: &[(&str, &str)],
+) -> (std::process::ExitStatus, String) {
+    use std::io::{Read as _, Write as _};
+    use std::process::{Command, Stdio};
+    use std::sync::{Arc, Mutex};
+    use std::time::Instant;
+
+    let line = format!("'{}' --data-dir '{}' {args}", node_bin().display(), data_dir.display());
+    let mut command = Command::new("script");
+    command.args(["-q", "-e", "-c", &line, "/dev/null"]);
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("COSMIC_") {
+            command.env_remove(key);
+        }
+    }
+    command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::null());
+    let mut child = command.spawn().expect("spawn script (util-linux)");
+    let shown = Arc::new(Mutex::new(String::new()));
+    let mut stdout = child.stdout.take().expect("piped");
+    let reader = {
+        let shown = shown.clone();
+        std::thread::spawn(move || {
+            let mut buffer = [0u8; 4096];
+            while let Ok(n) = stdout.read(&mut buffer) {
+                if n == 0 {
+                    break;
+                }
+                shown
+                    .lock()
+                    .expect("the output buffer")
+                    .push_str(&String::from_utf8_lossy(&buffer[..n]));
+            }
+        })
+    };
+    let mut stdin = child.stdin.take().expect("piped");
+    let mut seen = 0;
+    for (prompt, answer) in answers {
+        let started = Instant::now();
+        loop {
+            let text = shown.lock().expect("the output buffer").clone();
+            if let Some(at) = text[seen..].find(prompt) {
+                seen += at + prompt.len();
+                break;
+            }
+            assert!(started.elapsed() < EXIT_TIMEOUT, "no prompt {prompt:?} in:\n{text}");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        stdin.write_all(format!("{answer}\n").as_bytes()).expect("type on the terminal");
+        stdin.flush().expect("type on the terminal");
+    }
+    let status = wait_with_deadline(&mut child, EXIT_TIMEOUT)
+        .unwrap_or_else(|| panic!("`{line}` did not exit within {EXIT_TIMEOUT:?}"));
+    drop(stdin);
+    reader.join().expect("the output reader");
+    let output = shown.lock().expect("the output buffer").clone();
+    (status, output)
+}
+
+#[test]
+fn passphrases_are_asked_on_the_terminal_when_the_environment_has_none() {
+    let temp = tempfile::tempdir().unwrap();
+    let data_dir = temp.path().join("a");
+
+    // A new identity: the passphrase is asked twice, without echo.
+    let answers = [("new passphrase:", "sesame"), ("repeat passphrase:", "sesame")];
+    let (status, output) = on_a_terminal(&data_dir, "identity create alice", &answers);
+    assert!(status.success(), "{output}");
+    assert!(
+        output.contains("new passphrase:") && output.contains("repeat passphrase:"),
+        "{output}"
+    );
+    assert!(output.contains("created alice "), "{output}");
+    assert!(!output.contains("sesame"), "the passphrase was echoed: {output}");
+    // Two different answers: refused, nothing created.
+    let answers = [("new passphrase:", "one"), ("repeat passphrase:", "two")];
+    let (status, output) = on_a_terminal(&data_dir, "identity create bob", &answers);
+    assert_eq!(status.code(), Some(1), "{output}");
+    assert!(output.contains("the two passphrases differ"), "{output}");
+    let (status, output) = on_a_terminal(&data_dir, "identity list", &[]);
+    assert!(status.success(), "{output}");
+    assert!(output.contains("alice ") && !output.contains("bob"), "{output}");
+
+    // Unlocking for a run: a wrong answer stops the start with that reason.
+    let args = "run --api 127.0.0.1:0 --listen /ip4/127.0.0.1/tcp/0 --no-mdns --identity alice";
+    let (status, output) = on_a_terminal(&data_dir, args, &[("passphrase for alice:", "sesam")]);
+    assert_eq!(status.code(), Some(1), "{output}");
+    assert!(output.contains("wrong passphrase for identity \"alice\""), "{output}");
+    assert!(!output.contains("ready"), "{output}");
+
+    // No terminal and no COSMIC_PASSPHRASE: a clear error that names the variable.
+    let mut command = node_command();
+    command.arg("--data-dir").arg(&data_dir).args(["identity", "create", "carol"]);
+    let (status, _, stderr) = run_to_end(command);
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("set COSMIC_PASSPHRASE instead"), "{stderr}");
 }
