@@ -67,6 +67,9 @@ pub(crate) struct Shared {
     pub(crate) metrics: Metrics,
     pub(crate) replicator: Replicator,
     pub(crate) started_at: Instant,
+    /// Wakes the task that seals expired grants when this node issues a grant with an
+    /// expiry (see `node/expiry.rs`).
+    pub(crate) expiry_added: tokio::sync::Notify,
 }
 
 /// A running node: its locked data dir, identity, store, network, event bus and
@@ -150,6 +153,7 @@ impl Node {
             metrics: Metrics::new(),
             replicator,
             started_at: Instant::now(),
+            expiry_added: tokio::sync::Notify::new(),
         });
         let mut supervisor = Supervisor::new(bus, CancellationToken::new(), Backoff::default());
         spawn_background(&mut supervisor, &shared, readers);

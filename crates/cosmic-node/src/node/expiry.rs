@@ -3,11 +3,12 @@
 //! grantee cannot get entries accepted by dating them back into its old window.
 //!
 //! An expiry alone names no entries, and any time before it stays open to an author who
-//! chooses its own timestamps. The grant's issuer closes it: [`EXPIRY_GRACE`] after the
-//! expiry (checked every [`SEAL_INTERVAL`], and at its next start) it seals what it holds
-//! of the grantee, exactly as a revocation does (see [`Spaces::revoke`]). Only the issuer seals, so two nodes never
-//! keep different lists for one grant; entries dated back that reach the issuer before it
-//! seals are kept.
+//! chooses its own timestamps. The grant's issuer closes it at the expiry: a task wakes
+//! when the next grant this node issued expires (told of new ones as they are issued; at
+//! least every [`SEAL_INTERVAL`], and at start) and seals what the node holds of the grantee, exactly as a revocation does
+//! (see [`Spaces::revoke`]). The expiry is final as the issuer sees it: entries of the
+//! window that reach it afterwards are not kept, like those a revocation had not seen.
+//! Only the issuer seals, so two nodes never keep different lists for one grant.
 
 use std::collections::BTreeSet;
 
@@ -16,30 +17,34 @@ use cosmic_auth::{PublicKey, Statement};
 use super::spaces::Issuer;
 use super::*;
 
-/// How often the node looks for expired grants to seal.
+/// The longest the node sleeps between two looks for expired grants to seal.
 pub(crate) const SEAL_INTERVAL: Duration = Duration::from_secs(30);
 
-/// How long after an expiry the node waits before sealing it, so that entries written
-/// inside the window by a grantee that was briefly offline, or still on their way, reach
-/// it and are kept.
-pub(crate) const EXPIRY_GRACE: Duration = Duration::from_secs(300);
-
-/// Runs [`Spaces::seal_expired`] every [`SEAL_INTERVAL`] until cancelled.
+/// Seals expired grants at once, then again each time one expires (see the module docs),
+/// until cancelled.
 pub(crate) async fn seal_periodically(
     spaces: Spaces,
     cancel: CancellationToken,
 ) -> std::result::Result<(), crate::supervisor::TaskError> {
-    let mut ticks = tokio::time::interval(SEAL_INTERVAL);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tokio::select! {
-            () = cancel.cancelled() => return Ok(()),
-            _ = ticks.tick() => {}
-        }
         match spaces.seal_expired().await {
             Ok(0) => {}
             Ok(sealed) => tracing::info!(sealed, "expired grants sealed"),
             Err(error) => tracing::warn!(%error, "sealing expired grants failed"),
+        }
+        let now = Timestamp::now();
+        let wait = match spaces.next_expiry().await {
+            Ok(Some(at)) => Duration::from_millis(at.0.saturating_sub(now.0)).min(SEAL_INTERVAL),
+            Ok(None) => SEAL_INTERVAL,
+            Err(error) => {
+                tracing::warn!(%error, "looking for the next expiry failed");
+                SEAL_INTERVAL
+            }
+        };
+        tokio::select! {
+            () = cancel.cancelled() => return Ok(()),
+            () = tokio::time::sleep(wait) => {}
+            () = spaces.shared.expiry_added.notified() => {}
         }
     }
 }
@@ -49,18 +54,11 @@ impl Spaces {
     /// expiry names no entries, so without a seal the grantee could date new entries back
     /// into its window. Signed by the grant's issuer (the space key, or the node author
     /// for grants it issued as an admin), as [`Spaces::revoke`] does, from just after the
-    /// expiry, once 5 minutes have passed since it. Returns how many
-    /// revocations it signed.
+    /// expiry. Returns how many revocations it signed.
     pub async fn seal_expired(&self) -> Result<usize> {
-        self.seal_expired_after(EXPIRY_GRACE).await
-    }
-
-    /// [`Spaces::seal_expired`] for grants that expired at least `grace` ago.
-    pub(crate) async fn seal_expired_after(&self, grace: Duration) -> Result<usize> {
         let shared = self.shared.clone();
-        let grace = u64::try_from(grace.as_millis()).unwrap_or(u64::MAX);
         let sealed = blocking(move || {
-            let now = Timestamp(Timestamp::now().0.saturating_sub(grace));
+            let now = Timestamp::now();
             let mut sealed = Vec::new();
             for info in shared.store.list_spaces()? {
                 if info.mode != SpaceMode::Restricted {
@@ -103,6 +101,73 @@ impl Spaces {
         }
         Ok(sealed.len())
     }
+
+    /// When the next grant this node issued expires that is not sealed yet (the first
+    /// instant after it), if any.
+    pub(crate) async fn next_expiry(&self) -> Result<Option<Timestamp>> {
+        let shared = self.shared.clone();
+        blocking(move || {
+            let now = Timestamp::now();
+            let mut next: Option<Timestamp> = None;
+            for info in shared.store.list_spaces()? {
+                if info.mode != SpaceMode::Restricted {
+                    continue;
+                }
+                let statements = shared.store.statements(&info.space)?;
+                let mut issuers = vec![shared.authors.node.public()];
+                if let Some(key) = shared.data_dir.space_key(&info.space)? {
+                    issuers.push(key.id());
+                }
+                for issuer in issuers {
+                    let pending = unsealed_expiries(&statements, &info.space, &issuer)
+                        .map(|(_, from)| from)
+                        .filter(|from| *from > now);
+                    next = next.into_iter().chain(pending).min();
+                }
+            }
+            Ok(next)
+        })
+        .await
+    }
+}
+
+/// The grants `issuer` gave in `space` with an expiry that no sealed revocation by
+/// `issuer` covers yet: each subject, and the first instant after the expiry.
+fn unsealed_expiries<'a>(
+    statements: &'a [SignedStatement],
+    space: &'a SpaceId,
+    issuer: &'a PublicKey,
+) -> impl Iterator<Item = (AuthorId, Timestamp)> + 'a {
+    let sealed_from = move |subject: &AuthorId, from: Timestamp| {
+        statements.iter().any(|signed| match signed.statement() {
+            Statement::Revoke(revocation) => {
+                revocation.space == *space
+                    && revocation.issuer == *issuer
+                    && revocation.subject == *subject
+                    && revocation.kept.is_some()
+                    && revocation.issued_at >= from
+            }
+            Statement::Grant(_) => false,
+        })
+    };
+    grants_of(statements, space)
+        .filter(move |grant| grant.issuer == *issuer)
+        .filter_map(|grant| {
+            let from = Timestamp(grant.not_after?.0.saturating_add(1));
+            Some((grant.subject, from))
+        })
+        .filter(move |(subject, from)| !sealed_from(subject, *from))
+}
+
+/// The grants of `space` among `statements`.
+fn grants_of<'a>(
+    statements: &'a [SignedStatement],
+    space: &'a SpaceId,
+) -> impl Iterator<Item = &'a cosmic_auth::Grant> + 'a {
+    statements.iter().filter_map(move |signed| match signed.statement() {
+        Statement::Grant(grant) if grant.space == *space => Some(grant),
+        _ => None,
+    })
 }
 
 /// The subjects of `issuer`'s expired grants in `space` that need a sealed revocation, and
@@ -116,40 +181,19 @@ pub(crate) fn to_seal(
     issuer: &PublicKey,
     now: Timestamp,
 ) -> Vec<(AuthorId, Timestamp)> {
-    let grants: Vec<&cosmic_auth::Grant> = statements
-        .iter()
-        .filter_map(|signed| match signed.statement() {
-            Statement::Grant(grant) if grant.space == *space => Some(grant),
-            _ => None,
-        })
-        .collect();
-    let sealed_from = |subject: &AuthorId, from: Timestamp| {
-        statements.iter().any(|signed| match signed.statement() {
-            Statement::Revoke(revocation) => {
-                revocation.space == *space
-                    && revocation.issuer == *issuer
-                    && revocation.subject == *subject
-                    && revocation.kept.is_some()
-                    && revocation.issued_at >= from
-            }
-            Statement::Grant(_) => false,
-        })
-    };
     let mut out: Vec<(AuthorId, Timestamp)> = Vec::new();
-    for grant in grants.iter().filter(|grant| grant.issuer == *issuer) {
-        let Some(not_after) = grant.not_after else { continue };
-        let from = Timestamp(not_after.0.saturating_add(1));
-        if from > now || sealed_from(&grant.subject, from) {
+    for (subject, from) in unsealed_expiries(statements, space, issuer) {
+        if from > now || out.iter().any(|(seen, _)| *seen == subject) {
             continue;
         }
-        let still_granted = grants.iter().any(|other| {
-            other.subject == grant.subject
+        let still_granted = grants_of(statements, space).any(|other| {
+            other.subject == subject
                 && (issuer == space || other.issuer == *issuer)
                 && other.issued_at <= from
                 && other.not_after.is_none_or(|end| end >= from)
         });
-        if !still_granted && !out.iter().any(|(subject, _)| *subject == grant.subject) {
-            out.push((grant.subject, from));
+        if !still_granted {
+            out.push((subject, from));
         }
     }
     out
@@ -171,16 +215,20 @@ mod tests {
             space_key.grant(kept_on, Right::Write, Timestamp(10), Some(Timestamp(100))),
             space_key.grant(kept_on, Right::Read, Timestamp(50), None),
         ];
-        // Not expired yet: nothing.
+        // Not expired yet: nothing, and the next expiry is the first instant after it.
         assert!(to_seal(&statements, &space, &space, Timestamp(100)).is_empty());
+        let pending: Vec<_> = unsealed_expiries(&statements, &space, &space).collect();
+        assert_eq!(pending, vec![(gone, Timestamp(101)), (kept_on, Timestamp(101))]);
         // Expired: the author without another grant, from just after the expiry.
         let due = to_seal(&statements, &space, &space, Timestamp(200));
         assert_eq!(due, vec![(gone, Timestamp(101))]);
         // Another issuer's view: it issued none of them.
         let other = AuthorKey::generate().public();
         assert!(to_seal(&statements, &space, &other, Timestamp(200)).is_empty());
-        // Sealed once: not again.
+        // Sealed once: not again, and no longer pending.
         statements.push(space_key.seal(gone, Timestamp(101), Vec::new()).unwrap());
         assert!(to_seal(&statements, &space, &space, Timestamp(200)).is_empty());
+        let pending: Vec<_> = unsealed_expiries(&statements, &space, &space).collect();
+        assert_eq!(pending, vec![(kept_on, Timestamp(101))]);
     }
 }

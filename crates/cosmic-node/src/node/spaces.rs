@@ -121,13 +121,18 @@ impl Spaces {
         right: Right,
         not_after: Option<Timestamp>,
     ) -> Result<SignedStatement> {
-        self.issue(space, move |issuer, now| {
-            Ok(match issuer {
-                Issuer::Space(key) => key.grant(subject, right, now, not_after),
-                Issuer::Admin(author) => author.grant(space, subject, right, now, not_after),
+        let statement = self
+            .issue(space, move |issuer, now| {
+                Ok(match issuer {
+                    Issuer::Space(key) => key.grant(subject, right, now, not_after),
+                    Issuer::Admin(author) => author.grant(space, subject, right, now, not_after),
+                })
             })
-        })
-        .await
+            .await?;
+        if not_after.is_some() {
+            self.shared.expiry_added.notify_one();
+        }
+        Ok(statement)
     }
 
     /// Revokes `subject`'s rights on `space` from now on. Signed with the space key when
