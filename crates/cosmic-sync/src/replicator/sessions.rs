@@ -323,6 +323,11 @@ impl Replicator {
     ) {
         let rejected = std::mem::take(&mut step.rejected);
         stats.rejected += rejected.len() as u64;
+        if let Some(first) = rejected.first() {
+            // One line per message, not per item: a peer may offer the same refused items
+            // at every session.
+            info!(%peer, %space, refused = rejected.len(), %first, "items of a peer refused");
+        }
         if step.offences > 0 {
             let first = rejected.first().map_or("", String::as_str);
             let reason = format!(
