@@ -49,6 +49,9 @@ pub const MAX_BINDINGS: usize = 64;
 pub(super) struct AccessState {
     /// The keys whose bindings this node presents.
     speakers: Vec<AuthorKey>,
+    /// Bumped whenever `speakers` changes: an exchange that presented an older set does
+    /// not count as done.
+    generation: u64,
     /// Per peer: the authors it is bound to (each until its binding ends), and when this
     /// node last completed an exchange it started (none: make one before the next
     /// session).
@@ -81,6 +84,7 @@ impl Replicator {
             return;
         }
         access.speakers.push(author);
+        access.generation += 1;
         for peer in access.peers.values_mut() {
             peer.exchanged = None;
         }
@@ -94,26 +98,31 @@ impl Replicator {
         known.authors.iter().filter(|(_, until)| *until >= now).map(|(author, _)| *author).collect()
     }
 
-    /// Our bindings, freshly signed, encoded one after the other.
-    fn our_bindings(&self) -> Vec<u8> {
-        let Some(node) = node_key_of(&self.peer_id()) else { return Vec::new() };
+    /// Our bindings, freshly signed, encoded one after the other, and the generation of
+    /// the set they present.
+    fn our_bindings(&self) -> (Vec<u8>, u64) {
         let not_after = Timestamp(Timestamp::now().0 + BINDING_LIFETIME.as_millis() as u64);
         let access = lock(&self.inner.access);
+        let Some(node) = node_key_of(&self.peer_id()) else {
+            return (Vec::new(), access.generation);
+        };
         let mut out = Vec::with_capacity(access.speakers.len() * BINDING_LEN);
         for speaker in access.speakers.iter().take(MAX_BINDINGS) {
             out.extend_from_slice(&PeerBinding::sign(speaker, &node, not_after).to_bytes());
         }
-        out
+        (out, access.generation)
     }
 
     /// Checks a presentation of bindings by `peer` and, if every one holds, records its
     /// authors (replacing what it presented before); `answered`: it came as the answer to
-    /// our own presentation. The error names the first bad one.
+    /// our own presentation, of the generation given, which counts as an exchange done
+    /// only if our set has not changed since (an author added meanwhile, say at start,
+    /// must still be shown). The error names the first bad one.
     fn accept_bindings(
         &self,
         peer: PeerId,
         bytes: &[u8],
-        answered: bool,
+        answered: Option<u64>,
     ) -> std::result::Result<usize, Refused> {
         if !bytes.len().is_multiple_of(BINDING_LEN) || bytes.len() / BINDING_LEN > MAX_BINDINGS {
             let reason = format!(
@@ -136,9 +145,10 @@ impl Replicator {
         }
         let count = authors.len();
         let mut access = lock(&self.inner.access);
+        let current = access.generation;
         let known = access.peers.entry(peer).or_default();
         known.authors = authors;
-        if answered {
+        if answered == Some(current) {
             known.exchanged = Some(Instant::now());
         }
         Ok(count)
@@ -172,14 +182,15 @@ impl Replicator {
         if fresh {
             return Ok(());
         }
-        let reply = match self.inner.net.request(peer, BIND_PROTOCOL, self.our_bindings()).await {
+        let (ours, generation) = self.our_bindings();
+        let reply = match self.inner.net.request(peer, BIND_PROTOCOL, ours).await {
             Ok(reply) => reply,
             Err(error) => {
                 debug!(%peer, %error, "no binding exchange with a peer; it stays unbound");
                 return Ok(());
             }
         };
-        if let Err(refused) = self.accept_bindings(peer, &reply, true) {
+        if let Err(refused) = self.accept_bindings(peer, &reply, Some(generation)) {
             self.refuse_bindings(peer, &refused).await;
             return Err(Error::Refused { peer: peer.to_string(), reason: refused.reason });
         }
@@ -240,10 +251,10 @@ impl Replicator {
         };
         while let Some(request) = requests.recv().await {
             let peer = request.peer_id;
-            let response = match self.accept_bindings(peer, &request.body, false) {
+            let response = match self.accept_bindings(peer, &request.body, None) {
                 Ok(count) => {
                     debug!(%peer, count, "a peer presented its bindings");
-                    Response::Ok(self.our_bindings().into())
+                    Response::Ok(self.our_bindings().0.into())
                 }
                 Err(refused) => {
                     self.refuse_bindings(peer, &refused).await;
