@@ -128,7 +128,9 @@ pub fn recon_message(data: &[u8]) -> bool {
             | Part::Hashes(..)
             | Part::Want(_)
             | Part::WantHashes(..)
-            | Part::Clock(_) => {}
+            | Part::Clock(_)
+            | Part::SpaceDigest(_)
+            | Part::WantSpace => {}
         }
     }
     true

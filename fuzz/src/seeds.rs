@@ -126,6 +126,8 @@ pub fn all() -> Vec<Seed> {
             ),
             Part::Entry(entries[4].1.encode()),
             Part::Clock(1_780_000_000_000),
+            Part::SpaceDigest([6; 16]),
+            Part::WantSpace,
         ],
     };
     seeds.push(seed("recon_message", "all_parts", message.encode(WIRE_LIMIT).expect("fits")));

@@ -281,11 +281,60 @@ fn a_chain_delivered_in_reverse_order_across_two_sessions_ends_up_complete() {
         step.rejected
     );
     assert!(b.statements(&space).unwrap().is_empty());
-    // Second session: every session's first round carries all statements again, and the
-    // whole chain (in hash order) is taken in one batch, with the writer's entries.
+    // Second session: the statements differ, so all of them cross again, and the whole
+    // chain (in hash order) is taken in one batch, with the writer's entries.
     reconcile(&a, &b, space, Limits::default());
     assert_eq!(b.statements(&space).unwrap().len(), 3);
     assert_eq!(a.state_hash(&space).unwrap(), b.state_hash(&space).unwrap());
+}
+
+/// The space parts of a session's messages: (sent by the opener, sent by the answerer),
+/// each counted by kind, and how many rounds it took.
+fn space_traffic(a: &Store, b: &Store, space: PublicKey) -> ((usize, usize), u64) {
+    let limits = Limits::default();
+    let (mut session, mut message) = Session::start(a, space, limits, 100).unwrap();
+    let (mut from_a, mut from_b) = (0, 0);
+    let is_space = |part: &Part| matches!(part, Part::Space { .. });
+    loop {
+        from_a += message.parts.iter().filter(|part| is_space(part)).count();
+        let origin = Origin::Peer("a".into());
+        let (reply, _) = recon::respond(b, &message, &origin, &limits).unwrap();
+        from_b += reply.parts.iter().filter(|part| is_space(part)).count();
+        let (next, _) = session.on_reply(a, &reply, &Origin::Peer("b".into())).unwrap();
+        match next {
+            Some(next) => message = next,
+            None => return ((from_a, from_b), session.rounds()),
+        }
+    }
+}
+
+#[test]
+fn statements_cross_only_when_the_two_sides_hold_different_ones() {
+    let (a, b, space, chain) = restricted_chain();
+    // b lacks the chain: a's opening digest differs, so b sends its own record and asks for
+    // a's, which comes in the next message with the entries.
+    assert_eq!(space_traffic(&a, &b, space).0, (1, 1));
+    assert_eq!(b.statements(&space).unwrap().len(), chain.len());
+    assert_eq!(a.state_hash(&space).unwrap(), b.state_hash(&space).unwrap());
+    // Now they agree: no record or statement crosses either way, in one round.
+    assert_eq!(space_traffic(&a, &b, space), ((0, 0), 1));
+    assert_eq!(space_traffic(&b, &a, space), ((0, 0), 1));
+    // A statement only the answerer holds: it sends its own and asks for the opener's;
+    // then both hold it.
+    let (a, b) = (store("a2"), store("b2"));
+    let space_key = SpaceKey::generate();
+    let space = a.create_space(&space_key, SpaceMode::Restricted).unwrap().space;
+    b.insert_space_record(&a.space_record(&space).unwrap().unwrap()).unwrap();
+    let first = space_key.grant(AuthorKey::generate().public(), Right::Read, Timestamp(1), None);
+    for store in [&a, &b] {
+        store.insert_statement(&first).unwrap();
+    }
+    let only_b = space_key.grant(AuthorKey::generate().public(), Right::Read, Timestamp(2), None);
+    b.insert_statement(&only_b).unwrap();
+    let ((from_a, from_b), rounds) = space_traffic(&a, &b, space);
+    assert_eq!((from_a, from_b, rounds), (1, 1, 2), "one round more for the statements");
+    assert_eq!(a.statements(&space).unwrap().len(), 2);
+    assert_eq!(space_traffic(&a, &b, space), ((0, 0), 1));
 }
 
 #[test]
@@ -328,6 +377,8 @@ fn every_part_round_trips() {
             Part::Hashes(Range::ALL, vec![]),
             Part::Entry(entry.encode()),
             Part::Clock(1_780_000_000_123),
+            Part::SpaceDigest([3; 16]),
+            Part::WantSpace,
         ],
     };
     let bytes = message.encode(LIMIT).unwrap();

@@ -56,9 +56,9 @@ pub const MAX_DELEGATION_DEPTH: usize = 8;
 /// BLAKE3 hash (for an entry, of its canonical encoding).
 pub type ItemId = [u8; 16];
 
-/// The most items one sealed revocation may keep (256 KiB of ids): a space's statements
-/// all travel in the first message of each reconciliation session, so several must fit
-/// in one message with room to spare.
+/// The most items one sealed revocation may keep (256 KiB of ids): when two nodes hold
+/// different statements of a space, all of them cross in one reconciliation message, so
+/// several must fit in one message with room to spare.
 pub const MAX_KEPT: usize = 16_384;
 
 /// Milliseconds since the Unix epoch.

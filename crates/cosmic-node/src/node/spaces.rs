@@ -145,8 +145,8 @@ impl Spaces {
     /// node holds whose right rests on the revoked grants, and nothing else dated earlier,
     /// so entries dated back are refused everywhere ([`Error::TooManyKept`] beyond
     /// `cosmic_auth::MAX_KEPT` of them, or beyond what leaves the space's statements
-    /// within half of `net.max_message_size`, since they all travel in the first message
-    /// of every reconciliation session). Unsealed, it ends the grants from now only.
+    /// within half of `net.max_message_size`, since they cross in one reconciliation
+    /// message). Unsealed, it ends the grants from now only.
     pub async fn revoke(
         &self,
         space: SpaceId,
@@ -154,8 +154,8 @@ impl Spaces {
         sealed: bool,
     ) -> Result<SignedStatement> {
         let store = self.shared.store.clone();
-        // Every statement of a space travels in the first message of each reconciliation
-        // session: all of them together must stay well inside one message.
+        // When two nodes hold different statements of a space, all of them cross in one
+        // reconciliation message: together they must stay well inside one message.
         let budget =
             usize::try_from(self.shared.config.net.max_message_size / 2).unwrap_or(usize::MAX);
         self.issue(space, move |issuer, now| {

@@ -25,8 +25,8 @@ pub struct Session {
 }
 
 impl Session {
-    /// Starts a session on `space`: returns it and the first message (our space record
-    /// and statements, and the fingerprint of the whole space, split as
+    /// Starts a session on `space`: returns it and the first message (the digest of our
+    /// space record and statements, and the fingerprint of the whole space, split as
     /// [`Limits::branches_for`] says when we hold the space record and more than
     /// [`Limits::max_items`] items).
     pub fn start<S: ItemSource + ?Sized>(
@@ -47,14 +47,16 @@ impl Session {
         opening: Opening,
     ) -> cosmic_store::Result<(Session, Message)> {
         let mut parts = Vec::new();
+        // The digest of our record and statements: the peer sends its own, and asks for
+        // ours, only when they differ.
         let space_part = source.space_part(&space)?;
         let holds_record = space_part.is_some();
-        parts.extend(space_part);
+        parts.extend(space_part.as_ref().and_then(space_digest).map(Part::SpaceDigest));
         let all = source.fingerprint(&space, &Range::ALL)?;
         if opening == Opening::Split && holds_record && all.count > limits.max_items as u64 {
             // Split at once: the answer to the whole space's fingerprint would be its split
-            // anyway, when the stores differ. The space part tells the peer that this is a
-            // session's first message.
+            // anyway, when the stores differ. The space digest tells the peer that this is
+            // a session's first message.
             split(source, &space, &Range::ALL, all.count, &limits, &mut parts)?;
         } else {
             parts.push(Part::Fingerprint(Range::ALL, all));

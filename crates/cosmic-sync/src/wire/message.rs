@@ -40,6 +40,8 @@ pub(crate) fn part_len(part: &Part) -> usize {
         Part::Want(key) => key_len(key),
         Part::Entry(entry) => 4 + entry.len(),
         Part::Clock(_) => 8,
+        Part::SpaceDigest(_) => 16,
+        Part::WantSpace => 0,
     }
 }
 
@@ -168,6 +170,11 @@ impl Message {
                 out.push(6);
                 out.extend_from_slice(&millis.to_be_bytes());
             }
+            Part::SpaceDigest(digest) => {
+                out.push(13);
+                out.extend_from_slice(digest);
+            }
+            Part::WantSpace => out.push(14),
         }
     }
 
@@ -185,8 +192,9 @@ impl Message {
         let space = PublicKey::from_bytes(&reader.array()?)
             .map_err(|error| malformed(what, format!("bad space id: {error}")))?;
         let n = reader.u32()?;
-        // Every part takes at least two bytes: a count beyond that is a lie.
-        if n > reader.bytes.len() / 2 {
+        // Every part takes at least a byte (part 14 is only its tag): a count beyond that
+        // is a lie.
+        if n > reader.bytes.len() {
             return Err(malformed(what, format!("{n} parts cannot fit in the message")));
         }
         let mut parts = Vec::with_capacity(n);
@@ -273,6 +281,8 @@ fn read_part(
         4 => Part::Want(reader.key()?),
         5 => Part::Entry(reader.bytes32()?.to_vec()),
         6 => Part::Clock(u64::from_be_bytes(reader.array()?)),
+        13 => Part::SpaceDigest(reader.array()?),
+        14 => Part::WantSpace,
         9 | 10 => {
             let lower = reader.bound()?;
             let upper = reader.bound_after(lower.as_ref(), expansion)?;

@@ -24,6 +24,9 @@
 //!           | 11 bound n:var (bound'' sum[12] count:var)*n    part 7, shorter
 //!           | 12 entry':vbytes                                part 5 of the message's
 //!                                                             space, without its space id
+//!           | 13 digest[16]                                   what the sender's part 1
+//!                                                             would hold, hashed
+//!           | 14                                              "send me your part 1"
 //! range     = bound bound                                     [lower, upper)
 //! range'    = bound bound'                                    the upper after the lower
 //! bound     = 0 (open) | 1 key
@@ -45,7 +48,11 @@
 //! [`HASH_PREFIX_LEN`] bytes of each entry hash, without keys. Part 11 is how it writes
 //! a run of fingerprints (part 7 is still read): [`RUN_SUM_LEN`] bytes of each sum, and
 //! bounds without a tag byte. Part 12 is an entry of the message's own space without the
-//! 32 bytes of its space id, which the receiver puts back before decoding it.
+//! 32 bytes of its space id, which the receiver puts back before decoding it. Parts 13 and
+//! 14 spare a session the space record and every statement when both sides hold the same:
+//! a session opens with the digest of its record and statements ([`space_digest`]), and
+//! the answer carries its own record and statements, and asks for the opener's, only when
+//! its digest differs.
 
 mod codec;
 mod message;
@@ -203,6 +210,27 @@ pub enum Part {
     /// epoch, uncorrected: the first message of a session and its answer carry one, so
     /// that a node can tell whether its own clock is behind most of its peers'.
     Clock(u64),
+    /// The digest of the [`Part::Space`] the sender would send ([`space_digest`]): a
+    /// session's first message carries it instead of the part itself.
+    SpaceDigest([u8; 16]),
+    /// The sender wants the receiver's [`Part::Space`] (its digest differed, or the
+    /// sender holds no record of the space).
+    WantSpace,
+}
+
+/// The digest of a [`Part::Space`]: the first 16 bytes of the BLAKE3 hash of its record
+/// and statements, each length-prefixed, in the order given (a store lists statements by
+/// hash, so the same record and statements give the same digest). `None` for other parts.
+pub fn space_digest(part: &Part) -> Option<[u8; 16]> {
+    let Part::Space { record, statements } = part else { return None };
+    let mut hasher = blake3::Hasher::new();
+    for bytes in std::iter::once(record).chain(statements) {
+        hasher.update(&(bytes.len() as u64).to_be_bytes());
+        hasher.update(bytes);
+    }
+    let mut digest = [0u8; 16];
+    digest.copy_from_slice(&hasher.finalize().as_bytes()[..16]);
+    Some(digest)
 }
 
 /// A reconciliation message: the space and the parts.
