@@ -325,6 +325,16 @@ async fn every_route_answers_bad_input_with_a_json_4xx() {
         .unwrap();
     let answer = fixture.send(request).await;
     assert_eq!(answer.assert_client_error("Last-Event-ID"), "invalid_last_event_id");
+    // A `since` beyond the documented maximum, with or without a Last-Event-ID.
+    for last_event_id in [None, Some("0")] {
+        let mut request = fixture
+            .request(Method::GET, &format!("/v1/spaces/{space}/events?since=9223372036854775808"));
+        if let Some(id) = last_event_id {
+            request = request.header("Last-Event-ID", id);
+        }
+        let answer = fixture.send(request.body(Body::empty()).unwrap()).await;
+        assert_eq!(answer.assert_client_error("since over the maximum"), "invalid_since");
+    }
     fixture.node.shutdown().await.unwrap();
 }
 

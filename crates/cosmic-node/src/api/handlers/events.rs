@@ -135,6 +135,13 @@ pub(crate) async fn events(
             })?)
         }
     };
+    // Sequence numbers are documented (and served) as signed 64-bit integers.
+    if let Some(since) = query.since.filter(|since| i64::try_from(*since).is_err()) {
+        return Err(ApiError::bad_request(
+            "invalid_since",
+            format!("since {since} is beyond the largest sequence number, {}", i64::MAX),
+        ));
+    }
     let after = last_event_id.or(query.since).unwrap_or(0);
     let subscription = state.docs.subscribe(space, after).await?;
     let stream = subscription
