@@ -335,6 +335,17 @@ async fn every_route_answers_bad_input_with_a_json_4xx() {
         let answer = fixture.send(request.body(Body::empty()).unwrap()).await;
         assert_eq!(answer.assert_client_error("since over the maximum"), "invalid_since");
     }
+    // And a Last-Event-ID beyond it.
+    let request = fixture
+        .request(Method::GET, &format!("/v1/spaces/{space}/events?since=0"))
+        .header("Last-Event-ID", "9223372036854775808")
+        .body(Body::empty())
+        .unwrap();
+    let answer = fixture.send(request).await;
+    assert_eq!(
+        answer.assert_client_error("Last-Event-ID over the maximum"),
+        "invalid_last_event_id"
+    );
     fixture.node.shutdown().await.unwrap();
 }
 

@@ -127,7 +127,9 @@ pub(crate) async fn events(
         None => None,
         Some(value) => {
             let text = value.to_str().unwrap_or_default().trim();
-            Some(text.parse::<u64>().map_err(|_| {
+            // Sequence numbers are documented (and served) as signed 64-bit integers.
+            let id = text.parse::<u64>().ok().filter(|id| i64::try_from(*id).is_ok());
+            Some(id.ok_or_else(|| {
                 ApiError::bad_request(
                     "invalid_last_event_id",
                     format!("Last-Event-ID {text:?} is not a sequence number"),
@@ -135,7 +137,6 @@ pub(crate) async fn events(
             })?)
         }
     };
-    // Sequence numbers are documented (and served) as signed 64-bit integers.
     if let Some(since) = query.since.filter(|since| i64::try_from(*since).is_err()) {
         return Err(ApiError::bad_request(
             "invalid_since",
