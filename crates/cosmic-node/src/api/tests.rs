@@ -486,6 +486,24 @@ async fn revocations_end_rights_from_now_and_need_the_space_key_or_admin() {
     fixture.node.shutdown().await.unwrap();
 }
 
+/// Grants `user` write on `space` through the API (until `expires`, Unix ms, if any);
+/// returns the grant's `issued_at`.
+async fn grant_write(
+    fixture: &Fixture,
+    space: &str,
+    user: &cosmic_auth::AuthorKey,
+    expires: Option<u64>,
+) -> u64 {
+    let mut body = json!({"author": user.public(), "rights": "write"});
+    if let Some(expires) = expires {
+        body["expires"] = json!(expires);
+    }
+    let granted =
+        fixture.call(Method::POST, &format!("/v1/spaces/{space}/grants"), Some(body)).await;
+    assert_eq!(granted.status, StatusCode::CREATED, "{}", String::from_utf8_lossy(&granted.body));
+    granted.json()["issued_at"].as_u64().unwrap()
+}
+
 /// Posts one entry signed by `user` (field `field` of document `notes`, dated `millis`)
 /// to `POST /v1/spaces/{space}/entries`; the answer and the entry.
 async fn post_signed(
@@ -508,11 +526,7 @@ async fn a_sealed_revocation_keeps_what_the_node_held_and_refuses_entries_dated_
     let space = fixture.create_space("restricted").await;
     let id: cosmic_auth::SpaceId = space.parse().unwrap();
     let user = cosmic_auth::AuthorKey::generate();
-    let grants = format!("/v1/spaces/{space}/grants");
-    let body = json!({"author": user.public(), "rights": "write"});
-    let granted = fixture.call(Method::POST, &grants, Some(body)).await;
-    assert_eq!(granted.status, StatusCode::CREATED, "{}", String::from_utf8_lossy(&granted.body));
-    let granted_at = granted.json()["issued_at"].as_u64().unwrap();
+    let granted_at = grant_write(&fixture, &space, &user, None).await;
     let (answer, kept) = post_signed(&fixture, &user, id, "before", granted_at + 1).await;
     assert_eq!(answer.status, StatusCode::OK, "{}", String::from_utf8_lossy(&answer.body));
     // Revocations count from the millisecond they are issued: let one pass.
@@ -558,11 +572,7 @@ async fn a_revocation_too_large_to_seal_is_refused_whole_and_may_be_made_unseale
     let space = fixture.create_space("restricted").await;
     let id: cosmic_auth::SpaceId = space.parse().unwrap();
     let user = cosmic_auth::AuthorKey::generate();
-    let grants = format!("/v1/spaces/{space}/grants");
-    let body = json!({"author": user.public(), "rights": "write"});
-    let granted = fixture.call(Method::POST, &grants, Some(body)).await;
-    assert_eq!(granted.status, StatusCode::CREATED, "{}", String::from_utf8_lossy(&granted.body));
-    let at = granted.json()["issued_at"].as_u64().unwrap() + 1;
+    let at = grant_write(&fixture, &space, &user, None).await + 1;
     // One entry more than a sealed revocation may keep.
     let entries: Vec<cosmic_store::Entry> = (0..=cosmic_auth::MAX_KEPT)
         .map(|n| {
@@ -599,11 +609,7 @@ async fn an_expired_grant_is_sealed_so_entries_dated_back_into_it_are_refused() 
     let id: cosmic_auth::SpaceId = space.parse().unwrap();
     let user = cosmic_auth::AuthorKey::generate();
     let expires = cosmic_auth::Timestamp::now().0 + 300;
-    let grants = format!("/v1/spaces/{space}/grants");
-    let body = json!({"author": user.public(), "rights": "write", "expires": expires});
-    let granted = fixture.call(Method::POST, &grants, Some(body)).await;
-    assert_eq!(granted.status, StatusCode::CREATED, "{}", String::from_utf8_lossy(&granted.body));
-    let granted_at = granted.json()["issued_at"].as_u64().unwrap();
+    let granted_at = grant_write(&fixture, &space, &user, Some(expires)).await;
     let (answer, _) = post_signed(&fixture, &user, id, "inside", granted_at + 1).await;
     assert_eq!(answer.status, StatusCode::OK, "{}", String::from_utf8_lossy(&answer.body));
     // Nothing to seal before the expiry.
